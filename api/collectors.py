@@ -1,0 +1,64 @@
+"""/v1/collectors: what can run, its queue, its option schema, its availability."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from app.runtime import runtime
+from celeryconfig import collector_queue
+
+__all__ = ["blp", "json_schema"]
+
+blp = Blueprint("collectors", __name__, url_prefix="/v1/collectors", description="Collectors")
+
+
+class CollectorInfoSchema(Schema):
+    name = fields.String(required=True)
+    queue = fields.String(required=True)
+    available = fields.Boolean(required=True)
+    reason = fields.String(allow_none=True)
+    options_schema = fields.Dict(allow_none=True, metadata={"description": "JSON Schema"})
+    result_schema = fields.Dict(allow_none=True, metadata={"description": "JSON Schema"})
+
+
+class CollectorListSchema(Schema):
+    items = fields.List(fields.Nested(CollectorInfoSchema), required=True)
+
+
+@cache
+def _converter() -> Any:
+    plugin = MarshmallowPlugin()
+    APISpec("collectq", "v1", "3.1.0", plugins=[plugin])
+    return plugin.converter
+
+
+def json_schema(schema: type[Schema]) -> dict[str, Any]:
+    """The JSON Schema of a marshmallow schema class."""
+    out: dict[str, Any] = _converter().schema2jsonschema(schema())
+    return out
+
+
+@blp.route("")
+@blp.response(200, CollectorListSchema)
+def list_collectors() -> Any:
+    """Every installed collector, with the reason when it is unavailable."""
+    items = []
+    for info in runtime().registry.infos():
+        c = info.collector
+        items.append(
+            {
+                "name": info.name,
+                "queue": collector_queue(info.name),
+                "available": info.available,
+                "reason": info.reason,
+                "options_schema": json_schema(c.options_schema) if c else None,
+                "result_schema": json_schema(c.result_schema) if c else None,
+            }
+        )
+    return {"items": items}

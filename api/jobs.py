@@ -1,0 +1,119 @@
+"""/v1/jobs: submit, list, get (long-poll), cancel, artifacts."""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+from flask import Response, current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.identity import current_owner, owner_filter
+from api.requests import request_id
+from app import jobs as service
+from app.errors import NotFound
+from app.runtime import runtime
+from app.store import ALL_OWNERS, ListFilter
+from schemas.job import EnvelopeSchema, JobListArgsSchema, JobListSchema, JobRequestSchema, WaitArgsSchema
+
+__all__ = ["blp", "submit"]
+
+blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Collection jobs")
+
+_JOB_ID = re.compile(r"^j_[0-9A-HJKMNP-TV-Z]{26}$")
+_ARTIFACT = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def _job_id(job_id: str) -> str:
+    if not _JOB_ID.match(job_id):
+        raise NotFound(f"no job {job_id}")
+    return job_id
+
+
+def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Shared by POST /v1/jobs and the legacy POST /collect."""
+    key = request.headers.get("Idempotency-Key")
+    envelope, created = service.submit_job(
+        runtime(),
+        current_app.extensions["celery"],
+        data,
+        owner=current_owner(),
+        idempotency_key=key[:256] if key else None,
+        request_id=request_id(),
+    )
+    headers = {"Location": f"/v1/jobs/{envelope['id']}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return envelope, 202, headers
+
+
+@blp.route("")
+class Jobs(MethodView):
+    @blp.arguments(JobRequestSchema)
+    @blp.response(202, EnvelopeSchema, description="Accepted; poll the Location")
+    @blp.alt_response(422, description="Invalid fields")
+    @blp.alt_response(503, description="Broker or Redis unreachable; retry after Retry-After")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Submit a job: one target, one or more collectors."""
+        return submit(data)
+
+    @blp.arguments(JobListArgsSchema, location="query")
+    @blp.response(200, JobListSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """List jobs, newest first (cursor pagination)."""
+        label = args.get("label")
+        flt = ListFilter(
+            status=args.get("status"),
+            collector=args.get("collector"),
+            label=tuple(label.split("=", 1)) if label else None,  # type: ignore[arg-type]
+        )
+        items, cursor = runtime().store.list(
+            owner_filter() or ALL_OWNERS, flt, limit=args["limit"], cursor=args.get("cursor")
+        )
+        return {"items": items, "next_cursor": cursor}
+
+
+@blp.route("/<job_id>")
+class Job(MethodView):
+    @blp.arguments(WaitArgsSchema, location="query")
+    @blp.response(200, EnvelopeSchema)
+    @blp.alt_response(404, description="No such job")
+    def get(self, args: dict[str, Any], job_id: str) -> Any:
+        """The result envelope; `?wait=N` waits up to N s for a terminal state."""
+        rt = runtime()
+        if args["wait"] > 0:
+            return service.wait_job(rt, _job_id(job_id), owner_filter(), args["wait"])
+        return service.get_job(rt, _job_id(job_id), owner_filter())
+
+    @blp.response(200, EnvelopeSchema)
+    @blp.alt_response(409, description="The job already finished")
+    def delete(self, job_id: str) -> Any:
+        """Cancel: queued work is skipped, running work revoked."""
+        return service.cancel_job(
+            runtime(), current_app.extensions["celery"], _job_id(job_id), owner_filter()
+        )
+
+
+@blp.route("/<job_id>/artifacts/<name>")
+@blp.response(200, description="Raw bytes with their content type; `?inline=1` gives base64 JSON")
+@blp.alt_response(404, description="No such job or artifact")
+def artifact(job_id: str, name: str) -> Response:
+    """An artifact (response body, screenshot) of a job."""
+    rt = runtime()
+    service.get_job(rt, _job_id(job_id), owner_filter())
+    found = rt.store.get_artifact(job_id, name) if _ARTIFACT.match(name) else None
+    if found is None:
+        raise NotFound(f"job {job_id} has no artifact {name!r}")
+    body, content_type = found
+    if request.args.get("inline") in ("1", "true"):
+        return current_app.json.response(
+            name=name, content_type=content_type, size=len(body),
+            data_base64=base64.b64encode(body).decode(),
+        )
+    resp = Response(body, mimetype=None, content_type=content_type)
+    # Artifacts are the target's bytes: never let a browser sniff or render them as ours.
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp

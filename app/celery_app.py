@@ -1,0 +1,31 @@
+"""Celery wiring: one Celery app per Flask app, kept in ``app.extensions["celery"]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+import celeryconfig
+from app.runtime import runtime
+from tasks.collect import register_collector_tasks
+
+__all__ = ["celery_init_app"]
+
+
+def celery_init_app(app: Flask) -> Celery:
+    rt = runtime(app)
+
+    class FlaskTask(Task):  # type: ignore[type-arg]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    names = rt.registry.available_names()
+    celery.config_from_object(celeryconfig.build(rt.settings, names))
+    register_collector_tasks(celery, rt.settings, names)
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

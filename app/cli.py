@@ -1,0 +1,141 @@
+"""The `collectq` command line: collect, api, worker, beat, up, config check."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from app.settings import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        click.echo(f"collectq: {exc}", err=True)
+        sys.exit(2)
+
+
+def _exec(argv: list[str]) -> NoReturn:
+    """Replace this process (signals then reach the server directly)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *argv])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """collectq: a distributed data-collection service."""
+
+
+@main.command()
+@click.argument("target")
+@click.option("-c", "--collectors", default="http", show_default=True, help="comma-separated")
+@click.option("-o", "--option", "opts", multiple=True, help="collector.key=value (value is JSON or text)")
+@click.option("--save-artifacts", type=click.Path(file_okay=False, path_type=Path), help="write artifacts here")
+def collect(target: str, collectors: str, opts: tuple[str, ...], save_artifacts: Path | None) -> None:
+    """Run collectors in-process (no servers) and print the result envelope."""
+    from app.local import collect_locally
+
+    settings = _settings()
+    if settings.is_dev and settings.net_allow:
+        click.echo(f"collectq: dev profile: loopback allowed ({', '.join(settings.net_allow)})", err=True)
+    options: dict[str, dict[str, Any]] = {}
+    for opt in opts:
+        key, sep, raw = opt.partition("=")
+        name, dot, field = key.partition(".")
+        if not sep or not dot:
+            raise click.BadParameter(f"{opt!r}: use collector.key=value", param_hint="--option")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        options.setdefault(name, {})[field] = value
+    names = [n.strip() for n in collectors.split(",") if n.strip()]
+    code, envelope = collect_locally(settings, target, names, options, save_artifacts)
+    click.echo(json.dumps(envelope, indent=2))
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--bind", help="host:port (default from COLLECTQ_API_HOST/PORT)")
+def api(bind: str | None) -> None:
+    """Run the HTTP API under gunicorn."""
+    s = _settings()
+    _exec(
+        [
+            "-m", "gunicorn",
+            "--bind", bind or f"{s.api_host}:{s.api_port}",
+            "--workers", str(s.api_workers),
+            "--worker-class", "gthread",
+            "--threads", str(s.api_threads),
+            "--graceful-timeout", "30",
+            "--timeout", str(max(60, s.max_wait + 30)),
+            "--access-logfile", "-",
+            "app.wsgi:application",
+        ]
+    )
+
+
+@main.command()
+@click.option("-Q", "--queues", required=True, help="comma-separated queues, e.g. collect.http")
+@click.option("-c", "--concurrency", type=int, help="default COLLECTQ_WORKER_CONCURRENCY")
+@click.option("-P", "--pool", type=click.Choice(["threads", "prefork", "solo"]), help="default COLLECTQ_WORKER_POOL")
+@click.option("-n", "--hostname", help="node name (default <queues>@%h)")
+def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str | None) -> None:
+    """Run a Celery worker for the given queues."""
+    s = _settings()
+    _exec(
+        [
+            "-m", "celery", "-A", "app.worker", "worker",
+            "-Q", queues,
+            "-P", pool or s.worker_pool,
+            "-c", str(concurrency or s.worker_concurrency),
+            "-n", hostname or f"{queues.replace(',', '+')}@%h",
+            "-l", s.log_level,
+            "--without-mingle",
+        ]
+    )
+
+
+@main.command()
+def beat() -> None:
+    """Run Celery beat (periodic maintenance; schedules come with the scheduling API)."""
+    s = _settings()
+    _exec(["-m", "celery", "-A", "app.worker", "beat", "-l", s.log_level])
+
+
+@main.command()
+def up() -> None:
+    """Start the whole service (embedded Redis unless URLs are configured)."""
+    from app.up import run_up
+
+    sys.exit(run_up())
+
+
+@main.group()
+def config() -> None:
+    """Configuration tools."""
+
+
+@config.command("check")
+def config_check() -> None:
+    """Print the effective configuration (secrets redacted); exit non-zero on errors."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        click.echo(f"collectq: {exc}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps(settings.redacted(), indent=2))
+    click.echo("configuration OK", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,174 @@
+"""Job service: the one call each API view makes (submit, get, wait, cancel).
+
+Submit order (DESIGN §5): validate → write the record → publish with broker
+confirms and a bounded wait → 202. If the broker cannot take the messages the
+record is deleted again, so no phantom `queued` job is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+from marshmallow import ValidationError
+from redis.exceptions import RedisError
+
+from app.errors import Conflict, DependencyUnavailable, NotFound, ValidationFailed
+from app.ids import new_id
+from app.runtime import Runtime
+from celeryconfig import collector_queue, collector_task
+
+__all__ = ["cancel_job", "get_job", "submit_job", "wait_job"]
+
+log = logging.getLogger("collectq.jobs")
+
+# What a failed publish can raise: kombu wraps most, sockets and amqp leak some.
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (OperationalError, KombuError, OSError, TimeoutError)
+try:
+    from amqp.exceptions import AMQPError
+
+    PUBLISH_ERRORS += (AMQPError,)
+except ImportError:  # pragma: no cover - amqp ships with celery[amqp]
+    pass
+
+
+def _check_collectors(rt: Runtime, names: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    """Validate collector names and their options; return the loaded options."""
+    errors: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        info = rt.registry.info(name)
+        if info is None:
+            known = ", ".join(rt.registry.names())
+            errors.setdefault("collectors", {})[str(i)] = [f"unknown collector {name!r} (known: {known})"]
+        elif not info.available or info.collector is None:
+            errors.setdefault("collectors", {})[str(i)] = [f"collector {name!r} is unavailable: {info.reason}"]
+        else:
+            try:
+                # Validate now so a bad option is a 422, not a failed job later;
+                # store what the client sent (defaults are applied by the task).
+                info.collector.options_schema().load(options.get(name, {}))
+                loaded[name] = options.get(name, {})
+            except ValidationError as exc:
+                errors.setdefault("options", {})[name] = exc.messages
+    if errors:
+        raise ValidationFailed(errors)
+    return loaded
+
+
+def publish(celery: Celery, rt: Runtime, job_id: str, collectors: list[str], request_id: str | None) -> None:
+    """Publish one message per collector and wait for the broker's confirms (bounded)."""
+    timeout = rt.settings.publish_timeout
+    headers = {"x_request_id": request_id} if request_id else {}
+    with celery.producer_or_acquire() as producer:
+        for name in collectors:
+            celery.send_task(
+                collector_task(name),
+                args=[job_id, name],
+                task_id=f"{job_id}.{name}",
+                queue=collector_queue(name),
+                headers=headers,
+                producer=producer,
+                # One quick reconnect covers a connection the broker dropped
+                # while idle; beyond that the client gets a 503, not a hang.
+                retry=True,
+                retry_policy={
+                    "max_retries": 1,
+                    "interval_start": 0,
+                    "interval_step": 0.2,
+                    "interval_max": 0.2,
+                    "timeout": timeout,
+                },
+                timeout=timeout,
+                confirm_timeout=timeout,
+            )
+
+
+def submit_job(
+    rt: Runtime,
+    celery: Celery,
+    data: dict[str, Any],
+    *,
+    owner: str,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Accept a job; return (envelope, created). created=False for an idempotent repeat."""
+    collectors: list[str] = data["collectors"]
+    options = _check_collectors(rt, collectors, data.get("options") or {})
+    job_id = new_id("j_")
+    if idempotency_key:
+        earlier = rt.store.claim_idempotency_key(owner, idempotency_key, job_id)
+        if earlier is not None:
+            envelope = rt.store.get(earlier)
+            if envelope is not None:
+                return envelope, False
+            # the earlier job expired or was never accepted: take the key over
+            rt.store.release_idempotency_key(owner, idempotency_key)
+            rt.store.claim_idempotency_key(owner, idempotency_key, job_id)
+    rt.store.create(
+        job_id=job_id,
+        owner=owner,
+        target=data["target"],
+        collectors=collectors,
+        options=options,
+        labels=data.get("labels") or {},
+    )
+    try:
+        publish(celery, rt, job_id, collectors, request_id)
+    except PUBLISH_ERRORS as exc:
+        log.warning("publish failed, job withdrawn", extra={"job_id": job_id, "error": repr(exc)})
+        _withdraw(rt, job_id, owner, idempotency_key)
+        raise DependencyUnavailable("broker") from exc
+    envelope = rt.store.get(job_id)
+    if envelope is None:  # expired within the same request: only with an absurd TTL
+        raise NotFound(f"job {job_id} vanished")
+    return envelope, True
+
+
+def _withdraw(rt: Runtime, job_id: str, owner: str, idempotency_key: str | None) -> None:
+    try:
+        rt.store.delete(job_id, owner)
+        if idempotency_key:
+            rt.store.release_idempotency_key(owner, idempotency_key)
+    except RedisError:  # the tasks that did go out find no record and do nothing
+        log.exception("could not withdraw job", extra={"job_id": job_id})
+
+
+def get_job(rt: Runtime, job_id: str, owner: str | None) -> dict[str, Any]:
+    """The envelope; NotFound if missing or (when `owner` is set) someone else's."""
+    envelope = rt.store.get(job_id)
+    if envelope is None or (owner is not None and rt.store.owner_of(job_id) != owner):
+        raise NotFound(f"no job {job_id}")
+    return envelope
+
+
+def wait_job(rt: Runtime, job_id: str, owner: str | None, wait: float) -> dict[str, Any]:
+    """Like get_job, but wait up to `wait` seconds (capped by settings) for a terminal state."""
+    envelope = get_job(rt, job_id, owner)
+    deadline = time.monotonic() + min(wait, rt.settings.max_wait)
+    delay = 0.02
+    while not rt.store.is_terminal(envelope["status"]) and time.monotonic() < deadline:
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.25)
+        status = rt.store.status(job_id)
+        if status != envelope["status"]:
+            envelope = get_job(rt, job_id, owner)
+    return envelope
+
+
+def cancel_job(rt: Runtime, celery: Celery, job_id: str, owner: str | None) -> dict[str, Any]:
+    envelope = get_job(rt, job_id, owner)
+    if rt.store.is_terminal(envelope["status"]):
+        raise Conflict(f"job {job_id} already finished as {envelope['status']}")
+    rt.store.cancel(job_id)
+    # Queued messages find their collector cancelled and skip; running work is
+    # told to stop where the pool can (prefork). Best effort: the record is final.
+    try:
+        celery.control.revoke([f"{job_id}.{name}" for name in envelope["collectors"]])
+    except PUBLISH_ERRORS:
+        log.warning("revoke broadcast failed", extra={"job_id": job_id})
+    return get_job(rt, job_id, owner)

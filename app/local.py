@@ -1,0 +1,96 @@
+"""`collectq collect`: run collectors in-process, no servers, same envelope as the API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from app.ids import new_id
+from app.settings import Settings
+from app.store import utcnow
+from collectors.base import CollectContext, CollectorError, NetworkPolicy
+from collectors.registry import load_registry
+from collectors.runner import run_collector_once
+from schemas import SCHEMA_VERSION
+from schemas.status import CollectorStatus, JobStatus
+
+__all__ = ["collect_locally", "job_status_of"]
+
+
+def job_status_of(statuses: list[str]) -> str:
+    """The job's final state from its collectors' (mirrors the store's Lua rule)."""
+    ok = statuses.count(CollectorStatus.SUCCEEDED)
+    if ok == len(statuses):
+        return JobStatus.SUCCEEDED
+    if statuses.count(CollectorStatus.CANCELLED) == len(statuses):
+        return JobStatus.CANCELLED
+    return JobStatus.FAILED if ok == 0 else JobStatus.PARTIAL
+
+
+def collect_locally(
+    settings: Settings,
+    target: str,
+    names: list[str],
+    options: dict[str, dict[str, Any]],
+    artifacts_dir: Path | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run each collector once; return (exit code, envelope). Exit 0 only if all succeeded."""
+    registry = load_registry(settings.plugins)
+    policy = NetworkPolicy.from_strings(settings.net_allow)
+    job_id = new_id("j_")
+    created = utcnow()
+    results: dict[str, Any] = {}
+    try:
+        for name in names:
+            results[name] = _run_one(registry, name, target, options.get(name, {}), policy, job_id, artifacts_dir)
+    finally:
+        registry.close()
+    status = job_status_of([r["status"] for r in results.values()])
+    envelope = {
+        "id": job_id,
+        "schema_version": SCHEMA_VERSION,
+        "status": status,
+        "target": target,
+        "collectors": names,
+        "created_at": created,
+        "started_at": created,
+        "finished_at": utcnow(),
+        "labels": {},
+        "schedule_id": None,
+        "results": results,
+    }
+    return (0 if status == JobStatus.SUCCEEDED else 1), envelope
+
+
+def _run_one(
+    registry: Any,
+    name: str,
+    target: str,
+    options: dict[str, Any],
+    policy: Any,
+    job_id: str,
+    artifacts_dir: Path | None,
+) -> dict[str, Any]:
+    started, t0 = utcnow(), time.perf_counter()
+    try:
+        collector = registry.get(name)
+    except KeyError:
+        info = registry.info(name)
+        reason = info.reason if info else f"unknown collector (known: {', '.join(registry.names())})"
+        outcome: Any = CollectorError(reason)
+    else:
+        outcome = run_collector_once(collector, target, options, CollectContext(policy=policy, job_id=job_id))
+    timing = {"started_at": started, "finished_at": utcnow(), "duration_ms": round((time.perf_counter() - t0) * 1000, 1)}
+    if isinstance(outcome, CollectorError):
+        return {"status": CollectorStatus.FAILED, "attempts": 1, **timing, "data": None, "artifacts": [], "error": outcome.to_dict()}
+    artifacts = []
+    for art in outcome.artifacts:
+        info: dict[str, Any] = {"name": art.name, "content_type": art.content_type, "size": len(art.body)}
+        if artifacts_dir is not None:
+            artifacts_dir.mkdir(parents=True, exist_ok=True)
+            path = artifacts_dir / art.name
+            path.write_bytes(art.body)
+            info["path"] = str(path)
+        artifacts.append(info)
+    return {"status": CollectorStatus.SUCCEEDED, "attempts": 1, **timing, "data": outcome.data, "artifacts": artifacts, "error": None}

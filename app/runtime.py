@@ -1,0 +1,54 @@
+"""The per-process services every part reaches through one object.
+
+Built once by `create_app` and kept in ``app.extensions["collectq"]``; tasks
+find it through the Flask app context their base class pushes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+from redis import Redis
+
+from app.settings import Settings
+from app.store import JobStore
+from collectors.base import NetworkPolicy
+from collectors.registry import Registry, load_registry
+
+__all__ = ["EXTENSION", "Runtime", "build_runtime", "runtime"]
+
+EXTENSION = "collectq"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Redis
+    store: JobStore
+    registry: Registry
+    policy: NetworkPolicy
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Create clients and load collectors. Connections open lazily, on first use."""
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=max(10, settings.max_wait + 5),
+        health_check_interval=30,
+        retry_on_timeout=False,
+    )
+    return Runtime(
+        settings=settings,
+        redis=redis,
+        store=JobStore(redis, settings.redis_prefix, settings.job_ttl),
+        registry=load_registry(settings.plugins),
+        policy=NetworkPolicy.from_strings(settings.net_allow),
+    )
+
+
+def runtime(app: Flask | None = None) -> Runtime:
+    """The Runtime of `app`, or of the current Flask app."""
+    rt: Runtime = (app or current_app).extensions[EXTENSION]
+    return rt

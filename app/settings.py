@@ -1,0 +1,203 @@
+"""One settings object for the API, the workers, beat and the CLI.
+
+Read once (``load_settings``) from ``COLLECTQ_*`` environment variables; a
+secret may come from ``COLLECTQ_<NAME>_FILE`` instead (Docker/K8s secrets).
+Every bad variable is reported at once, by name. Profiles (``COLLECTQ_ENV``)
+only change defaults; explicit variables always win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from environs import EnvValidationError, FileAwareEnv
+from marshmallow.validate import OneOf, Range
+
+__all__ = ["PROFILES", "ConfigError", "Settings", "load_settings", "redact_url"]
+
+PROFILES = ("dev", "test", "staging", "prod")
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+# Defaults that differ per profile. Anything not here has one default for all.
+_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dev": {
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "broker_url": "amqp://guest:guest@127.0.0.1:5672//",
+        "net_allow": LOOPBACK,
+        "log_json": False,
+    },
+    "test": {
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "broker_url": "amqp://guest:guest@127.0.0.1:5672//",
+        "net_allow": [],
+        "log_json": False,
+    },
+    "staging": {"redis_url": None, "broker_url": None, "net_allow": [], "log_json": True},
+    "prod": {"redis_url": None, "broker_url": None, "net_allow": [], "log_json": True},
+}
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `errors` maps each variable name to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        lines = [f"{name}: {'; '.join(msgs)}" for name, msgs in sorted(errors.items())]
+        super().__init__("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def _secret() -> Any:
+    return field(default=None, repr=False, metadata={"secret": True})
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "dev"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    redis_prefix: str = "cq:"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 2
+    api_threads: int = 8
+    max_body_bytes: int = 1024 * 1024
+    publish_timeout: float = 5.0
+    job_ttl: int = 7 * 24 * 3600
+    max_wait: int = 30
+    net_allow: tuple[str, ...] = ()
+    max_retries: int = 3
+    retry_backoff_base: float = 1.0
+    retry_backoff_max: float = 60.0
+    soft_time_limit: int = 60
+    hard_time_limit: int = 90
+    worker_concurrency: int = 16
+    worker_pool: str = "threads"
+    log_level: str = "INFO"
+    log_json: bool = False
+    cors_origins: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    secret_key: str | None = _secret()
+    sentry_dsn: str | None = _secret()
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration with secrets and URL passwords hidden."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret"):
+                value = "***" if value else None
+            elif f.name.endswith("_url") and isinstance(value, str):
+                value = redact_url(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f"COLLECTQ_{f.name.upper()}"] = value
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL (`amqp://user:***@host/`)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate ``COLLECTQ_*`` variables; raise ConfigError naming each bad one.
+
+    `overrides` (field name → value) win over the environment; tests use them.
+    """
+    env = FileAwareEnv(eager=False, prefix="COLLECTQ_")
+    profile = env.str("ENV", "dev", validate=OneOf(PROFILES))
+    defaults = {**_PROFILE_DEFAULTS.get(profile, _PROFILE_DEFAULTS["dev"])}
+    pos = Range(min=1)
+    values: dict[str, Any] = {
+        "env": profile,
+        "redis_url": env.str("REDIS_URL", defaults["redis_url"]),
+        "broker_url": env.str("BROKER_URL", defaults["broker_url"]),
+        "redis_prefix": env.str("REDIS_PREFIX", "cq:"),
+        "api_host": env.str("API_HOST", "127.0.0.1"),
+        "api_port": env.int("API_PORT", 8000, validate=Range(min=1, max=65535)),
+        "api_workers": env.int("API_WORKERS", 2, validate=pos),
+        "api_threads": env.int("API_THREADS", 8, validate=pos),
+        "max_body_bytes": env.int("MAX_BODY_BYTES", 1024 * 1024, validate=Range(min=1024)),
+        "publish_timeout": env.float("PUBLISH_TIMEOUT", 5.0, validate=Range(min=0.1, max=60)),
+        "job_ttl": env.int("JOB_TTL", 7 * 24 * 3600, validate=Range(min=60)),
+        "max_wait": env.int("MAX_WAIT", 30, validate=Range(min=0, max=300)),
+        "net_allow": tuple(env.list("NET_ALLOW", defaults["net_allow"])),
+        "max_retries": env.int("MAX_RETRIES", 3, validate=Range(min=0, max=20)),
+        "retry_backoff_base": env.float("RETRY_BACKOFF_BASE", 1.0, validate=Range(min=0)),
+        "retry_backoff_max": env.float("RETRY_BACKOFF_MAX", 60.0, validate=Range(min=0)),
+        "soft_time_limit": env.int("SOFT_TIME_LIMIT", 60, validate=pos),
+        "hard_time_limit": env.int("HARD_TIME_LIMIT", 90, validate=pos),
+        "worker_concurrency": env.int("WORKER_CONCURRENCY", 16, validate=pos),
+        "worker_pool": env.str(
+            "WORKER_POOL", "threads", validate=OneOf(["threads", "prefork", "solo"])
+        ),
+        "log_level": env.str(
+            "LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
+        ),
+        "log_json": env.bool("LOG_JSON", defaults["log_json"]),
+        "cors_origins": tuple(env.list("CORS_ORIGINS", [])),
+        "plugins": tuple(env.list("PLUGINS", [])),
+        "secret_key": env.str("SECRET_KEY", None),
+        "sentry_dsn": env.str("SENTRY_DSN", None),
+    }
+    errors: dict[str, list[str]] = {}
+    try:
+        env.seal()
+    except EnvValidationError as exc:
+        for name, msgs in exc.error_messages.items():
+            errors[f"COLLECTQ_{name}"] = [str(m) for m in msgs]
+    values.update(overrides)
+    errors.update(_check(values))
+    if errors:
+        raise ConfigError(errors)
+    return Settings(**values)
+
+
+def _check(values: dict[str, Any]) -> dict[str, list[str]]:
+    """Cross-field rules that a single parser cannot express."""
+    errors: dict[str, list[str]] = {}
+
+    def bad(name: str, msg: str) -> None:
+        errors.setdefault(f"COLLECTQ_{name.upper()}", []).append(msg)
+
+    for name, schemes in (
+        ("redis_url", ("redis", "rediss", "unix")),
+        ("broker_url", ("amqp", "amqps", "pyamqp", "redis", "rediss")),
+    ):
+        url = values.get(name)
+        if not url:
+            bad(name, f"required in the {values['env']} profile")
+        elif urlsplit(url).scheme not in schemes:
+            bad(name, f"scheme must be one of {', '.join(schemes)}")
+    for cidr in values.get("net_allow") or ():
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            bad("net_allow", f"{cidr!r} is not an IP network")
+    if values["hard_time_limit"] <= values["soft_time_limit"]:
+        bad("hard_time_limit", "must be greater than COLLECTQ_SOFT_TIME_LIMIT")
+    if values["retry_backoff_max"] < values["retry_backoff_base"]:
+        bad("retry_backoff_max", "must be at least COLLECTQ_RETRY_BACKOFF_BASE")
+    if values["env"] in ("staging", "prod"):
+        if "*" in values["cors_origins"]:
+            bad("cors_origins", "wildcard origin is not allowed in this profile")
+        if not values.get("secret_key"):
+            bad("secret_key", f"required in the {values['env']} profile")
+        broker = urlsplit(values.get("broker_url") or "")
+        if broker.username == "guest":
+            bad("broker_url", "guest broker credentials are not allowed in this profile")
+    return errors

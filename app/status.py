@@ -1,0 +1,86 @@
+"""Health of the dependencies, for /ready and /v1/status."""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import version
+from typing import Any
+
+from celery import Celery
+from redis.exceptions import RedisError
+
+from app.jobs import PUBLISH_ERRORS
+from app.runtime import Runtime
+from app.settings import redact_url
+from celeryconfig import MAINTENANCE_QUEUE, collector_queue
+
+__all__ = ["broker_ok", "redis_ok", "service_status"]
+
+
+def redis_ok(rt: Runtime) -> tuple[bool, str | None]:
+    try:
+        rt.redis.ping()
+    except RedisError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, None
+
+
+def broker_ok(celery: Celery, timeout: float) -> tuple[bool, str | None]:
+    try:
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+    except PUBLISH_ERRORS as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, None
+
+
+def _queue_depths(celery: Celery, queues: list[str]) -> dict[str, int | None]:
+    depths: dict[str, int | None] = {}
+    with celery.connection_for_write() as conn:
+        channel = conn.default_channel
+        for q in queues:
+            try:
+                depths[q] = channel.queue_declare(queue=q, passive=True).message_count
+            except PUBLISH_ERRORS:  # not declared yet (no worker ever started for it)
+                depths[q] = None
+                channel = conn.channel()
+    return depths
+
+
+def _workers(celery: Celery, timeout: float) -> dict[str, list[str]]:
+    """Worker node names consuming each queue (empty lists if none answer)."""
+    replies = celery.control.inspect(timeout=timeout).active_queues() or {}
+    per_queue: dict[str, list[str]] = {}
+    for node, queues in replies.items():
+        for q in queues:
+            per_queue.setdefault(q["name"], []).append(node)
+    return per_queue
+
+
+def service_status(rt: Runtime, celery: Celery) -> dict[str, Any]:
+    timeout = min(2.0, rt.settings.publish_timeout)
+    r_ok, r_err = redis_ok(rt)
+    b_ok, b_err = broker_ok(celery, timeout)
+    queues = [collector_queue(n) for n in rt.registry.available_names()] + [MAINTENANCE_QUEUE]
+    depths: dict[str, int | None] = dict.fromkeys(queues)
+    workers: dict[str, list[str]] = {}
+    if b_ok:
+        try:
+            depths = _queue_depths(celery, queues)
+            workers = _workers(celery, 1.0)
+        except PUBLISH_ERRORS as exc:
+            b_ok, b_err = False, f"{type(exc).__name__}: {exc}"
+    return {
+        "status": "ok" if r_ok and b_ok else "degraded",
+        "redis": {"ok": r_ok, "error": r_err, "url": redact_url(rt.settings.redis_url)},
+        "broker": {"ok": b_ok, "error": b_err, "url": redact_url(rt.settings.broker_url)},
+        "queues": {
+            q: {"depth": depths.get(q), "workers": workers.get(q, [])} for q in queues
+        },
+        "collectors": {i.name: {"available": i.available, "reason": i.reason} for i in rt.registry.infos()},
+        "versions": {
+            "collectq": version("collectq"),
+            "celery": version("celery"),
+            "python": platform.python_version(),
+        },
+    }

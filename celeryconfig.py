@@ -1,0 +1,67 @@
+"""Celery settings, built from the one Settings object (no second source of truth).
+
+`build()` returns a plain mapping for ``celery.config_from_object``; nothing is
+read from the environment here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from app.settings import Settings
+
+__all__ = ["MAINTENANCE_QUEUE", "build", "collector_queue", "collector_task"]
+
+MAINTENANCE_QUEUE = "maintenance"
+
+
+def collector_queue(name: str) -> str:
+    """The queue that carries collector `name`'s tasks."""
+    return f"collect.{name}"
+
+
+def collector_task(name: str) -> str:
+    """The registered task name of collector `name`."""
+    return f"collect.{name}"
+
+
+def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
+    exchange = Exchange("collectq", type="direct", durable=True)
+    queues = [collector_queue(n) for n in collectors] + [MAINTENANCE_QUEUE]
+    amqp = settings.broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": None,  # results live in the job store, not Celery's backend
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        "timezone": "UTC",
+        "enable_utc": True,
+        # Delivery: ack after the task ran, requeue when the worker process dies.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.hard_time_limit,
+        "task_default_queue": MAINTENANCE_QUEUE,
+        "task_default_exchange": exchange.name,
+        "task_default_routing_key": MAINTENANCE_QUEUE,
+        "task_queues": [Queue(q, exchange, routing_key=q, durable=True) for q in queues],
+        "task_routes": [{collector_task(n): {"queue": collector_queue(n)} for n in collectors}],
+        "task_create_missing_queues": False,
+        "task_publish_retry": False,  # the API answers 503 itself instead of blocking
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": settings.publish_timeout,
+        "broker_transport_options": (
+            {"confirm_publish": True} if amqp else {"visibility_timeout": settings.hard_time_limit * 4}
+        ),
+        "broker_pool_limit": 10,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }

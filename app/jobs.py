@@ -80,7 +80,6 @@ def publish(celery: Celery, rt: Runtime, job_id: str, collectors: list[str], req
                     "interval_start": 0,
                     "interval_step": 0.2,
                     "interval_max": 0.2,
-                    "timeout": timeout,
                 },
                 timeout=timeout,
                 confirm_timeout=timeout,

@@ -156,15 +156,18 @@ def _retry(
     return task.retry(countdown=delay, max_retries=None, exc=exc)  # type: ignore[no-any-return]
 
 
-def register_collector_tasks(
-    celery: Celery, settings: Settings, names: list[str]
-) -> None:
-    """Register ``collect.<name>`` for every collector in `names`."""
+def register_collector_tasks(celery: Celery, settings: Settings, names: list[str]) -> None:
+    """Register ``collect.<name>`` for every collector in `names`.
+
+    The base mixes our delivery rules into the app's task class (which pushes
+    the Flask app context, so `runtime()` works inside the task).
+    """
+    base = type("CollectorTask", (CollectorTask, celery.Task), {})
     for name in names:
         celery.task(
             run_collector,
             name=collector_task(name),
-            base=CollectorTask,
+            base=base,
             bind=True,
             soft_time_limit=settings.soft_time_limit,
             time_limit=settings.hard_time_limit,

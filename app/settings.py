@@ -159,7 +159,7 @@ def load_settings(**overrides: Any) -> Settings:
         env.seal()
     except EnvValidationError as exc:
         for name, msgs in exc.error_messages.items():
-            errors[f"COLLECTQ_{name}"] = [str(m) for m in msgs]
+            errors[name] = [str(m) for m in msgs]  # already prefixed
     values.update(overrides)
     errors.update(_check(values))
     if errors:

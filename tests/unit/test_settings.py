@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from app.settings import ConfigError, load_settings, redact_url
+
+
+def test_dev_defaults_allow_loopback_only() -> None:
+    s = load_settings()
+    assert s.env == "dev"
+    assert s.net_allow == ("127.0.0.0/8", "::1/128")
+
+
+def test_test_and_prod_profiles_allow_no_internal_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_ENV", "test")
+    assert load_settings().net_allow == ()
+
+
+def test_every_bad_variable_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_API_PORT", "99999")
+    monkeypatch.setenv("COLLECTQ_MAX_RETRIES", "many")
+    monkeypatch.setenv("COLLECTQ_BROKER_URL", "http://nope")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {
+        "COLLECTQ_API_PORT",
+        "COLLECTQ_MAX_RETRIES",
+        "COLLECTQ_BROKER_URL",
+    }
+    assert "COLLECTQ_API_PORT" in str(info.value)
+
+
+def test_unknown_profile_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_ENV", "production")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "COLLECTQ_ENV" in info.value.errors
+
+
+def test_prod_refuses_missing_urls_guest_broker_wildcard_cors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_ENV", "prod")
+    monkeypatch.setenv("COLLECTQ_CORS_ORIGINS", "*")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert {"COLLECTQ_REDIS_URL", "COLLECTQ_BROKER_URL", "COLLECTQ_CORS_ORIGINS",
+            "COLLECTQ_SECRET_KEY"} <= set(info.value.errors)
+    monkeypatch.setenv("COLLECTQ_BROKER_URL", "amqp://guest:guest@rabbit//")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "guest" in " ".join(info.value.errors["COLLECTQ_BROKER_URL"])
+
+
+def test_secret_from_file_and_redacted(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t-value")
+    monkeypatch.setenv("COLLECTQ_SECRET_KEY_FILE", str(secret))
+    monkeypatch.setenv("COLLECTQ_BROKER_URL", "amqp://app:hunter2@rabbit:5672/vh")
+    s = load_settings()
+    assert s.secret_key == "s3cr3t-value"
+    shown = s.redacted()
+    assert shown["COLLECTQ_SECRET_KEY"] == "***"
+    assert shown["COLLECTQ_BROKER_URL"] == "amqp://app:***@rabbit:5672/vh"
+    assert "s3cr3t-value" not in repr(s)
+    assert "hunter2" not in str(shown)
+
+
+def test_redact_url_leaves_passwordless_urls() -> None:
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_time_limits_must_be_ordered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_SOFT_TIME_LIMIT", "100")
+    monkeypatch.setenv("COLLECTQ_HARD_TIME_LIMIT", "50")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "COLLECTQ_HARD_TIME_LIMIT" in info.value.errors

@@ -47,13 +47,11 @@ local jstatus = redis.call('HGET', key, 'status')
 if terminal[cur] then return {'stale', jstatus} end
 if attempt < tonumber(redis.call('HGET', key, 'a:' .. c) or '0') then return {'stale', jstatus} end
 redis.call('HSET', key, 's:' .. c, new, 'a:' .. c, attempt, 'r:' .. c, res)
-if not terminal[new] then
-  if jstatus == 'queued' then
-    redis.call('HSET', key, 'status', 'running', 'started_at', now)
-    jstatus = 'running'
-  end
-  return {'ok', jstatus}
+if jstatus == 'queued' then
+  redis.call('HSET', key, 'status', 'running', 'started_at', now)
+  jstatus = 'running'
 end
+if not terminal[new] then return {'ok', jstatus} end
 local names = cjson.decode(redis.call('HGET', key, 'collectors'))
 local ok, cancelled = 0, 0
 for _, name in ipairs(names) do
@@ -65,7 +63,6 @@ local final = 'partial'
 if ok == #names then final = 'succeeded'
 elseif cancelled == #names then final = 'cancelled'
 elseif ok == 0 then final = 'failed' end
-if not redis.call('HGET', key, 'started_at') then redis.call('HSET', key, 'started_at', now) end
 redis.call('HSET', key, 'status', final, 'finished_at', now)
 redis.call('EXPIRE', key, ttl)
 return {'final', final}

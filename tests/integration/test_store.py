@@ -1,0 +1,91 @@
+"""Job store transitions against the real Redis: forward-only, idempotent, decided once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from app.store import JobStore
+from tests.conftest import REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store() -> Iterator[JobStore]:
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = f"ts{uuid.uuid4().hex[:8]}:"
+    yield JobStore(client, prefix, ttl=600)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def _job(store: JobStore, collectors: list[str]) -> str:
+    return store.create(owner="o", target="a.org", collectors=collectors, options={}, labels={})
+
+
+def test_redelivered_result_is_not_recorded_twice(store: JobStore) -> None:
+    job = _job(store, ["a"])
+    assert store.record(job, "a", "running", 1, {}).outcome == "ok"
+    first = store.record(job, "a", "succeeded", 1, {"data": {"n": 1}})
+    again = store.record(job, "a", "succeeded", 1, {"data": {"n": 2}})
+    assert (first.outcome, first.job_status) == ("final", "succeeded")
+    assert again.outcome == "stale"
+    assert store.get(job)["results"]["a"]["data"] == {"n": 1}
+
+
+def test_finished_collector_never_moves_backwards(store: JobStore) -> None:
+    job = _job(store, ["a", "b"])
+    store.record(job, "a", "failed", 1, {})
+    assert store.record(job, "a", "running", 2, {}).outcome == "stale"
+    assert store.get(job)["results"]["a"]["status"] == "failed"
+    assert store.get(job)["status"] == "running"
+
+
+def test_older_attempt_cannot_overwrite_newer(store: JobStore) -> None:
+    job = _job(store, ["a"])
+    store.record(job, "a", "retrying", 2, {})
+    assert store.record(job, "a", "running", 1, {}).outcome == "stale"
+
+
+def test_final_state_is_decided_exactly_once_under_concurrency(store: JobStore) -> None:
+    names = [f"c{i}" for i in range(16)]
+    job = _job(store, names)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(
+            pool.map(
+                lambda n: store.record(job, n, "succeeded" if n != "c3" else "failed", 1, {}).outcome,
+                names,
+            )
+        )
+    assert outcomes.count("final") == 1
+    assert store.get(job)["status"] == "partial"
+
+
+def test_cancel_stops_unfinished_collectors_only(store: JobStore) -> None:
+    job = _job(store, ["a", "b"])
+    store.record(job, "a", "succeeded", 1, {"data": {}})
+    assert store.cancel(job) == "cancelled"
+    env = store.get(job)
+    assert env["results"]["a"]["status"] == "succeeded"
+    assert env["results"]["b"]["status"] == "cancelled"
+    assert store.record(job, "b", "succeeded", 1, {}).outcome == "stale"
+    assert store.cancel(job) == "cancelled"
+
+
+def test_finished_job_gets_the_retention_ttl_and_artifacts_are_raw(store: JobStore) -> None:
+    job = _job(store, ["a"])
+    store.put_artifact(job, "x.bin", "application/octet-stream", b"\x00\xff\x10")
+    store.record(job, "a", "succeeded", 1, {})
+    assert 0 < store.redis.ttl(f"{store.prefix}job:{job}") <= 600
+    assert store.get_artifact(job, "x.bin") == (b"\x00\xff\x10", "application/octet-stream")
+
+
+def test_unknown_job_records_nothing(store: JobStore) -> None:
+    assert store.record("j_nope", "a", "succeeded", 1, {}).outcome == "missing"
+    assert store.get("j_nope") is None

@@ -57,7 +57,9 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": settings.publish_timeout,
         "broker_transport_options": (
-            {"confirm_publish": True} if amqp else {"visibility_timeout": settings.hard_time_limit * 4}
+            {"confirm_publish": True}
+            if amqp
+            else {"visibility_timeout": settings.hard_time_limit * 4}
         ),
         "broker_pool_limit": 10,
         "worker_send_task_events": True,

@@ -45,6 +45,8 @@ def init_api(app: Flask) -> Api:
 def _spec_options() -> dict[str, Any]:
     return {
         "info": {
-            "description": "Submit data-collection jobs (http, dns, tls, screenshot) and poll results.",
+            "description": (
+                "Submit data-collection jobs (http, dns, tls, screenshot) and poll results."
+            ),
         },
     }

@@ -18,13 +18,27 @@ __all__ = ["init_errors", "problem"]
 
 log = logging.getLogger("collectq.api")
 PROBLEM = "application/problem+json"
-_TYPES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-          413: "payload_too_large", 415: "unsupported_media_type", 422: "validation_error",
-          429: "rate_limited", 503: "dependency_unavailable"}
+_TYPES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "dependency_unavailable",
+}
 
 
-def problem(status: int, title: str, detail: str, type_: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    type_: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     body = {
         "type": f"https://collectq.dev/problems/{type_ or _TYPES.get(status, 'error')}",
         "title": title,
@@ -51,8 +65,11 @@ def _from_http(exc: HTTPException) -> Response:
     detail = exc.description or ""
     if status == 422 and messages:
         # {"json": {...}} / {"query": {...}}: keep the field names, drop the location
-        extra["errors"] = {k: v for loc in messages.values() for k, v in loc.items()} if all(
-            isinstance(v, dict) for v in messages.values()) else messages
+        extra["errors"] = (
+            {k: v for loc in messages.values() for k, v in loc.items()}
+            if all(isinstance(v, dict) for v in messages.values())
+            else messages
+        )
         detail = "the request has invalid fields"
     elif status == 400 and messages:
         detail = "malformed JSON body"

@@ -16,7 +16,13 @@ from app import jobs as service
 from app.errors import NotFound
 from app.runtime import runtime
 from app.store import ALL_OWNERS, ListFilter
-from schemas.job import EnvelopeSchema, JobListArgsSchema, JobListSchema, JobRequestSchema, WaitArgsSchema
+from schemas.job import (
+    EnvelopeSchema,
+    JobListArgsSchema,
+    JobListSchema,
+    JobRequestSchema,
+    WaitArgsSchema,
+)
 
 __all__ = ["blp", "submit"]
 
@@ -67,7 +73,7 @@ class Jobs(MethodView):
         flt = ListFilter(
             status=args.get("status"),
             collector=args.get("collector"),
-            label=tuple(label.split("=", 1)) if label else None,  # type: ignore[arg-type]
+            label=tuple(label.split("=", 1)) if label else None,
         )
         items, cursor = runtime().store.list(
             owner_filter() or ALL_OWNERS, flt, limit=args["limit"], cursor=args.get("cursor")
@@ -108,8 +114,10 @@ def artifact(job_id: str, name: str) -> Response:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
     body, content_type = found
     if request.args.get("inline") in ("1", "true"):
-        return current_app.json.response(
-            name=name, content_type=content_type, size=len(body),
+        return current_app.json.response(  # type: ignore[return-value]
+            name=name,
+            content_type=content_type,
+            size=len(body),
             data_base64=base64.b64encode(body).decode(),
         )
     resp = Response(body, mimetype=None, content_type=content_type)

@@ -22,7 +22,7 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery = Celery(app.name, task_cls=FlaskTask)
+    celery: Celery = Celery(app.name, task_cls=FlaskTask)
     names = rt.registry.available_names()
     celery.config_from_object(celeryconfig.build(rt.settings, names))
     register_collector_tasks(celery, rt.settings, names)

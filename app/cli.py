@@ -27,7 +27,7 @@ def _exec(argv: list[str]) -> NoReturn:
     """Replace this process (signals then reach the server directly)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, *argv])
+    os.execv(sys.executable, [sys.executable, *argv])  # noqa: S606 - our own interpreter
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,15 +38,25 @@ def main() -> None:
 @main.command()
 @click.argument("target")
 @click.option("-c", "--collectors", default="http", show_default=True, help="comma-separated")
-@click.option("-o", "--option", "opts", multiple=True, help="collector.key=value (value is JSON or text)")
-@click.option("--save-artifacts", type=click.Path(file_okay=False, path_type=Path), help="write artifacts here")
-def collect(target: str, collectors: str, opts: tuple[str, ...], save_artifacts: Path | None) -> None:
+@click.option(
+    "-o", "--option", "opts", multiple=True, help="collector.key=value (value is JSON or text)"
+)
+@click.option(
+    "--save-artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="write artifacts here",
+)
+def collect(
+    target: str, collectors: str, opts: tuple[str, ...], save_artifacts: Path | None
+) -> None:
     """Run collectors in-process (no servers) and print the result envelope."""
     from app.local import collect_locally
 
     settings = _settings()
     if settings.is_dev and settings.net_allow:
-        click.echo(f"collectq: dev profile: loopback allowed ({', '.join(settings.net_allow)})", err=True)
+        click.echo(
+            f"collectq: dev profile: loopback allowed ({', '.join(settings.net_allow)})", err=True
+        )
     options: dict[str, dict[str, Any]] = {}
     for opt in opts:
         key, sep, raw = opt.partition("=")
@@ -71,14 +81,22 @@ def api(bind: str | None) -> None:
     s = _settings()
     _exec(
         [
-            "-m", "gunicorn",
-            "--bind", bind or f"{s.api_host}:{s.api_port}",
-            "--workers", str(s.api_workers),
-            "--worker-class", "gthread",
-            "--threads", str(s.api_threads),
-            "--graceful-timeout", "30",
-            "--timeout", str(max(60, s.max_wait + 30)),
-            "--access-logfile", "-",
+            "-m",
+            "gunicorn",
+            "--bind",
+            bind or f"{s.api_host}:{s.api_port}",
+            "--workers",
+            str(s.api_workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(s.api_threads),
+            "--graceful-timeout",
+            "30",
+            "--timeout",
+            str(max(60, s.max_wait + 30)),
+            "--access-logfile",
+            "-",
             "app.wsgi:application",
         ]
     )
@@ -87,19 +105,33 @@ def api(bind: str | None) -> None:
 @main.command()
 @click.option("-Q", "--queues", required=True, help="comma-separated queues, e.g. collect.http")
 @click.option("-c", "--concurrency", type=int, help="default COLLECTQ_WORKER_CONCURRENCY")
-@click.option("-P", "--pool", type=click.Choice(["threads", "prefork", "solo"]), help="default COLLECTQ_WORKER_POOL")
+@click.option(
+    "-P",
+    "--pool",
+    type=click.Choice(["threads", "prefork", "solo"]),
+    help="default COLLECTQ_WORKER_POOL",
+)
 @click.option("-n", "--hostname", help="node name (default <queues>@%h)")
 def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str | None) -> None:
     """Run a Celery worker for the given queues."""
     s = _settings()
     _exec(
         [
-            "-m", "celery", "-A", "app.worker", "worker",
-            "-Q", queues,
-            "-P", pool or s.worker_pool,
-            "-c", str(concurrency or s.worker_concurrency),
-            "-n", hostname or f"{queues.replace(',', '+')}@%h",
-            "-l", s.log_level,
+            "-m",
+            "celery",
+            "-A",
+            "app.worker",
+            "worker",
+            "-Q",
+            queues,
+            "-P",
+            pool or s.worker_pool,
+            "-c",
+            str(concurrency or s.worker_concurrency),
+            "-n",
+            hostname or f"{queues.replace(',', '+')}@%h",
+            "-l",
+            s.log_level,
             "--without-mingle",
         ]
     )

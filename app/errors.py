@@ -49,7 +49,9 @@ class Conflict(CollectqError):
 class ValidationFailed(CollectqError):
     status, title, type = 422, "Unprocessable Content", "validation_error"
 
-    def __init__(self, errors: dict[str, Any], detail: str = "the request has invalid fields") -> None:
+    def __init__(
+        self, errors: dict[str, Any], detail: str = "the request has invalid fields"
+    ) -> None:
         super().__init__(detail)
         self.errors = errors
 

@@ -26,7 +26,12 @@ __all__ = ["cancel_job", "get_job", "submit_job", "wait_job"]
 log = logging.getLogger("collectq.jobs")
 
 # What a failed publish can raise: kombu wraps most, sockets and amqp leak some.
-PUBLISH_ERRORS: tuple[type[BaseException], ...] = (OperationalError, KombuError, OSError, TimeoutError)
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    KombuError,
+    OSError,
+    TimeoutError,
+)
 try:
     from amqp.exceptions import AMQPError
 
@@ -43,9 +48,13 @@ def _check_collectors(rt: Runtime, names: list[str], options: dict[str, Any]) ->
         info = rt.registry.info(name)
         if info is None:
             known = ", ".join(rt.registry.names())
-            errors.setdefault("collectors", {})[str(i)] = [f"unknown collector {name!r} (known: {known})"]
+            errors.setdefault("collectors", {})[str(i)] = [
+                f"unknown collector {name!r} (known: {known})"
+            ]
         elif not info.available or info.collector is None:
-            errors.setdefault("collectors", {})[str(i)] = [f"collector {name!r} is unavailable: {info.reason}"]
+            errors.setdefault("collectors", {})[str(i)] = [
+                f"collector {name!r} is unavailable: {info.reason}"
+            ]
         else:
             try:
                 # Validate now so a bad option is a 422, not a failed job later;
@@ -59,7 +68,9 @@ def _check_collectors(rt: Runtime, names: list[str], options: dict[str, Any]) ->
     return loaded
 
 
-def publish(celery: Celery, rt: Runtime, job_id: str, collectors: list[str], request_id: str | None) -> None:
+def publish(
+    celery: Celery, rt: Runtime, job_id: str, collectors: list[str], request_id: str | None
+) -> None:
     """Publish one message per collector and wait for the broker's confirms (bounded)."""
     timeout = rt.settings.publish_timeout
     headers = {"x_request_id": request_id} if request_id else {}

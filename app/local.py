@@ -43,7 +43,9 @@ def collect_locally(
     results: dict[str, Any] = {}
     try:
         for name in names:
-            results[name] = _run_one(registry, name, target, options.get(name, {}), policy, job_id, artifacts_dir)
+            results[name] = _run_one(
+                registry, name, target, options.get(name, {}), policy, job_id, artifacts_dir
+            )
     finally:
         registry.close()
     status = job_status_of([r["status"] for r in results.values()])
@@ -77,20 +79,46 @@ def _run_one(
         collector = registry.get(name)
     except KeyError:
         info = registry.info(name)
-        reason = info.reason if info else f"unknown collector (known: {', '.join(registry.names())})"
+        reason = (
+            info.reason if info else f"unknown collector (known: {', '.join(registry.names())})"
+        )
         outcome: Any = CollectorError(reason)
     else:
-        outcome = run_collector_once(collector, target, options, CollectContext(policy=policy, job_id=job_id))
-    timing = {"started_at": started, "finished_at": utcnow(), "duration_ms": round((time.perf_counter() - t0) * 1000, 1)}
+        outcome = run_collector_once(
+            collector, target, options, CollectContext(policy=policy, job_id=job_id)
+        )
+    timing = {
+        "started_at": started,
+        "finished_at": utcnow(),
+        "duration_ms": round((time.perf_counter() - t0) * 1000, 1),
+    }
     if isinstance(outcome, CollectorError):
-        return {"status": CollectorStatus.FAILED, "attempts": 1, **timing, "data": None, "artifacts": [], "error": outcome.to_dict()}
+        return {
+            "status": CollectorStatus.FAILED,
+            "attempts": 1,
+            **timing,
+            "data": None,
+            "artifacts": [],
+            "error": outcome.to_dict(),
+        }
     artifacts = []
     for art in outcome.artifacts:
-        info: dict[str, Any] = {"name": art.name, "content_type": art.content_type, "size": len(art.body)}
+        meta: dict[str, Any] = {
+            "name": art.name,
+            "content_type": art.content_type,
+            "size": len(art.body),
+        }
         if artifacts_dir is not None:
             artifacts_dir.mkdir(parents=True, exist_ok=True)
             path = artifacts_dir / art.name
             path.write_bytes(art.body)
-            info["path"] = str(path)
-        artifacts.append(info)
-    return {"status": CollectorStatus.SUCCEEDED, "attempts": 1, **timing, "data": outcome.data, "artifacts": artifacts, "error": None}
+            meta["path"] = str(path)
+        artifacts.append(meta)
+    return {
+        "status": CollectorStatus.SUCCEEDED,
+        "attempts": 1,
+        **timing,
+        "data": outcome.data,
+        "artifacts": artifacts,
+        "error": None,
+    }

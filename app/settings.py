@@ -158,8 +158,9 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         env.seal()
     except EnvValidationError as exc:
-        for name, msgs in exc.error_messages.items():
-            errors[name] = [str(m) for m in msgs]  # already prefixed
+        messages = exc.error_messages  # per variable, names already prefixed
+        if isinstance(messages, dict):
+            errors.update({name: [str(m) for m in msgs] for name, msgs in messages.items()})
     values.update(overrides)
     errors.update(_check(values))
     if errors:

@@ -28,7 +28,7 @@ def redis_ok(rt: Runtime) -> tuple[bool, str | None]:
 def broker_ok(celery: Celery, timeout: float) -> tuple[bool, str | None]:
     try:
         with celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
+            conn.ensure_connection(max_retries=1, timeout=int(timeout) or 1)
     except PUBLISH_ERRORS as exc:
         return False, f"{type(exc).__name__}: {exc}"
     return True, None
@@ -37,7 +37,7 @@ def broker_ok(celery: Celery, timeout: float) -> tuple[bool, str | None]:
 def _queue_depths(celery: Celery, queues: list[str]) -> dict[str, int | None]:
     depths: dict[str, int | None] = {}
     with celery.connection_for_write() as conn:
-        channel = conn.default_channel
+        channel: Any = conn.default_channel
         for q in queues:
             try:
                 depths[q] = channel.queue_declare(queue=q, passive=True).message_count
@@ -74,10 +74,10 @@ def service_status(rt: Runtime, celery: Celery) -> dict[str, Any]:
         "status": "ok" if r_ok and b_ok else "degraded",
         "redis": {"ok": r_ok, "error": r_err, "url": redact_url(rt.settings.redis_url)},
         "broker": {"ok": b_ok, "error": b_err, "url": redact_url(rt.settings.broker_url)},
-        "queues": {
-            q: {"depth": depths.get(q), "workers": workers.get(q, [])} for q in queues
+        "queues": {q: {"depth": depths.get(q), "workers": workers.get(q, [])} for q in queues},
+        "collectors": {
+            i.name: {"available": i.available, "reason": i.reason} for i in rt.registry.infos()
         },
-        "collectors": {i.name: {"available": i.available, "reason": i.reason} for i in rt.registry.infos()},
         "versions": {
             "collectq": version("collectq"),
             "celery": version("celery"),

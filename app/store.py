@@ -39,7 +39,8 @@ ALL_OWNERS = "*"
 # Returns {outcome, job status}; outcome is ok | final | stale | missing.
 _RECORD = """
 local key = KEYS[1]
-local c, new, attempt, res, now, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local c, new, res, now = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
+local attempt, ttl = tonumber(ARGV[3]), tonumber(ARGV[6])
 local terminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
 local cur = redis.call('HGET', key, 's:' .. c)
 if not cur then return {'missing', ''} end
@@ -180,7 +181,7 @@ class JobStore:
         """Write a queued job record and index it; return its id."""
         job_id = job_id or new_id("j_")
         now = utcnow()
-        fields: dict[str, str | int] = {
+        fields: dict[Any, str | int] = {  # Any: redis-py types keys invariantly
             "id": job_id,
             "owner": owner,
             "target": target,
@@ -246,7 +247,8 @@ class JobStore:
         target, options, status, cstatus, attempt = cast(
             list[bytes | None],
             self.redis.hmget(
-                self._job(job_id), ["target", "options", "status", f"s:{collector}", f"a:{collector}"]
+                self._job(job_id),
+                ["target", "options", "status", f"s:{collector}", f"a:{collector}"],
             ),
         )
         if target is None or status is None or cstatus is None:

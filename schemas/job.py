@@ -69,7 +69,10 @@ class JobRequestSchema(_Strict):
     target = fields.String(
         required=True,
         validate=[validate.Length(min=1, max=MAX_TARGET), validate_target],
-        metadata={"description": "http(s) URL, host name or IP address", "example": "https://example.org"},
+        metadata={
+            "description": "http(s) URL, host name or IP address",
+            "example": "https://example.org",
+        },
     )
     collectors = fields.List(
         fields.String(validate=validate.Regexp(_COLLECTOR_NAME, error="not a collector name")),

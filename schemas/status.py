@@ -28,8 +28,19 @@ class CollectorStatus(StrEnum):
 
 
 TERMINAL_JOB = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.PARTIAL,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.EXPIRED,
+    }
 )
 TERMINAL_COLLECTOR = frozenset(
-    {CollectorStatus.SUCCEEDED, CollectorStatus.FAILED, CollectorStatus.CANCELLED, CollectorStatus.SKIPPED}
+    {
+        CollectorStatus.SUCCEEDED,
+        CollectorStatus.FAILED,
+        CollectorStatus.CANCELLED,
+        CollectorStatus.SKIPPED,
+    }
 )

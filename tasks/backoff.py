@@ -22,8 +22,8 @@ def backoff_delay(
     retries of many workers apart; a target's Retry-After is a floor, capped
     at `cap` so one answer cannot park a task for hours.
     """
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    delay = rand() * ceiling
+    ceiling: float = min(cap, base * 2 ** max(0, attempt - 1))
+    delay: float = rand() * ceiling
     if retry_after is not None and retry_after > 0:
         delay = max(delay, min(retry_after, cap))
     return delay

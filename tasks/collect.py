@@ -69,15 +69,11 @@ def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: igno
     if spec is None:
         log.info("job gone, skipping", extra={"job_id": job_id, "collector": collector})
         return "missing"
-    if (
-        spec.collector_status in TERMINAL_COLLECTOR
-    ):  # cancelled, or a redelivery of done work
+    if spec.collector_status in TERMINAL_COLLECTOR:  # cancelled, or a redelivery of done work
         return "skipped"
     attempt = spec.attempt + 1
     started_at, t0 = utcnow(), time.perf_counter()
-    rt.store.record(
-        job_id, collector, CollectorStatus.RUNNING, attempt, {"started_at": started_at}
-    )
+    rt.store.record(job_id, collector, CollectorStatus.RUNNING, attempt, {"started_at": started_at})
 
     def timing() -> dict[str, Any]:
         return {
@@ -95,27 +91,19 @@ def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: igno
     )
     if isinstance(outcome, CollectorError):
         if outcome.retryable and attempt <= rt.settings.max_retries:
-            raise _retry(
-                task, rt.settings, job_id, collector, attempt, outcome, timing()
-            )
+            raise _retry(task, rt.settings, job_id, collector, attempt, outcome, timing())
         if isinstance(outcome, TransientResponse):
-            outcome = (
-                outcome.result
-            )  # retries exhausted: the target's own answer is data
+            outcome = outcome.result  # retries exhausted: the target's own answer is data
     if isinstance(outcome, CollectorError):
         body = {**timing(), "data": None, "artifacts": [], "error": outcome.to_dict()}
-        return rt.store.record(
-            job_id, collector, CollectorStatus.FAILED, attempt, body
-        ).outcome
+        return rt.store.record(job_id, collector, CollectorStatus.FAILED, attempt, body).outcome
     body = {
         **timing(),
         "data": outcome.data,
         "artifacts": _artifacts(rt, job_id, outcome),
         "error": None,
     }
-    return rt.store.record(
-        job_id, collector, CollectorStatus.SUCCEEDED, attempt, body
-    ).outcome
+    return rt.store.record(job_id, collector, CollectorStatus.SUCCEEDED, attempt, body).outcome
 
 
 def _collect(
@@ -123,7 +111,11 @@ def _collect(
 ) -> Result | CollectorError:
     try:
         return run_collector_once(
-            rt.registry.get(collector), target, raw_options, ctx, passthrough=(SoftTimeLimitExceeded,)
+            rt.registry.get(collector),
+            target,
+            raw_options,
+            ctx,
+            passthrough=(SoftTimeLimitExceeded,),
         )
     except SoftTimeLimitExceeded:
         return TimeLimitExceeded("collector exceeded its soft time limit")
@@ -153,7 +145,7 @@ def _retry(
     }
     runtime().store.record(job_id, collector, CollectorStatus.RETRYING, attempt, body)
     # max_retries=None: the attempt budget is ours (the store counts redeliveries too).
-    return task.retry(countdown=delay, max_retries=None, exc=exc)  # type: ignore[no-any-return]
+    return task.retry(countdown=delay, max_retries=None, exc=exc)
 
 
 def register_collector_tasks(celery: Celery, settings: Settings, names: list[str]) -> None:
@@ -164,7 +156,7 @@ def register_collector_tasks(celery: Celery, settings: Settings, names: list[str
     """
     base = type("CollectorTask", (CollectorTask, celery.Task), {})
     for name in names:
-        celery.task(
+        celery.task(  # type: ignore[call-overload]
             run_collector,
             name=collector_task(name),
             base=base,

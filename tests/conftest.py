@@ -115,8 +115,18 @@ class Worker:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "-Q", queues, "-c", "4",
-             "-n", f"{uuid.uuid4().hex[:8]}@%h"],
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                "4",
+                "-n",
+                f"{uuid.uuid4().hex[:8]}@%h",
+            ],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=self._log,

@@ -33,12 +33,16 @@ def test_body_over_limit_is_413(client) -> None:
 
 
 def test_wrong_content_type_is_415(client) -> None:
-    _problem(client.post("/v1/jobs", data="target=x", content_type="application/x-www-form-urlencoded"), 415)
+    _problem(
+        client.post("/v1/jobs", data="target=x", content_type="application/x-www-form-urlencoded"),
+        415,
+    )
 
 
 def test_schema_errors_are_422_per_field(client) -> None:
     body = _problem(
-        client.post("/v1/jobs", json={"target": "gopher://x", "collectors": ["Bad!"], "zzz": 1}), 422
+        client.post("/v1/jobs", json={"target": "gopher://x", "collectors": ["Bad!"], "zzz": 1}),
+        422,
     )
     assert set(body["errors"]) == {"target", "collectors", "zzz"}
     body = _problem(client.post("/v1/jobs", json={"target": "a.org", "collectors": ["nope"]}), 422)
@@ -49,7 +53,11 @@ def test_bad_collector_options_are_422_naming_the_field(client) -> None:
     body = _problem(
         client.post(
             "/v1/jobs",
-            json={"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"bogus": 1}}},
+            json={
+                "target": "example.org",
+                "collectors": ["flaky"],
+                "options": {"flaky": {"bogus": 1}},
+            },
         ),
         422,
     )
@@ -74,8 +82,16 @@ def test_openapi_document_is_valid_and_complete(client) -> None:
     spec = client.get("/openapi.json").json
     validate(spec)
     assert spec["openapi"].startswith("3.1")
-    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/artifacts/{name}",
-                 "/v1/collectors", "/health", "/ready", "/v1/status", "/collect"):
+    for path in (
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/artifacts/{name}",
+        "/v1/collectors",
+        "/health",
+        "/ready",
+        "/v1/status",
+        "/collect",
+    ):
         assert path in spec["paths"], path
     assert "202" in spec["paths"]["/v1/jobs"]["post"]["responses"]
     assert spec["paths"]["/collect"]["post"]["deprecated"] is True
@@ -86,7 +102,8 @@ def test_swagger_ui_is_served_from_local_assets(client) -> None:
     assert page.status_code == 200
     html = page.data.decode()
     assert "/docs/assets/swagger-ui-bundle.js" in html
-    assert "//cdn" not in html and "unpkg" not in html
+    assert "//cdn" not in html
+    assert "unpkg" not in html
     asset = client.get("/docs/assets/swagger-ui-bundle.js")
     assert asset.status_code == 200
     assert len(asset.data) > 100_000
@@ -94,7 +111,9 @@ def test_swagger_ui_is_served_from_local_assets(client) -> None:
 
 
 def test_collectors_list_schemas_and_unavailable_plugins(make_app) -> None:
-    client = make_app(COLLECTQ_PLUGINS="noop=benchmarks.noop:NoopCollector,ghost=nowhere.mod:Ghost").test_client()
+    client = make_app(
+        COLLECTQ_PLUGINS="noop=benchmarks.noop:NoopCollector,ghost=nowhere.mod:Ghost"
+    ).test_client()
     items = {c["name"]: c for c in client.get("/v1/collectors").json["items"]}
     assert items["noop"]["available"] is True
     assert items["noop"]["queue"] == "collect.noop"

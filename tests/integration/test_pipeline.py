@@ -26,9 +26,7 @@ def _wait_terminal(client: Any, location: str) -> dict[str, Any]:
 
 
 def test_http_job_succeeds_through_real_worker(make_app, start_worker, httpserver) -> None:
-    httpserver.expect_request("/page").respond_with_data(
-        "<h1>hello</h1>", content_type="text/html"
-    )
+    httpserver.expect_request("/page").respond_with_data("<h1>hello</h1>", content_type="text/html")
     start_worker()
     client = make_app().test_client()
     resp = _submit(client, {"target": httpserver.url_for("/page"), "collectors": ["http"]})
@@ -73,7 +71,11 @@ def test_job_waits_queued_while_no_worker_then_completes(make_app, start_worker)
 def test_transient_failures_are_retried_and_counted(make_app, start_worker) -> None:
     start_worker()
     client = make_app().test_client()
-    body = {"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"fail_times": 2}}}
+    body = {
+        "target": "example.org",
+        "collectors": ["flaky"],
+        "options": {"flaky": {"fail_times": 2}},
+    }
     env = _wait_terminal(client, _submit(client, body).headers["Location"])
     flaky = env["results"]["flaky"]
     assert env["status"] == "succeeded"
@@ -84,7 +86,11 @@ def test_transient_failures_are_retried_and_counted(make_app, start_worker) -> N
 def test_retries_exhausted_fail_with_the_error(make_app, start_worker) -> None:
     start_worker(COLLECTQ_MAX_RETRIES="2")
     client = make_app(COLLECTQ_MAX_RETRIES="2").test_client()
-    body = {"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"fail_times": 9}}}
+    body = {
+        "target": "example.org",
+        "collectors": ["flaky"],
+        "options": {"flaky": {"fail_times": 9}},
+    }
     env = _wait_terminal(client, _submit(client, body).headers["Location"])
     flaky = env["results"]["flaky"]
     assert env["status"] == "failed"
@@ -109,7 +115,9 @@ def test_mixed_outcomes_make_a_partial_job(make_app, start_worker) -> None:
 
 def test_cancelled_job_is_skipped_by_the_worker(make_app, start_worker) -> None:
     client = make_app().test_client()
-    location = _submit(client, {"target": "example.org", "collectors": ["noop"]}).headers["Location"]
+    location = _submit(client, {"target": "example.org", "collectors": ["noop"]}).headers[
+        "Location"
+    ]
     cancelled = client.delete(location)
     assert cancelled.status_code == 200
     assert cancelled.json["status"] == "cancelled"
@@ -138,7 +146,9 @@ def test_idempotency_key_returns_the_first_job(make_app) -> None:
 def test_listing_paginates_and_filters(make_app) -> None:
     client = make_app().test_client()
     ids = [
-        _submit(client, {"target": "example.org", "collectors": ["noop"], "labels": {"n": str(i)}}).json["id"]
+        _submit(
+            client, {"target": "example.org", "collectors": ["noop"], "labels": {"n": str(i)}}
+        ).json["id"]
         for i in range(5)
     ]
     page1 = client.get("/v1/jobs?limit=2").json
@@ -183,7 +193,8 @@ def test_status_reports_workers_and_queue_depths(make_app, start_worker) -> None
     client = make_app().test_client()
     _submit(client, {"target": "example.org", "collectors": ["flaky"]})
     status = client.get("/v1/status").json
-    assert status["broker"]["ok"] and status["redis"]["ok"]
+    assert status["broker"]["ok"]
+    assert status["redis"]["ok"]
     assert "***" in status["broker"]["url"]
     assert status["queues"]["collect.flaky"]["depth"] == 1
     start_worker()

@@ -59,7 +59,9 @@ def test_final_state_is_decided_exactly_once_under_concurrency(store: JobStore) 
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(
             pool.map(
-                lambda n: store.record(job, n, "succeeded" if n != "c3" else "failed", 1, {}).outcome,
+                lambda n: (
+                    store.record(job, n, "succeeded" if n != "c3" else "failed", 1, {}).outcome
+                ),
                 names,
             )
         )

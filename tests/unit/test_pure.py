@@ -22,7 +22,9 @@ def test_ids_sort_by_creation_time() -> None:
 def test_backoff_full_jitter_stays_within_bounds(attempt: int) -> None:
     ceiling = min(60.0, 1.0 * 2 ** (attempt - 1))
     assert backoff_delay(attempt, base=1, cap=60, rand=lambda: 0.0) == 0.0
-    assert backoff_delay(attempt, base=1, cap=60, rand=lambda: 0.999999) == pytest.approx(ceiling, rel=1e-3)
+    assert backoff_delay(attempt, base=1, cap=60, rand=lambda: 0.999999) == pytest.approx(
+        ceiling, rel=1e-3
+    )
 
 
 def test_backoff_honours_retry_after_but_caps_it() -> None:
@@ -32,7 +34,14 @@ def test_backoff_honours_retry_after_but_caps_it() -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["https://example.org", "http://127.0.0.1:8080/x?y=1", "example.org", "10.0.0.1", "[::1]", "::1"],
+    [
+        "https://example.org",
+        "http://127.0.0.1:8080/x?y=1",
+        "example.org",
+        "10.0.0.1",
+        "[::1]",
+        "::1",
+    ],
 )
 def test_valid_targets(target: str) -> None:
     validate_target(target)
@@ -70,7 +79,9 @@ def test_request_schema_refuses_repeats_and_stray_options() -> None:
     assert "collectors" in info.value.messages
     with pytest.raises(ValidationError) as info:
         JobRequestSchema().load({"target": "a.org", "collectors": ["http"], "options": {"dns": {}}})
-    assert info.value.messages == {"options": {"dns": ["options given for a collector the job does not run"]}}
+    assert info.value.messages == {
+        "options": {"dns": ["options given for a collector the job does not run"]}
+    }
 
 
 @pytest.mark.parametrize(

@@ -37,13 +37,19 @@ def test_unknown_profile_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "COLLECTQ_ENV" in info.value.errors
 
 
-def test_prod_refuses_missing_urls_guest_broker_wildcard_cors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prod_refuses_missing_urls_guest_broker_wildcard_cors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("COLLECTQ_ENV", "prod")
     monkeypatch.setenv("COLLECTQ_CORS_ORIGINS", "*")
     with pytest.raises(ConfigError) as info:
         load_settings()
-    assert {"COLLECTQ_REDIS_URL", "COLLECTQ_BROKER_URL", "COLLECTQ_CORS_ORIGINS",
-            "COLLECTQ_SECRET_KEY"} <= set(info.value.errors)
+    assert {
+        "COLLECTQ_REDIS_URL",
+        "COLLECTQ_BROKER_URL",
+        "COLLECTQ_CORS_ORIGINS",
+        "COLLECTQ_SECRET_KEY",
+    } <= set(info.value.errors)
     monkeypatch.setenv("COLLECTQ_BROKER_URL", "amqp://guest:guest@rabbit//")
     with pytest.raises(ConfigError) as info:
         load_settings()

@@ -1,0 +1,1 @@
+"""Collectors: the contract, the registry, the network guard and the built-ins."""

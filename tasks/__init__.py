@@ -1,0 +1,1 @@
+"""Celery tasks: thin adapters between the broker, the collectors and the job store."""

@@ -155,7 +155,7 @@ class Worker:
 def start_worker(service_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
-    def start(queues: str = "collect.noop,collect.flaky", **env: str) -> Worker:
+    def start(queues: str = "collect.noop,collect.flaky,collect.http", **env: str) -> Worker:
         w = Worker({**service_env, **env}, queues, tmp_path / f"worker{len(workers)}.log")
         workers.append(w)
         return w

@@ -41,8 +41,9 @@ def _queue_depths(celery: Celery, queues: list[str]) -> dict[str, int | None]:
         for q in queues:
             try:
                 depths[q] = channel.queue_declare(queue=q, passive=True).message_count
-            except PUBLISH_ERRORS:  # not declared yet (no worker ever started for it)
-                depths[q] = None
+            except PUBLISH_ERRORS:
+                # Redis: an empty queue has no key. RabbitMQ: no worker declared it yet.
+                depths[q] = 0 if conn.transport.driver_type == "redis" else None
                 channel = conn.channel()
     return depths
 

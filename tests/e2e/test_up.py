@@ -1,0 +1,108 @@
+"""`collectq up` as a user runs it: embedded Redis, API, workers; driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+COLLECTQ = str(Path(sys.executable).parent / "collectq")
+
+
+def _env(api_port: int, redis_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTQ_")}
+    env |= {"COLLECTQ_API_PORT": str(api_port), "COLLECTQ_EMBEDDED_REDIS_PORT": str(redis_port)}
+    return env
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, resp.read()
+    except OSError:
+        return 0, b""
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_serves_a_job_end_to_end_and_stops_cleanly(tmp_path, httpserver) -> None:
+    httpserver.expect_request("/page").respond_with_data(
+        "<title>hi</title>", content_type="text/html"
+    )
+    api_port, redis_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [COLLECTQ, "up"], cwd=tmp_path, env=_env(api_port, redis_port), stdout=out, stderr=out
+        )
+    try:
+        wait_for(lambda: _get(f"{base}/health")[0] == 200, timeout=60, interval=0.2)
+        wait_for(
+            lambda: (
+                b"collect.http" in _get(f"{base}/v1/status")[1]
+                and json.loads(_get(f"{base}/v1/status")[1])["queues"]["collect.http"]["workers"]
+            ),
+            timeout=60,
+            interval=0.3,
+        )
+        req = urllib.request.Request(
+            f"{base}/v1/jobs",
+            data=json.dumps(
+                {"target": httpserver.url_for("/page"), "collectors": ["http"]}
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 202
+            location = resp.headers["Location"]
+        status, body = _get(f"{base}{location}?wait=20")
+        envelope = json.loads(body)
+        assert status == 200
+        assert envelope["status"] == "succeeded", envelope
+        assert envelope["results"]["http"]["data"]["status_code"] == 200
+        assert _get(f"{base}{location}/artifacts/http.body") == (200, b"<title>hi</title>")
+        assert (tmp_path / ".collectq").is_dir()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(45)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    output = log.read_text()
+    assert code == 0, output
+    assert "embedded redis" in output
+    assert "DEV PROFILE" in output
+    assert not _port_open(api_port)
+    assert not _port_open(redis_port)
+
+
+def test_up_refuses_a_taken_port(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [COLLECTQ, "up"],
+            cwd=tmp_path,
+            env=_env(port, free_port()),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use (set COLLECTQ_API_PORT)" in result.stderr

@@ -1,0 +1,329 @@
+"""`python -m benchmarks` (make bench): ours vs a bare baseline, measured in the same run.
+
+Loopback only; every load loop is bounded in time and count. Uses its own
+RabbitMQ vhost and Redis key prefix / DB and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from benchmarks.load import Tally, request, run_threads
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+REDIS = os.environ.get("COLLECTQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP = os.environ.get("COLLECTQ_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+GUNICORN = [
+    "--workers",
+    "2",
+    "--worker-class",
+    "gthread",
+    "--threads",
+    "8",
+    "--log-level",
+    "warning",
+]
+CLIENTS = 16
+SUBMIT_SECONDS = 5.0
+E2E_JOBS = 400
+E2E_SECONDS = 60.0
+WORKER_CONCURRENCY = "8"
+JOB = {"target": "example.org", "collectors": ["noop"]}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def vhost() -> Iterator[str]:
+    ctl = shutil.which("rabbitmqctl") or "rabbitmqctl"
+    name = f"collectq-bench-{uuid.uuid4().hex[:6]}"
+    subprocess.run([ctl, "add_vhost", name], check=True, capture_output=True)
+    subprocess.run(
+        [ctl, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run([ctl, "delete_vhost", name], capture_output=True)
+
+
+@contextmanager
+def process(
+    argv: list[str], env: dict[str, str], ready: Any = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    log = open(
+        RESULTS / f"{Path(argv[2] if len(argv) > 2 else argv[0]).name}-{uuid.uuid4().hex[:4]}.log",
+        "wb",
+    )
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        if ready is not None:
+            deadline = time.monotonic() + 40
+            while not ready():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{argv} did not become ready; see {log.name}")
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def http_ready(port: int, path: str = "/health") -> Any:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):  # noqa: S310
+                return True
+        except OSError as exc:
+            return getattr(exc, "code", 0) == 405  # bare app: GET on a POST route still means "up"
+
+    return check
+
+
+def submit_rate(port: int) -> tuple[float, Tally]:
+    def op(conn: Any) -> bool:
+        return request(conn, "POST", "/v1/jobs", JOB)[0] == 202
+
+    run_threads(port, CLIENTS, 1.0, 10_000, op)  # warm-up
+    tally, wall = run_threads(port, CLIENTS, SUBMIT_SECONDS, 200_000, op)
+    return tally.ok / wall, tally
+
+
+def e2e_ours(port: int) -> tuple[float, Tally]:
+    def op(conn: Any) -> bool:
+        status, body = request(conn, "POST", "/v1/jobs", JOB)
+        if status != 202:
+            return False
+        status, env = request(conn, "GET", f"/v1/jobs/{body['id']}?wait=10")
+        return status == 200 and env["status"] == "succeeded"
+
+    run_threads(port, CLIENTS, 2.0, 50, op)
+    tally, wall = run_threads(port, CLIENTS, E2E_SECONDS, E2E_JOBS, op)
+    return tally.ok / wall, tally
+
+
+def e2e_bare(env: dict[str, str]) -> tuple[float, Tally]:
+    os.environ.update(env)
+    from benchmarks.bare_celery import app, noop
+
+    tally = Tally()
+    deadline = time.monotonic() + E2E_SECONDS
+    counter = iter(range(E2E_JOBS + 50))
+    lock = threading.Lock()
+
+    def client(count_from: int) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                ok = noop.apply_async().get(timeout=10) == {"ok": True}
+            except Exception:  # noqa: BLE001 - counted as an error
+                ok = False
+            if n >= 50:  # the first 50 are warm-up
+                tally.add(ok, time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    app.close()
+    return tally.ok / (time.perf_counter() - start), tally
+
+
+def cost_breakdown(env: dict[str, str], n: int = 200) -> dict[str, float]:
+    """Where a submit spends its time, in-process against the real services (ms per submit)."""
+    os.environ.update(env)
+    from app import create_app
+    from app import jobs as service
+    from app.runtime import runtime
+
+    app = create_app()
+    rt, celery = runtime(app), app.extensions["celery"]
+    create = publish = 0.0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        job_id = rt.store.create(
+            owner="bench", target="example.org", collectors=["noop"], options={}, labels={}
+        )
+        t1 = time.perf_counter()
+        service.publish(celery, rt, job_id, ["noop"], None)
+        t2 = time.perf_counter()
+        create, publish = create + (t1 - t0), publish + (t2 - t1)
+    t0 = time.perf_counter()
+    client = app.test_client()
+    for _ in range(n):
+        client.post("/v1/jobs", json=JOB)
+    whole = time.perf_counter() - t0
+    return {
+        "store.create_ms": round(create / n * 1000, 3),
+        "publish_confirmed_ms": round(publish / n * 1000, 3),
+        "whole_view_in_process_ms": round(whole / n * 1000, 3),
+    }
+
+
+def main() -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    prefix = f"bench{uuid.uuid4().hex[:6]}:"
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
+    with ExitStack() as stack:
+        vh = stack.enter_context(vhost())
+        broker = f"{AMQP}/{vh}"
+        env = {
+            "COLLECTQ_ENV": "test",
+            "COLLECTQ_BROKER_URL": broker,
+            "COLLECTQ_REDIS_URL": REDIS,
+            "COLLECTQ_REDIS_PREFIX": prefix,
+            "COLLECTQ_PLUGINS": "noop=benchmarks.noop:NoopCollector",
+            "COLLECTQ_LOG_LEVEL": "WARNING",
+        }
+        py = sys.executable
+        ours_port, bare_port = free_port(), free_port()
+        gunicorn = [py, "-m", "gunicorn", *GUNICORN]
+        print(
+            "submit: bare Flask vs POST /v1/jobs (gunicorn 2x8 gthread, 16 clients, 5 s)...",
+            flush=True,
+        )
+        with process(
+            [*gunicorn, "--bind", f"127.0.0.1:{bare_port}", "benchmarks.bare_flask:application"],
+            env,
+            http_ready(bare_port, "/v1/jobs"),
+        ):
+            bare_rate, bare_t = submit_rate(bare_port)
+        with process(
+            [*gunicorn, "--bind", f"127.0.0.1:{ours_port}", "app.wsgi:application"],
+            env,
+            http_ready(ours_port),
+        ):
+            ours_rate, ours_t = submit_rate(ours_port)
+            rows.append(_row("submit (req/s)", ours_rate, bare_rate, 0.5, ours_t, bare_t))
+            print(
+                "end to end: noop jobs submit → terminal vs bare Celery apply_async → get...",
+                flush=True,
+            )
+            worker = [
+                py,
+                "-m",
+                "app.cli",
+                "worker",
+                "-Q",
+                "collect.noop",
+                "-c",
+                WORKER_CONCURRENCY,
+                "-P",
+                "threads",
+            ]
+            with process(worker, env, _worker_ready(ours_port)):
+                ours_e2e, ours_e2e_t = e2e_ours(ours_port)
+        bare_env = {"BENCH_BROKER_URL": broker, "BENCH_RESULT_URL": REDIS.rsplit("/", 1)[0] + "/15"}
+        bare_worker = [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "benchmarks.bare_celery",
+            "worker",
+            "-Q",
+            "bare",
+            "-P",
+            "threads",
+            "-c",
+            WORKER_CONCURRENCY,
+            "-l",
+            "WARNING",
+            "--without-mingle",
+        ]
+        with process(bare_worker, bare_env, lambda: True):
+            time.sleep(3)  # no cheap readiness probe without a result; the warm-up absorbs the rest
+            bare_e2e, bare_e2e_t = e2e_bare(bare_env)
+        rows.append(_row("end to end (jobs/s)", ours_e2e, bare_e2e, 0.5, ours_e2e_t, bare_e2e_t))
+        extra["cost_per_submit"] = cost_breakdown(env)
+        client = redis.Redis.from_url(REDIS)
+        keys = list(client.scan_iter(f"{prefix}*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+    _print(rows, extra)
+    (RESULTS / "latest.json").write_text(json.dumps({"rows": rows, **extra}, indent=2))
+    print(f"written {RESULTS / 'latest.json'}")
+    return 0
+
+
+def _worker_ready(port: int) -> Any:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=5) as r:  # noqa: S310
+                return bool(json.load(r)["queues"]["collect.noop"]["workers"])
+        except OSError:
+            return False
+
+    return check
+
+
+def _row(
+    name: str, ours: float, base: float, target: float, ot: Tally, bt: Tally
+) -> dict[str, Any]:
+    return {
+        "bench": name,
+        "ours": round(ours, 1),
+        "baseline": round(base, 1),
+        "ratio": round(ours / base, 3) if base else None,
+        "target": target,
+        "ours_p50_ms": round(ot.pct(0.5), 1),
+        "ours_p99_ms": round(ot.pct(0.99), 1),
+        "baseline_p50_ms": round(bt.pct(0.5), 1),
+        "baseline_p99_ms": round(bt.pct(0.99), 1),
+        "ours_errors": ot.errors,
+        "baseline_errors": bt.errors,
+    }
+
+
+def _print(rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
+    head = f"{'bench':<22}{'ours':>10}{'baseline':>10}{'ratio':>8}{'target':>8}  p50/p99 ms ours | base   errors"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r['bench']:<22}{r['ours']:>10}{r['baseline']:>10}{r['ratio']:>8}{r['target']:>8}  "
+            f"{r['ours_p50_ms']}/{r['ours_p99_ms']} | {r['baseline_p50_ms']}/{r['baseline_p99_ms']}"
+            f"   {r['ours_errors']}/{r['baseline_errors']}"
+        )
+    for k, v in extra.get("cost_per_submit", {}).items():
+        print(f"  cost per submit: {k} = {v}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

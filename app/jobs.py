@@ -119,7 +119,7 @@ def submit_job(
             # the earlier job expired or was never accepted: take the key over
             rt.store.release_idempotency_key(owner, idempotency_key)
             rt.store.claim_idempotency_key(owner, idempotency_key, job_id)
-    rt.store.create(
+    envelope = rt.store.create(
         job_id=job_id,
         owner=owner,
         target=data["target"],
@@ -133,9 +133,6 @@ def submit_job(
         log.warning("publish failed, job withdrawn", extra={"job_id": job_id, "error": repr(exc)})
         _withdraw(rt, job_id, owner, idempotency_key)
         raise DependencyUnavailable("broker") from exc
-    envelope = rt.store.get(job_id)
-    if envelope is None:  # expired within the same request: only with an absurd TTL
-        raise NotFound(f"job {job_id} vanished")
     return envelope, True
 
 

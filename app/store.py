@@ -177,8 +177,8 @@ class JobStore:
         labels: dict[str, str],
         schedule_id: str | None = None,
         job_id: str | None = None,
-    ) -> str:
-        """Write a queued job record and index it; return its id."""
+    ) -> dict[str, Any]:
+        """Write a queued job record and index it; return its envelope."""
         job_id = job_id or new_id("j_")
         now = utcnow()
         fields: dict[Any, str | int] = {  # Any: redis-py types keys invariantly
@@ -204,7 +204,7 @@ class JobStore:
             pipe.zadd(self._idx(owner_key), {job_id: 0})
             pipe.zremrangebylex(self._idx(owner_key), "-", f"({floor}")
         pipe.execute()
-        return job_id
+        return self._envelope({k: str(v) for k, v in fields.items()})
 
     def delete(self, job_id: str, owner: str) -> None:
         """Remove a job that was never accepted (its publish failed)."""
@@ -223,7 +223,10 @@ class JobStore:
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self._job(job_id)))
         if not raw:
             return None
-        h = {k.decode(): v.decode() for k, v in raw.items()}
+        return self._envelope({k.decode(): v.decode() for k, v in raw.items()})
+
+    @staticmethod
+    def _envelope(h: dict[str, str]) -> dict[str, Any]:
         collectors = json.loads(h["collectors"])
         return {
             "id": h["id"],

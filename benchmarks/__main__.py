@@ -74,7 +74,7 @@ def vhost() -> Iterator[str]:
 def process(
     argv: list[str], env: dict[str, str], ready: Any = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    log = open(
+    log = open(  # noqa: SIM115 - closed in the finally below, after the process
         RESULTS / f"{Path(argv[2] if len(argv) > 2 else argv[0]).name}-{uuid.uuid4().hex[:4]}.log",
         "wb",
     )
@@ -178,7 +178,7 @@ def cost_breakdown(env: dict[str, str], n: int = 200) -> dict[str, float]:
         t0 = time.perf_counter()
         job_id = rt.store.create(
             owner="bench", target="example.org", collectors=["noop"], options={}, labels={}
-        )
+        )["id"]
         t1 = time.perf_counter()
         service.publish(celery, rt, job_id, ["noop"], None)
         t2 = time.perf_counter()
@@ -312,7 +312,10 @@ def _row(
 
 
 def _print(rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
-    head = f"{'bench':<22}{'ours':>10}{'baseline':>10}{'ratio':>8}{'target':>8}  p50/p99 ms ours | base   errors"
+    head = (
+        f"{'bench':<22}{'ours':>10}{'baseline':>10}{'ratio':>8}{'target':>8}"
+        "  p50/p99 ms ours | base   errors"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:

@@ -26,7 +26,9 @@ def store() -> Iterator[JobStore]:
 
 
 def _job(store: JobStore, collectors: list[str]) -> str:
-    return store.create(owner="o", target="a.org", collectors=collectors, options={}, labels={})
+    return store.create(owner="o", target="a.org", collectors=collectors, options={}, labels={})[
+        "id"
+    ]
 
 
 def test_redelivered_result_is_not_recorded_twice(store: JobStore) -> None:

@@ -65,5 +65,7 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
-        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Celery 6 default: a task whose broker connection died is cancelled and, being
+        # unacked, redelivered; recording is idempotent, so the re-run is safe.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
     }

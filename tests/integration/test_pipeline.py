@@ -205,3 +205,23 @@ def test_status_reports_workers_and_queue_depths(make_app, start_worker) -> None
     legacy = client.get("/containers/status")
     assert legacy.headers["Deprecation"] == "true"
     assert 'rel="successor-version"' in legacy.headers["Link"]
+
+
+def test_one_job_fans_out_to_http_and_dns(make_app, start_worker, httpserver) -> None:
+    from tests.dnsserver import dns_server
+
+    httpserver.expect_request("/").respond_with_data("ok")
+    port = free_port()
+    start_worker("collect.http,collect.dns")
+    client = make_app().test_client()
+    body = {
+        "target": httpserver.url_for("/"),
+        "collectors": ["http", "dns"],
+        "options": {"dns": {"nameserver": "127.0.0.1", "port": port, "types": ["A"]}},
+    }
+    with dns_server(port):
+        env = _wait_terminal(client, _submit(client, body).headers["Location"])
+    # the target is http://localhost:PORT/: the test zone has no "localhost", so NXDOMAIN (data)
+    assert env["status"] == "succeeded", env
+    assert env["results"]["http"]["data"]["status_code"] == 200
+    assert env["results"]["dns"]["data"]["answers"]["A"]["rcode"] == "NXDOMAIN"

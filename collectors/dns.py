@@ -1,0 +1,106 @@
+"""The dns collector: chosen record types with TTLs, flags and the resolver used.
+
+NXDOMAIN and NODATA are answers (data), not failures. A nameserver given in
+the options is an outbound address like any other: the network guard decides.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from urllib.parse import urlsplit
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from collectors import netguard
+from collectors.base import (
+    CollectContext,
+    Collector,
+    InvalidTarget,
+    Result,
+    TargetConnectError,
+    TargetTimeout,
+)
+from schemas.dns import DnsOptionsSchema, DnsResultSchema
+
+__all__ = ["DnsCollector"]
+
+
+def _hostname(target: str) -> str:
+    host = urlsplit(target).hostname if "://" in target else target.strip("[]")
+    if not host:
+        raise InvalidTarget(f"no host name in {target!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host if host.endswith(".") else host + "."
+    raise InvalidTarget(f"{host} is an IP address; the dns collector needs a name")
+
+
+class DnsCollector(Collector):
+    name = "dns"
+    options_schema = DnsOptionsSchema
+    result_schema = DnsResultSchema
+
+    def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
+        name = _hostname(target)
+        server = options["nameserver"]
+        if server is not None:
+            netguard.check_address(ipaddress.ip_address(server), ctx.policy)
+        else:  # the operator's resolver (resolv.conf) is trusted configuration
+            server = dns.resolver.Resolver().nameservers[0]
+        port = options["port"]
+        answers: dict[str, Any] = {}
+        for rdtype in options["types"]:
+            answers[rdtype] = self._ask(name, rdtype, str(server), port, options)
+        nxdomain = any(a["rcode"] == "NXDOMAIN" for a in answers.values())
+        resolver = f"[{server}]:{port}" if ":" in str(server) else f"{server}:{port}"
+        return Result(
+            data={"name": name, "resolver": resolver, "nxdomain": nxdomain, "answers": answers}
+        )
+
+    @staticmethod
+    def _ask(
+        name: str, rdtype: str, server: str, port: int, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        query = dns.message.make_query(name, rdtype, want_dnssec=False)
+        query.flags |= dns.flags.AD  # ask the resolver to report DNSSEC validation
+        try:
+            if options["tcp_fallback"]:
+                response, used_tcp = dns.query.udp_with_fallback(
+                    query, server, timeout=options["timeout"], port=port
+                )
+            else:
+                response, used_tcp = (
+                    dns.query.udp(query, server, timeout=options["timeout"], port=port),
+                    False,
+                )
+        except dns.exception.Timeout as exc:
+            raise TargetTimeout(
+                f"{server}:{port} did not answer {rdtype} {name} in {options['timeout']}s"
+            ) from exc
+        except (OSError, dns.exception.DNSException) as exc:
+            raise TargetConnectError(
+                f"asking {server}:{port} for {rdtype} {name} failed: {exc}"
+            ) from exc
+        wanted = dns.rdatatype.from_text(rdtype)
+        records = [
+            {"value": rdata.to_text(), "ttl": rrset.ttl}
+            for rrset in response.answer
+            if rrset.rdtype == wanted
+            for rdata in rrset
+        ]
+        return {
+            "rcode": dns.rcode.to_text(response.rcode()),
+            "records": records,
+            "authoritative": bool(response.flags & dns.flags.AA),
+            "authenticated": bool(response.flags & dns.flags.AD),
+            "truncated_udp": used_tcp,
+            "transport": "tcp" if used_tcp else "udp",
+        }

@@ -1,0 +1,87 @@
+"""The dns collector against a local DNS server (dnslib on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from collectors.base import BlockedAddress, CollectContext, NetworkPolicy, TargetTimeout
+from collectors.dns import DnsCollector
+from tests.conftest import free_port
+from tests.dnsserver import dns_server
+
+pytestmark = pytest.mark.integration
+LOOPBACK = CollectContext(policy=NetworkPolicy.from_strings(["127.0.0.0/8"]))
+
+
+@pytest.fixture(scope="module")
+def dns_port() -> Iterator[int]:
+    port = free_port()
+    with dns_server(port):
+        yield port
+
+
+def _opts(port: int, **kw: object) -> dict:
+    return DnsCollector.options_schema().load({"nameserver": "127.0.0.1", "port": port, **kw})
+
+
+def test_default_types_are_a_and_aaaa_with_ttls(dns_port: int) -> None:
+    data = DnsCollector().collect("example.test", _opts(dns_port), LOOPBACK).data
+    assert data["name"] == "example.test."
+    assert data["resolver"] == f"127.0.0.1:{dns_port}"
+    assert data["answers"]["A"]["records"] == [{"value": "192.0.2.10", "ttl": 300}]
+    assert data["answers"]["AAAA"]["records"] == [{"value": "2001:db8::10", "ttl": 300}]
+    assert data["answers"]["A"]["authoritative"] is True
+    assert data["nxdomain"] is False
+    assert DnsCollector.result_schema().validate(data) == {}
+
+
+def test_every_record_type(dns_port: int) -> None:
+    types = ["A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "CAA"]
+    answers = (
+        DnsCollector()
+        .collect("https://example.test/x", _opts(dns_port, types=types), LOOPBACK)
+        .data["answers"]
+    )
+    assert answers["MX"]["records"] == [{"value": "10 mail.example.test.", "ttl": 600}]
+    assert answers["TXT"]["records"][0]["value"] == '"v=spf1 -all"'
+    assert answers["NS"]["records"][0]["value"] == "ns1.example.test."
+    assert answers["SOA"]["records"][0]["value"].startswith(
+        "ns1.example.test. admin.example.test. 1"
+    )
+    assert answers["CAA"]["records"][0]["value"] == '0 issue "letsencrypt.org"'
+    assert answers["CNAME"]["records"] == []  # the apex has no CNAME: NODATA
+    assert answers["CNAME"]["rcode"] == "NOERROR"
+
+
+def test_cname(dns_port: int) -> None:
+    data = (
+        DnsCollector().collect("www.example.test", _opts(dns_port, types=["CNAME"]), LOOPBACK).data
+    )
+    assert data["answers"]["CNAME"]["records"] == [{"value": "example.test.", "ttl": 120}]
+
+
+def test_nxdomain_is_data(dns_port: int) -> None:
+    data = DnsCollector().collect("nope.example.test", _opts(dns_port), LOOPBACK).data
+    assert data["nxdomain"] is True
+    assert data["answers"]["A"]["rcode"] == "NXDOMAIN"
+
+
+def test_slow_answer_times_out(dns_port: int) -> None:
+    with pytest.raises(TargetTimeout):
+        DnsCollector().collect(
+            "slow.example.test", _opts(dns_port, timeout=0.3, types=["A"]), LOOPBACK
+        )
+
+
+def test_nameserver_goes_through_the_network_guard(dns_port: int) -> None:
+    with pytest.raises(BlockedAddress, match="loopback"):
+        DnsCollector().collect(
+            "example.test", _opts(dns_port), CollectContext(policy=NetworkPolicy())
+        )
+
+
+def test_unknown_type_and_non_ip_nameserver_are_refused() -> None:
+    errors = DnsCollector.options_schema().validate({"types": ["PTRX"], "nameserver": "dns.google"})
+    assert set(errors) == {"types", "nameserver"}

@@ -1,28 +1,37 @@
-"""The http collector: one GET/HEAD with redirects followed hop by hop, body as an artifact.
+"""The http collector: one GET/HEAD, redirects followed hop by hop, body as an artifact.
 
-urllib3 does the HTTP; its connections are opened by the network guard, so the
-first hop and every redirect connect only to an address the guard checked.
+urllib3 does the HTTP, but never resolves a name: its connections open their
+socket through :func:`collectors.netguard.guarded_connection`, which resolves,
+checks every address and connects to the checked one. urllib3 still knows the
+original host, so the Host header, TLS SNI and certificate hostname checks use
+the name while the packets go to the pinned address. Redirects are followed
+here, not by urllib3, so every hop's URL is checked and its connection guarded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import os
 import socket
+import sys
+import threading
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import urljoin
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urljoin
 
 import urllib3
+from urllib3 import BaseHTTPResponse, HTTPHeaderDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
-    ConnectTimeoutError,
+    DecodeError,
     HTTPError,
-    ProtocolError,
-    ReadTimeoutError,
+    LocationValueError,
     SSLError,
 )
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from collectors import netguard
 from collectors.base import (
@@ -39,11 +48,14 @@ from collectors.base import (
 )
 from schemas.http import HttpOptionsSchema, HttpResultSchema
 
-__all__ = ["HttpCollector", "TlsError"]
+__all__ = ["HttpCollector", "TlsError", "TooManyRedirects", "parse_retry_after"]
 
-USER_AGENT = "collectq/0.1 (+https://github.com/collectq)"
-REDIRECTS = (301, 302, 303, 307, 308)
+USER_AGENT = "collectq/0.1"
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Credentials meant for one origin must not travel to the next (same list as urllib3's Retry).
+CROSS_ORIGIN_STRIP = ("Authorization", "Cookie", "Proxy-Authorization")
 CHUNK = 64 * 1024
+REDIRECT_DRAIN_LIMIT = 64 * 1024
 
 
 class TlsError(CollectorError):
@@ -52,27 +64,51 @@ class TlsError(CollectorError):
     type = "tls_error"
 
 
-class _GuardedMixin:
-    """Open the socket through the network guard instead of urllib3's resolver."""
+class TooManyRedirects(InvalidTarget):
+    """The redirect chain is longer than `max_redirects`."""
 
-    policy: NetworkPolicy
-    host: str
-    port: int
-    timeout: float | None
+    type = "too_many_redirects"
+
+
+if TYPE_CHECKING:  # the mixin's super() is urllib3's connection; at runtime it is a plain mixin
+    _ConnBase = HTTPConnection
+else:
+    _ConnBase = object
+
+
+class _GuardedConnection(_ConnBase):
+    """Open the socket through the network guard; remember how long connecting took."""
 
     def __init__(self, *args: Any, policy: NetworkPolicy, **kwargs: Any) -> None:
         self.policy = policy
+        self.connect_seconds = 0.0
         super().__init__(*args, **kwargs)
 
     def _new_conn(self) -> socket.socket:
-        return netguard.guarded_connection(self.host, self.port, self.policy, self.timeout)
+        # Replaces urllib3's create_connection(), which would resolve the name itself.
+        timeout = self.timeout if isinstance(self.timeout, int | float) else None
+        sock = netguard.guarded_connection(
+            self.host, self.port, self.policy, timeout, socket_options=self.socket_options
+        )
+        sys.audit("http.client.connect", self, self.host, self.port)  # as urllib3 does
+        return sock
+
+    def connect(self) -> None:
+        started = time.perf_counter()
+        super().connect()  # for https this includes the handshake (SNI = self.host)
+        self.connect_seconds += time.perf_counter() - started
+
+    def pop_connect_seconds(self) -> float:
+        """Connect time since the last call: 0 for a connection reused from the pool."""
+        seconds, self.connect_seconds = self.connect_seconds, 0.0
+        return seconds
 
 
-class _GuardedHTTPConnection(_GuardedMixin, HTTPConnection):
+class _GuardedHTTPConnection(_GuardedConnection, HTTPConnection):
     pass
 
 
-class _GuardedHTTPSConnection(_GuardedMixin, HTTPSConnection):
+class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
     pass
 
 
@@ -84,150 +120,255 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+class _GuardedPoolManager(urllib3.PoolManager):
+    """A PoolManager whose pools only make guarded connections under one policy."""
+
+    def __init__(self, policy: NetworkPolicy, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.policy = policy
+        self.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+    def _new_pool(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        request_context: dict[str, Any] | None = None,
+    ) -> HTTPConnectionPool:
+        # Added after the pool key was computed: the key stays urllib3's own, and the
+        # policy is the same for every pool of this manager anyway.
+        context = dict(self.connection_pool_kw if request_context is None else request_context)
+        context["policy"] = self.policy
+        return super()._new_pool(scheme, host, port, context)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP-date), else None."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
         return float(value)
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
-
-
-def _pool_key(context: dict[str, Any]) -> tuple[str, str, int | None]:
-    return (context["scheme"].lower(), context["host"].lower(), context.get("port"))
+    if when.tzinfo is None:  # "-0000" dates parse naive; HTTP-dates are always GMT
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _target_url(target: str) -> str:
+    """The URL for `target`: URLs as given, a bare host (or IP) as https://host/."""
+    target = target.strip()
     if "://" in target:
         return target
-    host = f"[{target}]" if ":" in target and not target.startswith("[") else target
-    return f"https://{host}/"
+    try:
+        if isinstance(ipaddress.ip_address(target.strip("[]")), ipaddress.IPv6Address):
+            target = f"[{target.strip('[]')}]"
+    except ValueError:
+        pass
+    return f"https://{target}" + ("" if "/" in target else "/")
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int]:
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme, parts.hostname or "", parts.port or default
+
+
+def _request_target(parts: SplitResult) -> str:
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _remaining(deadline: float, timeout: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TargetTimeout(f"the fetch did not finish within {timeout}s")
+    return left
 
 
 class HttpCollector(Collector):
+    """GET or HEAD one URL. One instance per worker process; its pools live on it."""
+
     name = "http"
     options_schema = HttpOptionsSchema
     result_schema = HttpResultSchema
 
-    def __init__(self) -> None:
-        self._managers: dict[NetworkPolicy, urllib3.PoolManager] = {}
+    def __init__(
+        self, *, ca_certs: str | None = None, num_pools: int = 64, maxsize: int = 32
+    ) -> None:
+        self._pool_kw: dict[str, Any] = {"num_pools": num_pools, "maxsize": maxsize}
+        if ca_certs is not None:  # a private CA (and tests); the system store otherwise
+            self._pool_kw["ca_certs"] = ca_certs
+        self._managers: dict[NetworkPolicy, _GuardedPoolManager] = {}
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
 
-    def _manager(self, policy: NetworkPolicy) -> urllib3.PoolManager:
-        # One pool manager per policy (in practice one per process), created lazily after fork.
-        manager = self._managers.get(policy)
-        if manager is None:
-            manager = urllib3.PoolManager(num_pools=64, maxsize=8, block=False, policy=policy)
-            manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
-            # Everything but the address is fixed per manager, so that is the pool key
-            # (urllib3's default key function refuses our extra `policy` argument).
-            keys: dict[str, Any] = {scheme: _pool_key for scheme in ("http", "https")}
-            manager.key_fn_by_scheme = keys
-            self._managers[policy] = manager
-        return manager
+    def _manager(self, policy: NetworkPolicy) -> _GuardedPoolManager:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Forked after use: the parent's sockets are not ours to reuse (or close).
+                self._managers, self._pid = {}, os.getpid()
+            manager = self._managers.get(policy)
+            if manager is None:  # lazily, i.e. after the worker forked
+                manager = _GuardedPoolManager(policy, block=False, **self._pool_kw)
+                self._managers[policy] = manager
+            return manager
 
     def close(self) -> None:
-        for manager in self._managers.values():
+        with self._lock:
+            managers, self._managers = list(self._managers.values()), {}
+        for manager in managers:
             manager.clear()
-        self._managers.clear()
 
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
-        url = _target_url(target)
+        timeout: float = options["timeout"]
+        deadline = time.monotonic() + timeout
         manager = self._manager(ctx.policy)
-        timeout = urllib3.Timeout(connect=options["timeout"], read=options["timeout"])
-        headers = {"User-Agent": USER_AGENT, **options["headers"]}
-        method = options["method"]
+        method: str = options["method"]
+        headers = HTTPHeaderDict({"User-Agent": USER_AGENT, "Accept": "*/*"})
+        for key, value in options["headers"].items():
+            headers[key] = value  # replaces a default case-insensitively
+        url = _target_url(target)
+        parts = netguard.check_url(url)
         redirects: list[dict[str, Any]] = []
-        t0 = time.perf_counter()
+        connect_s = 0.0
+        started = time.perf_counter()
         while True:
-            netguard.check_url(url)
-            resp = self._request(manager, method, url, headers, timeout)
+            resp = self._send(manager, method, parts, headers, deadline, timeout)
+            if isinstance(resp.connection, _GuardedConnection):
+                connect_s += resp.connection.pop_connect_seconds()
             location = resp.headers.get("Location")
-            if not (options["follow_redirects"] and resp.status in REDIRECTS and location):
+            if not (options["follow_redirects"] and resp.status in REDIRECT_STATUSES and location):
                 break
-            resp.drain_conn()
-            resp.release_conn()
+            _discard(resp)
             if len(redirects) >= options["max_redirects"]:
-                raise InvalidTarget(f"more than {options['max_redirects']} redirects")
+                raise TooManyRedirects(f"more than {options['max_redirects']} redirects from {url}")
             redirects.append({"status_code": resp.status, "url": url})
-            url = urljoin(url, location)
-            if resp.status == 303:
-                method = "GET" if method != "HEAD" else "HEAD"
-        ttfb = time.perf_counter() - t0
-        body, truncated = self._read(resp, options["max_body_bytes"], options["timeout"])
+            next_url = urljoin(url, location.strip()).split("#", 1)[0]
+            try:
+                next_parts = netguard.check_url(next_url)
+            except InvalidTarget as exc:
+                raise InvalidTarget(f"redirect from {url}: {exc.detail}") from exc
+            if _origin(next_parts) != _origin(parts):
+                for name in CROSS_ORIGIN_STRIP:
+                    headers.discard(name)
+            if resp.status == 303 and method != "HEAD":
+                method = "GET"
+            url, parts = next_url, next_parts
+        ttfb_s = time.perf_counter() - started
+        body, truncated = _read_body(resp, options["max_body_bytes"], deadline, timeout)
+        total_s = time.perf_counter() - started
+
         content_type = resp.headers.get("Content-Type")
         data = {
             "status_code": resp.status,
             "reason": resp.reason or "",
-            "http_version": f"HTTP/{resp.version / 10:.1f}" if resp.version else "",
-            "headers": dict(resp.headers.items()),
+            "headers": {name: resp.headers[name] for name in resp.headers},  # repeats joined
+            "http_version": resp.version_string,
             "final_url": url,
             "redirects": redirects,
-            "content_type": content_type,
             "body_size": len(body),
             "body_truncated": truncated,
-            "body_sha256": hashlib.sha256(body).hexdigest() if method != "HEAD" else None,
+            "body_sha256": None if method == "HEAD" else hashlib.sha256(body).hexdigest(),
+            "content_type": content_type,
             "timing": {
-                "ttfb_ms": round(ttfb * 1000, 1),
-                "total_ms": round((time.perf_counter() - t0) * 1000, 1),
+                "connect_ms": round(connect_s * 1000, 2),
+                "ttfb_ms": round(ttfb_s * 1000, 2),
+                "total_ms": round(total_s * 1000, 2),
             },
         }
         artifacts = []
-        if body:
-            ctype = content_type or "application/octet-stream"
-            artifacts.append(Artifact("http.body", ctype, body))
+        if body and method != "HEAD":
+            artifacts.append(
+                Artifact("http.body", content_type or "application/octet-stream", body)
+            )
         result = Result(data=data, artifacts=artifacts)
         if resp.status == 429 or resp.status >= 500:
             raise TransientResponse(
-                f"target answered {resp.status}",
+                f"{url} answered {resp.status} {resp.reason or ''}".rstrip(),
                 result,
-                retry_after=_retry_after(resp.headers.get("Retry-After")),
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
             )
         return result
 
     @staticmethod
-    def _request(
-        manager: urllib3.PoolManager,
+    def _send(
+        manager: _GuardedPoolManager,
         method: str,
-        url: str,
-        headers: dict[str, str],
-        timeout: urllib3.Timeout,
-    ) -> urllib3.BaseHTTPResponse:
+        parts: SplitResult,
+        headers: HTTPHeaderDict,
+        deadline: float,
+        timeout: float,
+    ) -> BaseHTTPResponse:
+        """One request on a guarded connection; the body is left unread."""
+        url = parts.geturl()
+        left = _remaining(deadline, timeout)
+        scheme, host, port = _origin(parts)
         try:
-            return manager.request(
+            pool = manager.connection_from_host(host, port, scheme)
+            return pool.urlopen(
                 method,
-                url,
+                _request_target(parts),
                 headers=headers,
-                timeout=timeout,
+                timeout=urllib3.Timeout(connect=left, read=left),
+                retries=False,  # retrying is the task's business (backoff, Retry-After)
                 redirect=False,
-                retries=False,
                 preload_content=False,
             )
-        except (TimeoutError, ConnectTimeoutError, ReadTimeoutError) as exc:
-            raise TargetTimeout(f"{url}: timed out") from exc
+        except CollectorError:
+            raise  # from the guard, already the right error
+        except Urllib3Timeout as exc:
+            raise TargetTimeout(f"{url}: timed out ({timeout}s)") from exc
         except SSLError as exc:
             raise TlsError(f"{url}: TLS failed: {exc}") from exc
-        except (ProtocolError, HTTPError, OSError) as exc:
+        except LocationValueError as exc:
+            raise InvalidTarget(f"{url}: {exc}") from exc
+        except (HTTPError, OSError) as exc:
             raise TargetConnectError(f"{url}: {exc}") from exc
 
-    @staticmethod
-    def _read(resp: urllib3.BaseHTTPResponse, limit: int, timeout: float) -> tuple[bytes, bool]:
-        """Read at most `limit` bytes; a longer body is cut and its connection dropped."""
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in resp.stream(CHUNK):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    resp.close()  # do not reuse a connection with unread bytes
-                    return b"".join(chunks)[:limit], True
-        except (TimeoutError, ReadTimeoutError) as exc:
-            raise TargetTimeout(f"reading the body timed out after {timeout}s") from exc
-        except (ProtocolError, HTTPError) as exc:
-            raise TargetConnectError(f"reading the body failed: {exc}") from exc
+
+def _discard(resp: BaseHTTPResponse) -> None:
+    """Release a redirect response: reuse its connection only if its body is small."""
+    try:
+        resp.read(REDIRECT_DRAIN_LIMIT)
+        if resp.read(1):  # a big body is not worth reading just to keep the connection
+            resp.close()
+    except (HTTPError, OSError):
+        resp.close()
+    resp.release_conn()
+
+
+def _read_body(
+    resp: BaseHTTPResponse, limit: int, deadline: float, timeout: float
+) -> tuple[bytes, bool]:
+    """Read at most `limit` bytes before `deadline`; say whether the body was cut.
+
+    read1() does at most one socket read, and the socket's timeout is lowered to
+    what is left before each, so a server trickling bytes cannot outlast the deadline.
+    """
+    body = bytearray()
+    clean = False
+    try:
+        while True:
+            left = _remaining(deadline, timeout)
+            conn = resp.connection
+            if isinstance(conn, HTTPConnection) and conn.sock is not None:
+                conn.sock.settimeout(left)
+            chunk = resp.read1(min(CHUNK, limit + 1 - len(body)))
+            if not chunk:
+                clean = True
+                return bytes(body), False
+            body += chunk
+            if len(body) > limit:
+                return bytes(body[:limit]), True  # unread bytes remain: not clean
+    except Urllib3Timeout as exc:
+        raise TargetTimeout(f"reading the body timed out ({timeout}s)") from exc
+    except DecodeError as exc:
+        raise InvalidTarget(f"the body could not be decoded: {exc}") from exc
+    except (HTTPError, OSError) as exc:
+        raise TargetConnectError(f"reading the body failed: {exc}") from exc
+    finally:
+        if not clean:
+            resp.close()  # a connection with unread bytes (or an error) must not be reused
         resp.release_conn()
-        return b"".join(chunks), False

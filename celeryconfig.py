@@ -12,9 +12,10 @@ from kombu import Exchange, Queue
 
 from app.settings import Settings
 
-__all__ = ["MAINTENANCE_QUEUE", "build", "collector_queue", "collector_task"]
+__all__ = ["MAINTENANCE_QUEUE", "REAP_TASK", "build", "collector_queue", "collector_task"]
 
 MAINTENANCE_QUEUE = "maintenance"
+REAP_TASK = "maintenance.reap"
 
 
 def collector_queue(name: str) -> str:
@@ -51,7 +52,18 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
         "task_default_exchange": exchange.name,
         "task_default_routing_key": MAINTENANCE_QUEUE,
         "task_queues": [Queue(q, exchange, routing_key=q, durable=True) for q in queues],
-        "task_routes": [{collector_task(n): {"queue": collector_queue(n)} for n in collectors}],
+        "task_routes": [
+            {collector_task(n): {"queue": collector_queue(n)} for n in collectors}
+            | {REAP_TASK: {"queue": MAINTENANCE_QUEUE}}
+        ],
+        "beat_schedule": {
+            "reap": {
+                "task": REAP_TASK,
+                "schedule": settings.reap_interval,
+                # a tick nobody ran in time is superseded by the next one
+                "options": {"expires": settings.reap_interval},
+            }
+        },
         "task_create_missing_queues": False,
         "task_publish_retry": False,  # the API answers 503 itself instead of blocking
         "broker_connection_retry_on_startup": True,
@@ -68,4 +80,7 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
         # Celery 6 default: a task whose broker connection died is cancelled and, being
         # unacked, redelivered; recording is idempotent, so the re-run is safe.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # SIGTERM is a warm shutdown (running tasks finish, exit 0). On SIGQUIT (cold),
+        # running tasks get this long before their messages are put back.
+        "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout,
     }

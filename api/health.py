@@ -26,6 +26,9 @@ class StatusSchema(Schema):
     redis = fields.Dict(required=True)
     broker = fields.Dict(required=True)
     queues = fields.Dict(required=True)
+    breakers = fields.Dict(
+        required=True, metadata={"description": "circuit breaker per target host seen recently"}
+    )
     collectors = fields.Dict(required=True)
     versions = fields.Dict(required=True)
 

@@ -10,6 +10,7 @@ from flask import Flask
 import celeryconfig
 from app.runtime import runtime
 from tasks.collect import register_collector_tasks
+from tasks.maintenance import register_maintenance_tasks
 
 __all__ = ["celery_init_app"]
 
@@ -25,7 +26,8 @@ def celery_init_app(app: Flask) -> Celery:
     celery: Celery = Celery(app.name, task_cls=FlaskTask)
     names = rt.registry.available_names()
     celery.config_from_object(celeryconfig.build(rt.settings, names))
-    register_collector_tasks(celery, rt.settings, names)
+    register_collector_tasks(celery, app, rt.settings, names)
+    register_maintenance_tasks(celery, app)
     celery.set_default()
     app.extensions["celery"] = celery
     return celery

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from redis import Redis
 
+from app.breaker import Breakers
 from app.settings import Settings
 from app.store import JobStore
 from collectors.base import NetworkPolicy
@@ -28,6 +29,7 @@ class Runtime:
     store: JobStore
     registry: Registry
     policy: NetworkPolicy
+    breakers: Breakers
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -42,9 +44,17 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(
         settings=settings,
         redis=redis,
-        store=JobStore(redis, settings.redis_prefix, settings.job_ttl),
+        store=JobStore(
+            redis, settings.redis_prefix, settings.job_ttl, queued_grace=settings.reap_queued_after
+        ),
         registry=load_registry(settings.plugins),
         policy=NetworkPolicy.from_strings(settings.net_allow),
+        breakers=Breakers(
+            settings.redis_url,
+            settings.redis_prefix,
+            fail_max=settings.breaker_fail_max,
+            reset_timeout=settings.breaker_reset_timeout,
+        ),
     )
 
 

@@ -76,6 +76,17 @@ class Settings:
     hard_time_limit: int = 90
     worker_concurrency: int = 16
     worker_pool: str = "threads"
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 30.0
+    reap_interval: float = 30.0
+    reap_queued_after: float = 300.0
+    reap_max_requeues: int = 3
+    max_redeliveries: int = 3
+    job_deadline: int = 24 * 3600
+    breaker_fail_max: int = 5
+    breaker_reset_timeout: float = 30.0
+    host_concurrency: int = 0
+    soft_shutdown_timeout: float = 30.0
     log_level: str = "INFO"
     log_json: bool = False
     cors_origins: tuple[str, ...] = ()
@@ -145,6 +156,21 @@ def load_settings(**overrides: Any) -> Settings:
         "worker_pool": env.str(
             "WORKER_POOL", "threads", validate=OneOf(["threads", "prefork", "solo"])
         ),
+        "heartbeat_interval": env.float(
+            "HEARTBEAT_INTERVAL", 10.0, validate=Range(min=0.1, max=300)
+        ),
+        "heartbeat_timeout": env.float("HEARTBEAT_TIMEOUT", 30.0, validate=Range(min=0.3)),
+        "reap_interval": env.float("REAP_INTERVAL", 30.0, validate=Range(min=0.5)),
+        "reap_queued_after": env.float("REAP_QUEUED_AFTER", 300.0, validate=Range(min=1)),
+        "reap_max_requeues": env.int("REAP_MAX_REQUEUES", 3, validate=Range(min=0, max=100)),
+        "max_redeliveries": env.int("MAX_REDELIVERIES", 3, validate=Range(min=0, max=100)),
+        "job_deadline": env.int("JOB_DEADLINE", 24 * 3600, validate=Range(min=10)),
+        "breaker_fail_max": env.int("BREAKER_FAIL_MAX", 5, validate=Range(min=0)),
+        "breaker_reset_timeout": env.float("BREAKER_RESET_TIMEOUT", 30.0, validate=Range(min=1)),
+        "host_concurrency": env.int("HOST_CONCURRENCY", 0, validate=Range(min=0)),
+        "soft_shutdown_timeout": env.float(
+            "SOFT_SHUTDOWN_TIMEOUT", 30.0, validate=Range(min=0, max=3600)
+        ),
         "log_level": env.str(
             "LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
         ),
@@ -191,6 +217,10 @@ def _check(values: dict[str, Any]) -> dict[str, list[str]]:
             bad("net_allow", f"{cidr!r} is not an IP network")
     if values["hard_time_limit"] <= values["soft_time_limit"]:
         bad("hard_time_limit", "must be greater than COLLECTQ_SOFT_TIME_LIMIT")
+    if values["heartbeat_timeout"] < 2 * values["heartbeat_interval"]:
+        bad("heartbeat_timeout", "must be at least twice COLLECTQ_HEARTBEAT_INTERVAL")
+    if values["job_deadline"] > values["job_ttl"]:
+        bad("job_deadline", "must not exceed COLLECTQ_JOB_TTL")
     if values["retry_backoff_max"] < values["retry_backoff_base"]:
         bad("retry_backoff_max", "must be at least COLLECTQ_RETRY_BACKOFF_BASE")
     if values["env"] in ("staging", "prod"):

@@ -14,7 +14,7 @@ from app.runtime import Runtime
 from app.settings import redact_url
 from celeryconfig import MAINTENANCE_QUEUE, collector_queue
 
-__all__ = ["broker_ok", "redis_ok", "service_status"]
+__all__ = ["broker_ok", "queue_depths", "redis_ok", "service_status"]
 
 
 def redis_ok(rt: Runtime) -> tuple[bool, str | None]:
@@ -34,7 +34,7 @@ def broker_ok(celery: Celery, timeout: float) -> tuple[bool, str | None]:
     return True, None
 
 
-def _queue_depths(celery: Celery, queues: list[str]) -> dict[str, int | None]:
+def queue_depths(celery: Celery, queues: list[str]) -> dict[str, int | None]:
     depths: dict[str, int | None] = {}
     with celery.connection_for_write() as conn:
         channel: Any = conn.default_channel
@@ -67,15 +67,22 @@ def service_status(rt: Runtime, celery: Celery) -> dict[str, Any]:
     workers: dict[str, list[str]] = {}
     if b_ok:
         try:
-            depths = _queue_depths(celery, queues)
+            depths = queue_depths(celery, queues)
             workers = _workers(celery, 1.0)
         except PUBLISH_ERRORS as exc:
             b_ok, b_err = False, f"{type(exc).__name__}: {exc}"
+    breakers: dict[str, Any] = {}
+    if r_ok:
+        try:
+            breakers = rt.breakers.states()
+        except RedisError:
+            breakers = {}
     return {
         "status": "ok" if r_ok and b_ok else "degraded",
         "redis": {"ok": r_ok, "error": r_err, "url": redact_url(rt.settings.redis_url)},
         "broker": {"ok": b_ok, "error": b_err, "url": redact_url(rt.settings.broker_url)},
         "queues": {q: {"depth": depths.get(q), "workers": workers.get(q, [])} for q in queues},
+        "breakers": breakers,
         "collectors": {
             i.name: {"available": i.available, "reason": i.reason} for i in rt.registry.infos()
         },

@@ -9,14 +9,20 @@ Layout (all keys under the configured prefix ``p``)::
     p idx:{owner}       zset  job ids (score 0, ordered by id = by time)
     p idx:*             zset  every job id (admin listing)
     p idem:{owner}:{h}  str   job id for an Idempotency-Key
+    p watch             zset  unfinished collectors ``{id}|{c}``, score = the time by
+                              which the reaper expects news (heartbeat, start, retry)
 
-A collector's state only moves forward (Lua, atomic): a redelivered task can
-neither record twice nor move a finished collector back, and the job's final
-state is decided once, by whichever collector finishes last.
+The job hash also counts, per collector, redeliveries after a crash (x:{c})
+and requeues by the reaper (k:{c}).
+
+A collector's state only moves forward (Lua in `app.lua`, atomic): a
+redelivered task can neither record twice nor move a finished collector back,
+and the job's final state is decided once, by whichever collector finishes last.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import time
@@ -27,65 +33,14 @@ from typing import Any, cast
 
 from redis import Redis
 
+from app import lua
 from app.ids import id_floor, new_id
 from schemas import SCHEMA_VERSION
-from schemas.status import TERMINAL_JOB, CollectorStatus, JobStatus
+from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB, CollectorStatus, JobStatus
 
-__all__ = ["JobSpec", "JobStore", "ListFilter", "Transition", "utcnow"]
+__all__ = ["Begin", "JobSpec", "JobStore", "ListFilter", "Transition", "Watched", "utcnow"]
 
 ALL_OWNERS = "*"
-
-# KEYS[1] job key. ARGV: collector, status, attempt, result JSON, now, ttl.
-# Returns {outcome, job status}; outcome is ok | final | stale | missing.
-_RECORD = """
-local key = KEYS[1]
-local c, new, res, now = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
-local attempt, ttl = tonumber(ARGV[3]), tonumber(ARGV[6])
-local terminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
-local cur = redis.call('HGET', key, 's:' .. c)
-if not cur then return {'missing', ''} end
-local jstatus = redis.call('HGET', key, 'status')
-if terminal[cur] then return {'stale', jstatus} end
-if attempt < tonumber(redis.call('HGET', key, 'a:' .. c) or '0') then return {'stale', jstatus} end
-redis.call('HSET', key, 's:' .. c, new, 'a:' .. c, attempt, 'r:' .. c, res)
-if jstatus == 'queued' then
-  redis.call('HSET', key, 'status', 'running', 'started_at', now)
-  jstatus = 'running'
-end
-if not terminal[new] then return {'ok', jstatus} end
-local names = cjson.decode(redis.call('HGET', key, 'collectors'))
-local ok, cancelled = 0, 0
-for _, name in ipairs(names) do
-  local s = redis.call('HGET', key, 's:' .. name)
-  if not terminal[s] then return {'ok', jstatus} end
-  if s == 'succeeded' then ok = ok + 1 elseif s == 'cancelled' then cancelled = cancelled + 1 end
-end
-local final = 'partial'
-if ok == #names then final = 'succeeded'
-elseif cancelled == #names then final = 'cancelled'
-elseif ok == 0 then final = 'failed' end
-redis.call('HSET', key, 'status', final, 'finished_at', now)
-redis.call('EXPIRE', key, ttl)
-return {'final', final}
-"""
-
-# KEYS[1] job key. ARGV: now, ttl, cancelled result JSON. Returns the job status after.
-_CANCEL = """
-local key = KEYS[1]
-local jstatus = redis.call('HGET', key, 'status')
-if not jstatus then return '' end
-local terminal = {succeeded=true, partial=true, failed=true, cancelled=true, expired=true}
-if terminal[jstatus] then return jstatus end
-local cterminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
-for _, name in ipairs(cjson.decode(redis.call('HGET', key, 'collectors'))) do
-  if not cterminal[redis.call('HGET', key, 's:' .. name)] then
-    redis.call('HSET', key, 's:' .. name, 'cancelled', 'r:' .. name, ARGV[3])
-  end
-end
-redis.call('HSET', key, 'status', 'cancelled', 'finished_at', ARGV[1])
-redis.call('EXPIRE', key, tonumber(ARGV[2]))
-return 'cancelled'
-"""
 
 
 def utcnow() -> str:
@@ -116,6 +71,25 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Begin:
+    outcome: str  # ok | limit | done | missing
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Watched:
+    """An unfinished collector as the reaper sees it."""
+
+    job_id: str
+    collector: str
+    status: str  # the collector's
+    attempt: int
+    requeues: int
+    created_at: str
+    owner: str
+
+
+@dataclass(frozen=True)
 class ListFilter:
     status: str | None = None
     collector: str | None = None
@@ -136,12 +110,22 @@ def _s(value: bytes | None) -> str | None:
 class JobStore:
     """Redis-backed records. Holds a client (binary-safe, no decode) and the key prefix."""
 
-    def __init__(self, redis: Redis, prefix: str = "cq:", ttl: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str = "cq:",
+        ttl: int = 7 * 24 * 3600,
+        *,
+        queued_grace: float = 300.0,
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.ttl = ttl
-        self._record = redis.register_script(_RECORD)
-        self._cancel = redis.register_script(_CANCEL)
+        self.queued_grace = queued_grace
+        self._record = redis.register_script(lua.RECORD)
+        self._begin = redis.register_script(lua.BEGIN)
+        self._close = redis.register_script(lua.CLOSE)
+        self._reap_claim = redis.register_script(lua.REAP_CLAIM)
 
     # keys -----------------------------------------------------------------
     def _job(self, job_id: str) -> str:
@@ -152,6 +136,14 @@ class JobStore:
 
     def _idx(self, owner: str) -> str:
         return f"{self.prefix}idx:{owner}"
+
+    @property
+    def _watch(self) -> str:
+        return f"{self.prefix}watch"
+
+    @staticmethod
+    def _member(job_id: str, collector: str) -> str:
+        return f"{job_id}|{collector}"
 
     def _idem(self, owner: str, key: str) -> str:
         return f"{self.prefix}idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
@@ -203,6 +195,8 @@ class JobStore:
         for owner_key in (owner, ALL_OWNERS):
             pipe.zadd(self._idx(owner_key), {job_id: 0})
             pipe.zremrangebylex(self._idx(owner_key), "-", f"({floor}")
+        due = time.time() + self.queued_grace
+        pipe.zadd(self._watch, {self._member(job_id, name): due for name in collectors})
         pipe.execute()
         return self._envelope({k: str(v) for k, v in fields.items()})
 
@@ -213,6 +207,7 @@ class JobStore:
         for owner_key in (owner, ALL_OWNERS):
             pipe.zrem(self._idx(owner_key), job_id)
         pipe.execute()
+        # the members of the watch set go with the reaper's next pass (job missing)
 
     # read -------------------------------------------------------------------
     def owner_of(self, job_id: str) -> str | None:
@@ -303,24 +298,157 @@ class JobStore:
 
     # transitions -------------------------------------------------------------
     def record(
-        self, job_id: str, collector: str, status: str, attempt: int, result: dict[str, Any]
+        self,
+        job_id: str,
+        collector: str,
+        status: str,
+        attempt: int,
+        result: dict[str, Any],
+        *,
+        watch_in: float | None = None,
     ) -> Transition:
-        """Move `collector` forward to `status` (atomic, idempotent)."""
+        """Move `collector` forward to `status` (atomic, idempotent).
+
+        `watch_in`: seconds until the reaper should look at the collector again
+        (a retry's countdown plus grace); a terminal status ends the watch.
+        """
         body = json.dumps({"status": status, "attempts": attempt, **result})
+        score = "" if watch_in is None else repr(time.time() + watch_in)
         out = cast(
             list[bytes],
             self._record(
-                keys=[self._job(job_id)],
-                args=[collector, status, attempt, body, utcnow(), self.ttl],
+                keys=[self._job(job_id), self._watch],
+                args=[
+                    collector,
+                    status,
+                    attempt,
+                    body,
+                    utcnow(),
+                    self.ttl,
+                    score,
+                    self._member(job_id, collector),
+                ],
             ),
         )
         return Transition(out[0].decode(), out[1].decode())
 
+    def begin(
+        self, job_id: str, collector: str, *, heartbeat_timeout: float, max_redeliveries: int
+    ) -> Begin:
+        """A delivery starts `collector`: mark it running (attempt + 1) unless it is
+        finished, or crashed more than `max_redeliveries` times already."""
+        started_at = utcnow()
+        body = json.dumps({"status": CollectorStatus.RUNNING, "started_at": started_at})
+        out = cast(
+            list[Any],
+            self._begin(
+                keys=[self._job(job_id), self._watch],
+                args=[
+                    collector,
+                    started_at,
+                    repr(time.time() + heartbeat_timeout),
+                    max_redeliveries,
+                    body,
+                    self._member(job_id, collector),
+                ],
+            ),
+        )
+        return Begin(out[0].decode(), int(out[1]))
+
+    def beat(self, job_id: str, collector: str, heartbeat_timeout: float) -> bool:
+        """Refresh a running collector's heartbeat; False once it is no longer watched."""
+        entry = {self._member(job_id, collector): time.time() + heartbeat_timeout}
+        return bool(self.redis.zadd(self._watch, entry, xx=True, ch=True))
+
+    def _close_job(self, job_id: str, cstatus: str, jstatus: str, error: dict[str, Any]) -> str:
+        body = json.dumps({"status": cstatus, "attempts": 0, "error": error})
+        out = cast(
+            bytes,
+            self._close(
+                keys=[self._job(job_id), self._watch],
+                args=[utcnow(), self.ttl, body, cstatus, jstatus],
+            ),
+        )
+        return out.decode()
+
     def cancel(self, job_id: str) -> str | None:
         """Cancel a job that has not finished; return its status after (None if unknown)."""
-        body = json.dumps({"status": CollectorStatus.CANCELLED, "attempts": 0})
-        out = cast(bytes, self._cancel(keys=[self._job(job_id)], args=[utcnow(), self.ttl, body]))
-        return out.decode() or None
+        return (
+            self._close_job(
+                job_id,
+                CollectorStatus.CANCELLED,
+                JobStatus.CANCELLED,
+                {"type": "cancelled", "detail": "cancelled by the client", "retryable": False},
+            )
+            or None
+        )
+
+    def expire(self, job_id: str, detail: str) -> str | None:
+        """End a job that outlived its deadline: unfinished collectors are skipped."""
+        return (
+            self._close_job(
+                job_id,
+                CollectorStatus.SKIPPED,
+                JobStatus.EXPIRED,
+                {"type": "expired", "detail": detail, "retryable": False},
+            )
+            or None
+        )
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return self.status(job_id) == JobStatus.CANCELLED
+
+    # reaper --------------------------------------------------------------------
+    def overdue(self, now: float, limit: int = 500) -> builtins.list[str]:
+        """Watch members (``{job}|{collector}``) whose time passed, oldest first."""
+        found = self.redis.zrangebyscore(self._watch, "-inf", now, start=0, num=limit)
+        raw = cast(builtins.list[bytes], found)
+        return [m.decode() for m in raw]
+
+    def watched(self, member: str) -> Watched | None:
+        """The state of a watch member, or None (and the member dropped) if it is done."""
+        job_id, _, collector = member.partition("|")
+        status, attempt, requeues, created_at, owner = cast(
+            builtins.list[bytes | None],
+            self.redis.hmget(
+                self._job(job_id),
+                [f"s:{collector}", f"a:{collector}", f"k:{collector}", "created_at", "owner"],
+            ),
+        )
+        if status is None or created_at is None or status.decode() in TERMINAL_COLLECTOR:
+            self.redis.zrem(self._watch, member)
+            return None
+        return Watched(
+            job_id=job_id,
+            collector=collector,
+            status=status.decode(),
+            attempt=int(attempt or 0),
+            requeues=int(requeues or 0),
+            created_at=created_at.decode(),
+            owner=(owner or b"").decode(),
+        )
+
+    def postpone(self, member: str, seconds: float) -> None:
+        """Look at `member` again in `seconds` (if it is still watched)."""
+        self.redis.zadd(self._watch, {member: time.time() + seconds}, xx=True)
+
+    def claim_overdue(self, w: Watched, *, now: float, max_requeues: int) -> str:
+        """requeue | fail | skip, decided atomically against concurrent tasks."""
+        out = cast(
+            bytes,
+            self._reap_claim(
+                keys=[self._job(w.job_id), self._watch],
+                args=[
+                    self._member(w.job_id, w.collector),
+                    w.collector,
+                    now,
+                    repr(time.time() + self.queued_grace),
+                    max_requeues,
+                    w.status,
+                ],
+            ),
+        )
+        return out.decode()
 
     @staticmethod
     def is_terminal(status: str | None) -> bool:

@@ -13,7 +13,10 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import TimeLimitExceeded as HardTimeLimitExceeded
+from flask import Flask
 
+from app.breaker import host_of
 from app.runtime import Runtime, runtime
 from app.settings import Settings
 from app.store import utcnow
@@ -25,8 +28,9 @@ from collectors.base import (
     TransientResponse,
 )
 from collectors.runner import run_collector_once
-from schemas.status import TERMINAL_COLLECTOR, CollectorStatus
+from schemas.status import CollectorStatus
 from tasks.backoff import backoff_delay
+from tasks.heartbeat import heartbeat
 
 __all__ = ["CollectorTask", "register_collector_tasks", "run_collector"]
 
@@ -38,6 +42,13 @@ class TimeLimitExceeded(CollectorError):
     retryable = False
 
 
+class RedeliveryLimit(CollectorError):
+    """Every delivery of this collector died without recording (a poison message)."""
+
+    type = "redelivery_limit"
+    retryable = False
+
+
 class CollectorTask(Task):  # type: ignore[type-arg]
     """Delivery rules shared by every collector task (DESIGN §5)."""
 
@@ -45,6 +56,28 @@ class CollectorTask(Task):  # type: ignore[type-arg]
     reject_on_worker_lost = True
     ignore_result = True
     typing = False
+    flask_app: Flask  # set by register_collector_tasks
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """A hard time limit killed the process: the collector fails with `time_limit`.
+
+        Runs in the worker's main process (the pool already replaced the child),
+        so the record is written here; without it the collector would stay
+        `running` until the reaper noticed.
+        """
+        if not isinstance(exc, HardTimeLimitExceeded) or len(args) != 2:
+            return
+        job_id, collector = args
+        with self.flask_app.app_context():
+            rt = runtime()
+            spec = rt.store.spec(job_id, collector)
+            if spec is None:
+                return
+            error = TimeLimitExceeded(
+                f"killed after the hard time limit ({rt.settings.hard_time_limit}s)"
+            )
+            body: dict[str, Any] = {"data": None, "artifacts": [], "error": error.to_dict()}
+            rt.store.record(job_id, collector, CollectorStatus.FAILED, spec.attempt, body)
 
 
 def _artifacts(rt: Runtime, job_id: str, result: Result) -> list[dict[str, Any]]:
@@ -65,15 +98,30 @@ def _artifacts(rt: Runtime, job_id: str, result: Result) -> list[dict[str, Any]]
 def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: ignore[type-arg]
     """Run one collector of one job and record the outcome; return what happened."""
     rt = runtime()
-    spec = rt.store.spec(job_id, collector)
-    if spec is None:
+    settings = rt.settings
+    begin = rt.store.begin(
+        job_id,
+        collector,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        max_redeliveries=settings.max_redeliveries,
+    )
+    if begin.outcome == "missing":
         log.info("job gone, skipping", extra={"job_id": job_id, "collector": collector})
         return "missing"
-    if spec.collector_status in TERMINAL_COLLECTOR:  # cancelled, or a redelivery of done work
+    if begin.outcome == "done":  # cancelled or expired, or a redelivery of done work
         return "skipped"
-    attempt = spec.attempt + 1
+    attempt = begin.attempt
+    if begin.outcome == "limit":
+        error = RedeliveryLimit(
+            f"every delivery died before recording; gave up after "
+            f"{settings.max_redeliveries} redeliveries"
+        )
+        body: dict[str, Any] = {"data": None, "artifacts": [], "error": error.to_dict()}
+        return rt.store.record(job_id, collector, CollectorStatus.FAILED, attempt, body).outcome
+    spec = rt.store.spec(job_id, collector)
+    if spec is None:
+        return "missing"
     started_at, t0 = utcnow(), time.perf_counter()
-    rt.store.record(job_id, collector, CollectorStatus.RUNNING, attempt, {"started_at": started_at})
 
     def timing() -> dict[str, Any]:
         return {
@@ -82,16 +130,22 @@ def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: igno
             "duration_ms": round((time.perf_counter() - t0) * 1000, 1),
         }
 
-    outcome = _collect(
-        rt,
-        spec.target,
-        spec.options,
+    ctx = CollectContext(policy=rt.policy, job_id=job_id, attempt=attempt)
+    with heartbeat(
+        rt.store,
+        job_id,
         collector,
-        ctx=CollectContext(policy=rt.policy, job_id=job_id, attempt=attempt),
-    )
+        interval=settings.heartbeat_interval,
+        timeout=settings.heartbeat_timeout,
+        max_runtime=settings.hard_time_limit + settings.heartbeat_interval,
+    ):
+        outcome = rt.breakers.call(
+            host_of(spec.target),
+            lambda: _collect(rt, spec.target, spec.options, collector, ctx),
+        )
     if isinstance(outcome, CollectorError):
-        if outcome.retryable and attempt <= rt.settings.max_retries:
-            raise _retry(task, rt.settings, job_id, collector, attempt, outcome, timing())
+        if outcome.retryable and attempt <= settings.max_retries:
+            raise _retry(task, settings, job_id, collector, attempt, outcome, timing())
         if isinstance(outcome, TransientResponse):
             outcome = outcome.result  # retries exhausted: the target's own answer is data
     if isinstance(outcome, CollectorError):
@@ -143,18 +197,27 @@ def _retry(
         "error": exc.to_dict(),
         "retry_in_s": round(delay, 3),
     }
-    runtime().store.record(job_id, collector, CollectorStatus.RETRYING, attempt, body)
+    runtime().store.record(
+        job_id,
+        collector,
+        CollectorStatus.RETRYING,
+        attempt,
+        body,
+        watch_in=delay + settings.reap_queued_after,
+    )
     # max_retries=None: the attempt budget is ours (the store counts redeliveries too).
     return task.retry(countdown=delay, max_retries=None, exc=exc)
 
 
-def register_collector_tasks(celery: Celery, settings: Settings, names: list[str]) -> None:
+def register_collector_tasks(
+    celery: Celery, flask_app: Flask, settings: Settings, names: list[str]
+) -> None:
     """Register ``collect.<name>`` for every collector in `names`.
 
     The base mixes our delivery rules into the app's task class (which pushes
     the Flask app context, so `runtime()` works inside the task).
     """
-    base = type("CollectorTask", (CollectorTask, celery.Task), {})
+    base = type("CollectorTask", (CollectorTask, celery.Task), {"flask_app": flask_app})
     for name in names:
         celery.task(  # type: ignore[call-overload]
             run_collector,

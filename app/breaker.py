@@ -1,0 +1,206 @@
+"""Circuit breakers per target host, their state shared by every worker in Redis.
+
+pybreaker's `CircuitRedisStorage` holds each host's state under
+``{prefix}cb:{host}:pybreaker:*``. The breakers are created lazily, in the
+process that uses them (after the worker forked), on a Redis client without
+``decode_responses`` (pybreaker decodes itself). pybreaker never expires its
+keys: every touch sets a TTL on them, and ``{prefix}cb:hosts`` (host → last
+touch) lets `/v1/status` list the breakers and lets old ones be dropped.
+
+Only transient failures (connect errors, timeouts, 429/5xx answers) count;
+any other outcome is an answer from the host and closes the count. While a
+breaker is open, calls fail fast with `CircuitOpen` (retryable, with the time
+the breaker half-opens). Half-open lets one probe through across all workers
+(a ``SET NX`` token), not one per worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import pybreaker
+from redis import Redis
+from redis.exceptions import RedisError
+
+from collectors.base import CollectorError, Result
+
+__all__ = ["Breakers", "CircuitOpen", "host_of"]
+
+Outcome = Result | CollectorError
+
+
+class CircuitOpen(CollectorError):
+    type = "circuit_open"
+    retryable = True
+
+    def __init__(self, host: str, half_open_at: float) -> None:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(half_open_at))
+        super().__init__(
+            f"circuit for {host} is open after repeated failures; half-opens at {when}",
+            retry_after=max(0.0, half_open_at - time.time()),
+        )
+        self.half_open_at = when
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "half_open_at": self.half_open_at}
+
+
+class _Transient(Exception):
+    """Carries a transient outcome through pybreaker, which counts exceptions."""
+
+    def __init__(self, outcome: CollectorError) -> None:
+        super().__init__(outcome.detail)
+        self.outcome = outcome
+
+
+def host_of(target: str) -> str:
+    """The host a target points at (URL or bare host name), lower case."""
+    if "://" in target:
+        return (urlsplit(target).hostname or "").lower()
+    return urlsplit(f"//{target}").hostname or target.lower()
+
+
+class Breakers:
+    """One pybreaker CircuitBreaker per host; `fail_max` 0 turns breakers off."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        *,
+        fail_max: int,
+        reset_timeout: float,
+        key_ttl: int = 24 * 3600,
+    ) -> None:
+        self._url = redis_url
+        self._prefix = f"{prefix}cb:"
+        self.fail_max = fail_max
+        self.reset_timeout = reset_timeout
+        self._key_ttl = max(key_ttl, int(reset_timeout * 10))
+        self._redis: Redis | None = None
+        self._pid = 0
+        self._by_host: dict[str, pybreaker.CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    # wiring ---------------------------------------------------------------------
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None or self._pid != os.getpid():  # first use, or a forked child
+            self._redis = Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
+            self._pid = os.getpid()
+            self._by_host = {}
+        return self._redis
+
+    def _namespace(self, host: str) -> str:
+        return f"{self._prefix}{host}"
+
+    def _keys(self, host: str) -> list[str]:
+        ns = self._namespace(host)
+        return [f"{ns}:pybreaker:{k}" for k in ("state", "fail_counter", "success_counter")] + [
+            f"{ns}:pybreaker:opened_at",
+            f"{ns}:probe",
+        ]
+
+    def _breaker(self, host: str) -> pybreaker.CircuitBreaker:
+        redis = self.redis
+        with self._lock:
+            cb = self._by_host.get(host)
+            if cb is None:
+                storage = pybreaker.CircuitRedisStorage(
+                    pybreaker.STATE_CLOSED, redis, namespace=self._namespace(host)
+                )
+                cb = pybreaker.CircuitBreaker(
+                    fail_max=self.fail_max,
+                    reset_timeout=self.reset_timeout,
+                    state_storage=storage,
+                    name=host,
+                    throw_new_error_on_trip=False,  # the tripping call keeps its own error
+                )
+                self._by_host[host] = cb
+            return cb
+
+    def _touch(self, host: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self._keys(host):
+            pipe.expire(key, self._key_ttl)
+        pipe.zadd(f"{self._prefix}hosts", {host: time.time()})
+        pipe.zremrangebyscore(f"{self._prefix}hosts", "-inf", time.time() - self._key_ttl)
+        pipe.execute()
+
+    # use ------------------------------------------------------------------------
+    def call(self, host: str, run: Callable[[], Outcome]) -> Outcome:
+        """Run `run` under `host`'s breaker; CircuitOpen instead while it is open."""
+        if self.fail_max <= 0 or not host:
+            return run()
+        try:
+            cb = self._breaker(host)
+            refusal = self._refuse(host, cb)
+        except RedisError:
+            return run()  # breaker state unreachable: fail open, the retries still bound the work
+        if refusal is not None:
+            return refusal
+
+        # The work runs outside pybreaker: its call() holds a per-breaker lock, which
+        # would serialise every thread of a worker fetching from the same host. The
+        # outcome is then reported through call(), which counts it and moves the state.
+        outcome = run()
+
+        def report() -> None:
+            if isinstance(outcome, CollectorError) and outcome.retryable:
+                raise _Transient(outcome)
+
+        # _Transient: counted. CircuitBreakerError: another worker opened it meanwhile.
+        with contextlib.suppress(_Transient, pybreaker.CircuitBreakerError, RedisError):
+            cb.call(report)
+        with contextlib.suppress(RedisError):
+            self._touch(host)
+        return outcome
+
+    def _half_open_at(self, cb: pybreaker.CircuitBreaker) -> float:
+        opened = cast(Any, cb._state_storage).opened_at
+        start = opened.timestamp() if opened is not None else time.time()
+        return start + self.reset_timeout
+
+    def _refuse(self, host: str, cb: pybreaker.CircuitBreaker) -> CircuitOpen | None:
+        """While open: refuse. Once the cool-down passed: one probe for everyone."""
+        state = cb.current_state
+        if state == pybreaker.STATE_CLOSED:
+            return None
+        half_open_at = self._half_open_at(cb)
+        if state == pybreaker.STATE_OPEN and time.time() < half_open_at:
+            return CircuitOpen(host, half_open_at)
+        # cool-down over (or half-open already): only the holder of the probe token calls
+        token = f"{self._namespace(host)}:probe"
+        if self.redis.set(token, b"1", nx=True, ex=max(1, int(self.reset_timeout))):
+            return None  # this call is the probe; the next trip or close ends the token
+        return CircuitOpen(host, time.time() + min(self.reset_timeout, 5.0))
+
+    def states(self, limit: int = 100) -> dict[str, dict[str, Any]]:
+        """Every host's breaker seen recently: state, consecutive failures, half-open time."""
+        hosts = cast(
+            list[bytes], self.redis.zrevrange(f"{self._prefix}hosts", 0, max(0, limit - 1))
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for raw in hosts:
+            host = raw.decode()
+            ns = f"{self._namespace(host)}:pybreaker:"
+            state, fails, opened = cast(
+                list[bytes | None],
+                self.redis.mget([f"{ns}state", f"{ns}fail_counter", f"{ns}opened_at"]),
+            )
+            info: dict[str, Any] = {
+                "state": (state or b"closed").decode(),
+                "consecutive_failures": int(fails or 0),
+            }
+            if info["state"] != pybreaker.STATE_CLOSED and opened is not None:
+                info["half_open_at"] = time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(opened) + self.reset_timeout)
+                )
+            out[host] = info
+        return out

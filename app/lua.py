@@ -1,0 +1,131 @@
+"""The job store's Lua scripts: every state move of a job is one atomic script.
+
+Keys: KEYS[1] is the job hash, KEYS[2] (where used) the watch sorted set of
+unfinished collectors (member ``{job}|{collector}``, score = the time by which
+the reaper expects news of it). A collector's state only moves forward, so a
+redelivered task can neither record twice nor move a finished collector back,
+and the job's final state is decided once, by whichever collector ends last.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BEGIN", "CLOSE", "REAP_CLAIM", "RECORD"]
+
+# Shared helpers, prepended to the scripts that need them.
+_FINALIZE = """
+local cterminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
+local jterminal = {succeeded=true, partial=true, failed=true, cancelled=true, expired=true}
+local function finalize(key, now, ttl)
+  local names = cjson.decode(redis.call('HGET', key, 'collectors'))
+  local ok, cancelled = 0, 0
+  for _, name in ipairs(names) do
+    local s = redis.call('HGET', key, 's:' .. name)
+    if not cterminal[s] then return nil end
+    if s == 'succeeded' then ok = ok + 1 elseif s == 'cancelled' then cancelled = cancelled + 1 end
+  end
+  local final = 'partial'
+  if ok == #names then final = 'succeeded'
+  elseif cancelled == #names then final = 'cancelled'
+  elseif ok == 0 then final = 'failed' end
+  redis.call('HSET', key, 'status', final, 'finished_at', now)
+  redis.call('EXPIRE', key, ttl)
+  return final
+end
+"""
+
+# KEYS job, watch. ARGV: collector, status, attempt, result JSON, now, ttl, watch score
+# ('' = leave the watch entry as it is; a terminal status always removes it), member.
+# Returns {outcome, job status}; outcome is ok | final | stale | missing.
+RECORD = (
+    _FINALIZE
+    + """
+local key, watch = KEYS[1], KEYS[2]
+local c, new, res, now = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
+local attempt, ttl, score, member = tonumber(ARGV[3]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local cur = redis.call('HGET', key, 's:' .. c)
+if not cur then return {'missing', ''} end
+local jstatus = redis.call('HGET', key, 'status')
+if cterminal[cur] then return {'stale', jstatus} end
+if attempt < tonumber(redis.call('HGET', key, 'a:' .. c) or '0') then return {'stale', jstatus} end
+redis.call('HSET', key, 's:' .. c, new, 'a:' .. c, attempt, 'r:' .. c, res)
+if jstatus == 'queued' then
+  redis.call('HSET', key, 'status', 'running', 'started_at', now)
+  jstatus = 'running'
+end
+if cterminal[new] then
+  redis.call('ZREM', watch, member)
+elseif score ~= '' then
+  redis.call('ZADD', watch, score, member)
+end
+if not cterminal[new] then return {'ok', jstatus} end
+local final = finalize(key, now, ttl)
+if final then return {'final', final} end
+return {'ok', jstatus}
+"""
+)
+
+# A delivery of a collector's task starts. KEYS job, watch.
+# ARGV: collector, now, watch score (heartbeat deadline), max redeliveries, running JSON, member.
+# A start that finds the collector already `running` follows a delivery that
+# died without recording anything (worker killed, process crashed): it counts
+# as a redelivery, and past the limit the collector is not run again.
+# Returns {outcome, attempt}: ok | limit | done | missing.
+BEGIN = """
+local key, watch = KEYS[1], KEYS[2]
+local c, now, score, res, member = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
+local maxr = tonumber(ARGV[4])
+local terminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
+local cur = redis.call('HGET', key, 's:' .. c)
+if not cur then return {'missing', 0} end
+if terminal[cur] then return {'done', 0} end
+local attempt = tonumber(redis.call('HGET', key, 'a:' .. c) or '0') + 1
+if cur == 'running' then
+  local crashes = redis.call('HINCRBY', key, 'x:' .. c, 1)
+  if crashes > maxr then return {'limit', attempt} end
+end
+redis.call('HSET', key, 's:' .. c, 'running', 'a:' .. c, attempt, 'r:' .. c, res)
+if redis.call('HGET', key, 'status') == 'queued' then
+  redis.call('HSET', key, 'status', 'running', 'started_at', now)
+end
+redis.call('ZADD', watch, score, member)
+return {'ok', attempt}
+"""
+
+# Close a job that has not finished: every unfinished collector gets `cstatus`
+# with `result`, the job gets `jstatus`. KEYS job, watch.
+# ARGV: now, ttl, result JSON, cstatus, jstatus. Returns the job status after ('' if unknown).
+CLOSE = """
+local key, watch = KEYS[1], KEYS[2]
+local jstatus = redis.call('HGET', key, 'status')
+if not jstatus then return '' end
+local jterminal = {succeeded=true, partial=true, failed=true, cancelled=true, expired=true}
+if jterminal[jstatus] then return jstatus end
+local cterminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
+local id = redis.call('HGET', key, 'id')
+for _, name in ipairs(cjson.decode(redis.call('HGET', key, 'collectors'))) do
+  if not cterminal[redis.call('HGET', key, 's:' .. name)] then
+    redis.call('HSET', key, 's:' .. name, ARGV[4], 'r:' .. name, ARGV[3])
+  end
+  redis.call('ZREM', watch, id .. '|' .. name)
+end
+redis.call('HSET', key, 'status', ARGV[5], 'finished_at', ARGV[1])
+redis.call('EXPIRE', key, tonumber(ARGV[2]))
+return ARGV[5]
+"""
+
+# The reaper claims an overdue collector. KEYS job, watch.
+# ARGV: member, collector, now (epoch s), next score, max requeues, expected status.
+# Returns requeue | fail | skip: `skip` when the collector moved on since it was
+# read (a task started or finished it), so a busy collector is never reaped.
+REAP_CLAIM = """
+local key, watch = KEYS[1], KEYS[2]
+local member, c, nxt, seen = ARGV[1], ARGV[2], ARGV[4], ARGV[6]
+local now, maxq = tonumber(ARGV[3]), tonumber(ARGV[5])
+local score = redis.call('ZSCORE', watch, member)
+if not score or tonumber(score) > now then return 'skip' end
+if redis.call('HGET', key, 's:' .. c) ~= seen then return 'skip' end
+if tonumber(redis.call('HGET', key, 'k:' .. c) or '0') >= maxq then return 'fail' end
+redis.call('HINCRBY', key, 'k:' .. c, 1)
+redis.call('ZADD', watch, nxt, member)
+return 'requeue'
+"""

@@ -1,0 +1,123 @@
+"""The reaper: no collector stays `queued`, `retrying` or `running` forever.
+
+Every unfinished collector has an entry in the store's watch set, with the
+time by which something should have happened to it: its start (queued), its
+next attempt (retrying) or its next heartbeat (running). `reap` (run by the
+periodic ``maintenance.reap`` task) looks at the overdue ones:
+
+- job past ``JOB_DEADLINE`` → the job is `expired` (unfinished collectors `skipped`);
+- running, heartbeat lapsed (killed worker, frozen process) → requeued;
+- queued/retrying and its queue holds no ready message (the message vanished
+  or sits unacked with a consumer that stopped) → requeued; with messages
+  still waiting in the queue it is looked at again later;
+- requeued `REAP_MAX_REQUEUES` times already → `failed` with `lost`.
+
+A requeue publishes the collector's message again. It is safe even if the
+old one turns up after all: recording is forward-only, so a duplicate
+delivery either finds the collector finished and skips, or loses the race.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+from redis.exceptions import RedisError
+
+from app.jobs import PUBLISH_ERRORS, publish
+from app.runtime import Runtime
+from app.status import queue_depths
+from app.store import Watched
+from celeryconfig import collector_queue
+from collectors.base import CollectorError
+from schemas.status import CollectorStatus
+
+__all__ = ["Lost", "ReapReport", "reap"]
+
+log = logging.getLogger("collectq.reaper")
+
+
+class Lost(CollectorError):
+    """No delivery of the collector finished, however often it was requeued."""
+
+    type = "lost"
+
+
+@dataclass
+class ReapReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    postponed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requeued": self.requeued,
+            "failed": self.failed,
+            "expired": self.expired,
+            "postponed": self.postponed,
+        }
+
+
+def _age(created_at: str, now: float) -> float:
+    return now - datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
+
+
+def reap(rt: Runtime, celery: Celery, *, limit: int = 500) -> ReapReport:
+    """One pass over the overdue collectors; returns what was done."""
+    settings, store = rt.settings, rt.store
+    report = ReapReport()
+    now = time.time()
+    members = store.overdue(now, limit)
+    depths: dict[str, int | None] | None = None
+    for member in members:
+        w = store.watched(member)
+        if w is None:
+            continue
+        if _age(w.created_at, now) > settings.job_deadline:
+            store.expire(w.job_id, f"not finished within {settings.job_deadline}s")
+            report.expired.append(w.job_id)
+            continue
+        if w.status != CollectorStatus.RUNNING:
+            if depths is None:
+                depths = _depths(rt, celery, members)
+            if depths.get(collector_queue(w.collector)) != 0:
+                store.postpone(member, settings.reap_queued_after)  # may still be waiting
+                report.postponed += 1
+                continue
+        _resolve(rt, celery, w, now, report)
+    if report.requeued or report.failed or report.expired:
+        log.warning("reaper acted", extra=report.as_dict())
+    return report
+
+
+def _depths(rt: Runtime, celery: Celery, members: list[str]) -> dict[str, int | None]:
+    names = {m.partition("|")[2] for m in members}
+    try:
+        return queue_depths(celery, [collector_queue(n) for n in names])
+    except PUBLISH_ERRORS:
+        return {}  # broker unreachable: nothing can be requeued now anyway
+
+
+def _resolve(rt: Runtime, celery: Celery, w: Watched, now: float, report: ReapReport) -> None:
+    settings, store = rt.settings, rt.store
+    decision = store.claim_overdue(w, now=now, max_requeues=settings.reap_max_requeues)
+    member = f"{w.job_id}|{w.collector}"
+    if decision == "fail":
+        error = Lost(
+            f"no delivery finished after {settings.reap_max_requeues} requeues "
+            f"(last seen {w.status})"
+        )
+        body: dict[str, Any] = {"data": None, "artifacts": [], "error": error.to_dict()}
+        store.record(w.job_id, w.collector, CollectorStatus.FAILED, w.attempt, body)
+        report.failed.append(member)
+    elif decision == "requeue":
+        try:
+            publish(celery, rt, w.job_id, [w.collector], None)
+            report.requeued.append(member)
+        except PUBLISH_ERRORS + (RedisError,):
+            log.warning("requeue failed; next pass retries", extra={"job_id": w.job_id})

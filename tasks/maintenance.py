@@ -1,0 +1,42 @@
+"""Maintenance tasks, on queue ``maintenance``: thin adapters over `app.reaper`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from app.reaper import reap
+from app.runtime import runtime
+from celeryconfig import MAINTENANCE_QUEUE, REAP_TASK
+
+__all__ = ["register_maintenance_tasks"]
+
+
+def register_maintenance_tasks(celery: Celery, flask_app: Flask) -> None:
+    """Register ``maintenance.reap`` (run by beat every ``REAP_INTERVAL``)."""
+
+    def reap_task(task: Task) -> dict[str, Any]:  # type: ignore[type-arg]
+        rt = runtime(flask_app)
+        # One reaper at a time: a pass that overlaps another would only race it.
+        lock = rt.redis.lock(
+            f"{rt.settings.redis_prefix}lock:reap",
+            timeout=max(30.0, rt.settings.reap_interval * 2),
+            blocking=False,
+        )
+        if not lock.acquire():
+            return {"skipped": "another reaper is running"}
+        try:
+            return reap(rt, celery).as_dict()
+        finally:
+            lock.release()
+
+    celery.task(  # type: ignore[call-overload]
+        reap_task,
+        name=REAP_TASK,
+        bind=True,
+        queue=MAINTENANCE_QUEUE,
+        acks_late=False,  # a lost pass is redone by the next beat tick
+        ignore_result=True,
+    )

@@ -67,6 +67,9 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
         "task_create_missing_queues": False,
         "task_publish_retry": False,  # the API answers 503 itself instead of blocking
         "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a worker waits out a broker restart
+        # AMQP heartbeats: a hung broker (or network) is noticed within 2 intervals.
+        "broker_heartbeat": settings.broker_heartbeat,
         "broker_connection_timeout": settings.publish_timeout,
         "broker_transport_options": (
             {"confirm_publish": True}

@@ -138,10 +138,13 @@ def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str
 
 
 @main.command()
-def beat() -> None:
-    """Run Celery beat (periodic maintenance; schedules come with the scheduling API)."""
+@click.option(
+    "-s", "--schedule", default="celerybeat-schedule", show_default=True, help="beat state file"
+)
+def beat(schedule: str) -> None:
+    """Run Celery beat (the reaper's ticks; schedules come with the scheduling API)."""
     s = _settings()
-    _exec(["-m", "celery", "-A", "app.worker", "beat", "-l", s.log_level])
+    _exec(["-m", "celery", "-A", "app.worker", "beat", "-l", s.log_level, "-s", schedule])
 
 
 @main.command()

@@ -53,6 +53,7 @@ if jstatus == 'queued' then
   jstatus = 'running'
 end
 if cterminal[new] then
+  redis.call('HINCRBY', key, 't:' .. c, 1)  -- terminal records: an audit, always 1
   redis.call('ZREM', watch, member)
 elseif score ~= '' then
   redis.call('ZADD', watch, score, member)
@@ -105,6 +106,7 @@ local id = redis.call('HGET', key, 'id')
 for _, name in ipairs(cjson.decode(redis.call('HGET', key, 'collectors'))) do
   if not cterminal[redis.call('HGET', key, 's:' .. name)] then
     redis.call('HSET', key, 's:' .. name, ARGV[4], 'r:' .. name, ARGV[3])
+    redis.call('HINCRBY', key, 't:' .. name, 1)
   end
   redis.call('ZREM', watch, id .. '|' .. name)
 end

@@ -7,9 +7,9 @@ periodic ``maintenance.reap`` task) looks at the overdue ones:
 
 - job past ``JOB_DEADLINE`` → the job is `expired` (unfinished collectors `skipped`);
 - running, heartbeat lapsed (killed worker, frozen process) → requeued;
-- queued/retrying and its queue holds no ready message (the message vanished
-  or sits unacked with a consumer that stopped) → requeued; with messages
-  still waiting in the queue it is looked at again later;
+- queued/retrying (or requeued already) and its queue holds no ready message
+  (the message vanished, or sits unacked with a consumer that stopped) →
+  requeued; with messages still waiting in the queue it is looked at later;
 - requeued `REAP_MAX_REQUEUES` times already → `failed` with `lost`.
 
 A requeue publishes the collector's message again. It is safe even if the
@@ -82,7 +82,9 @@ def reap(rt: Runtime, celery: Celery, *, limit: int = 500) -> ReapReport:
             store.expire(w.job_id, f"not finished within {settings.job_deadline}s")
             report.expired.append(w.job_id)
             continue
-        if w.status != CollectorStatus.RUNNING:
+        # A queued or retrying collector, or a lapsed one requeued already, may still
+        # have its message waiting in the queue: only an empty queue proves it gone.
+        if w.status != CollectorStatus.RUNNING or w.requeues:
             if depths is None:
                 depths = _depths(rt, celery, members)
             if depths.get(collector_queue(w.collector)) != 0:

@@ -87,6 +87,7 @@ class Settings:
     breaker_reset_timeout: float = 30.0
     host_concurrency: int = 0
     soft_shutdown_timeout: float = 30.0
+    broker_heartbeat: float = 60.0
     log_level: str = "INFO"
     log_json: bool = False
     cors_origins: tuple[str, ...] = ()
@@ -171,6 +172,7 @@ def load_settings(**overrides: Any) -> Settings:
         "soft_shutdown_timeout": env.float(
             "SOFT_SHUTDOWN_TIMEOUT", 30.0, validate=Range(min=0, max=3600)
         ),
+        "broker_heartbeat": env.float("BROKER_HEARTBEAT", 60.0, validate=Range(min=0, max=600)),
         "log_level": env.str(
             "LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])
         ),

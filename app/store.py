@@ -12,8 +12,9 @@ Layout (all keys under the configured prefix ``p``)::
     p watch             zset  unfinished collectors ``{id}|{c}``, score = the time by
                               which the reaper expects news (heartbeat, start, retry)
 
-The job hash also counts, per collector, redeliveries after a crash (x:{c})
-and requeues by the reaper (k:{c}).
+The job hash also counts, per collector, redeliveries after a crash (x:{c}),
+requeues by the reaper (k:{c}) and terminal records (t:{c}: an audit that
+the fault tests read; forward-only recording keeps it at 1).
 
 A collector's state only moves forward (Lua in `app.lua`, atomic): a
 redelivered task can neither record twice nor move a finished collector back,

@@ -15,6 +15,7 @@ from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.exceptions import TimeLimitExceeded as HardTimeLimitExceeded
 from flask import Flask
+from redis.exceptions import RedisError
 
 from app.breaker import host_of
 from app.runtime import Runtime, runtime
@@ -96,7 +97,36 @@ def _artifacts(rt: Runtime, job_id: str, result: Result) -> list[dict[str, Any]]
 
 
 def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: ignore[type-arg]
-    """Run one collector of one job and record the outcome; return what happened."""
+    """Run one collector of one job and record the outcome; return what happened.
+
+    Redis unreachable (restarting): the task is retried later instead of
+    failing, since Celery would ack a failed task and the record would never be
+    written (celery#8588); the reaper reconciles whatever this misses.
+    """
+    try:
+        return _run(task, job_id, collector)
+    except RedisError as exc:
+        settings = runtime().settings
+        delay = backoff_delay(
+            task.request.retries + 1, base=1.0, cap=max(1.0, settings.retry_backoff_max)
+        )
+        log.warning("redis unreachable; task retried in %.1fs", delay, extra={"job_id": job_id})
+        raise task.retry(countdown=delay, max_retries=None, exc=exc) from exc
+
+
+def _record(
+    rt: Runtime, job_id: str, collector: str, status: str, attempt: int, body: dict[str, Any]
+) -> str:
+    """Record a finished collection, riding out a short Redis outage (a few seconds)."""
+    for pause in (0.2, 0.5, 1.0, 2.0):
+        try:
+            return rt.store.record(job_id, collector, status, attempt, body).outcome
+        except RedisError:
+            time.sleep(pause)
+    return rt.store.record(job_id, collector, status, attempt, body).outcome
+
+
+def _run(task: Task, job_id: str, collector: str) -> str:  # type: ignore[type-arg]
     rt = runtime()
     settings = rt.settings
     begin = rt.store.begin(
@@ -150,14 +180,14 @@ def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: igno
             outcome = outcome.result  # retries exhausted: the target's own answer is data
     if isinstance(outcome, CollectorError):
         body = {**timing(), "data": None, "artifacts": [], "error": outcome.to_dict()}
-        return rt.store.record(job_id, collector, CollectorStatus.FAILED, attempt, body).outcome
+        return _record(rt, job_id, collector, CollectorStatus.FAILED, attempt, body)
     body = {
         **timing(),
         "data": outcome.data,
         "artifacts": _artifacts(rt, job_id, outcome),
         "error": None,
     }
-    return rt.store.record(job_id, collector, CollectorStatus.SUCCEEDED, attempt, body).outcome
+    return _record(rt, job_id, collector, CollectorStatus.SUCCEEDED, attempt, body)
 
 
 def _collect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -18,6 +19,12 @@ class FlakyOptions(Schema):
 
     fail_times = fields.Integer(load_default=0)
     sleep = fields.Float(load_default=0.0)
+    # sleep only on attempts up to this one (0: on every attempt)
+    slow_attempts = fields.Integer(load_default=0)
+    # keep sleeping through the soft time limit (to reach the hard one)
+    stubborn = fields.Boolean(load_default=False)
+    # the process dies on every attempt (a poison message)
+    crash = fields.Boolean(load_default=False)
 
 
 class FlakyResult(Schema):
@@ -32,8 +39,22 @@ class FlakyCollector(Collector):
     result_schema = FlakyResult
 
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
-        if options["sleep"]:
-            time.sleep(options["sleep"])
+        if options["crash"]:
+            os._exit(13)
+        if options["sleep"] and (
+            not options["slow_attempts"] or ctx.attempt <= options["slow_attempts"]
+        ):
+            self._sleep(options["sleep"], options["stubborn"])
         if ctx.attempt <= options["fail_times"]:
             raise TargetConnectError(f"planned failure {ctx.attempt}/{options['fail_times']}")
         return Result(data={"attempt": ctx.attempt})
+
+    @staticmethod
+    def _sleep(seconds: float, stubborn: bool) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                time.sleep(min(left, 0.1))
+            except Exception:  # the soft time limit, when stubborn
+                if not stubborn:
+                    raise

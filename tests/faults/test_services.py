@@ -1,0 +1,162 @@
+"""Faults of the services: RabbitMQ restarted, stopped, frozen; Redis restarted, stopped."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kombu import Connection
+
+from tests.conftest import wait_for
+from tests.faults.conftest import job_records, submit, tally, wait_all_terminal
+
+pytestmark = pytest.mark.faults
+
+NOOP = {"target": "example.org", "collectors": ["noop"]}
+QUICK = {"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"sleep": 0.05}}}
+
+
+def _submit_many(client, n: int, body: dict, out: list[str | None], pause: float = 0.0) -> None:
+    """Submit `n` jobs; a refused one (503) is not retried, the client backs off a little."""
+    for _ in range(n):
+        out.append(submit(client, body))
+        time.sleep(pause if out[-1] else 0.1)
+
+
+def _ready_depth(broker_url: str, queue: str) -> int:
+    with Connection(broker_url) as conn:
+        return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+
+
+def test_broker_restart_during_500_jobs(
+    fault_app, cluster, fault_env, rabbit, fault_report
+) -> None:
+    url = fault_env["COLLECTQ_REDIS_URL"]
+    client = fault_app().test_client()
+    cluster.worker("collect.flaky", concurrency="8")
+    cluster.maintenance()
+    results: list[str | None] = []
+    sender = threading.Thread(target=_submit_many, args=(client, 500, QUICK, results, 0.005))
+    sender.start()
+    wait_for(lambda: len(results) >= 150, timeout=120)
+    t0 = time.monotonic()
+    rabbit.restart()
+    sender.join(300)
+    accepted = [r for r in results if r]
+    refused = len(results) - len(accepted)
+    wait_all_terminal(url, accepted, timeout=240)
+    recover = time.monotonic() - t0
+    t = tally(url, accepted)
+    fault_report(t.row("broker restart during 500 jobs", recover, refused_503=refused))
+    assert len(results) == 500
+    assert all(results[-50:]), "the API did not reconnect to the broker by itself"
+    assert (t.lost, t.duplicated) == (0, 0)
+    assert set(job_records(url)) == set(accepted)  # a 503 left no record behind
+    assert all(job_records(url)[i]["status"] == "succeeded" for i in accepted)
+
+
+def test_broker_stopped_at_submit_gives_503_and_no_phantom(
+    fault_app, cluster, fault_env, rabbit, fault_report
+) -> None:
+    url = fault_env["COLLECTQ_REDIS_URL"]
+    client = fault_app().test_client()
+    assert submit(client, NOOP)  # the API has a live broker connection first
+    rabbit.stop()
+    try:
+        refused = [submit(client, NOOP) for _ in range(3)]
+        assert refused == [None, None, None]
+        assert len(job_records(url)) == 1  # no phantom records
+    finally:
+        t0 = time.monotonic()
+        rabbit.start()
+    cluster.worker("collect.noop")
+    again = wait_for(lambda: submit(client, NOOP), timeout=30, interval=0.5)  # reconnects
+    accepted = [*job_records(url)]
+    wait_all_terminal(url, accepted, timeout=60)
+    recover = time.monotonic() - t0
+    assert again in accepted
+    t = tally(url, accepted)
+    fault_report(t.row("broker stopped at submit", recover, refused_503=3))
+    assert (t.lost, t.duplicated) == (0, 0)
+
+
+def test_hung_broker_workers_reconnect(fault_app, cluster, fault_env, rabbit, fault_report) -> None:
+    url = fault_env["COLLECTQ_REDIS_URL"]
+    client = fault_app().test_client()
+    w = cluster.worker("collect.flaky")
+    cluster.maintenance()
+    before = [submit(client, QUICK) for _ in range(20)]
+    rabbit.pause()  # SIGSTOP: sockets stay open, nothing answers
+    try:
+        time.sleep(3 * float(fault_env["COLLECTQ_BROKER_HEARTBEAT"]))
+    finally:
+        rabbit.resume()
+    t0 = time.monotonic()
+    after = wait_for(lambda: submit(client, QUICK), timeout=60, interval=0.5)
+    more = [submit(client, QUICK) for _ in range(19)]
+    accepted = [i for i in [*before, after, *more] if i]
+    wait_all_terminal(url, accepted, timeout=120)
+    recover = time.monotonic() - t0
+    assert w.proc.poll() is None
+    t = tally(url, accepted)
+    fault_report(t.row("broker SIGSTOP 3 heartbeats", recover))
+    assert (t.lost, t.duplicated) == (0, 0)
+    assert len(accepted) >= 21
+
+
+def test_redis_restart_with_aof_loses_no_job(
+    fault_app, cluster, fault_env, redis_server, fault_report
+) -> None:
+    url = fault_env["COLLECTQ_REDIS_URL"]
+    client = fault_app().test_client()
+    cluster.worker("collect.flaky", concurrency="8")
+    cluster.maintenance()
+    results: list[str | None] = []
+    sender = threading.Thread(target=_submit_many, args=(client, 200, QUICK, results, 0.01))
+    sender.start()
+    wait_for(lambda: len(results) >= 60, timeout=60)
+    t0 = time.monotonic()
+    redis_server.restart()
+    sender.join(120)
+    accepted = [r for r in results if r]
+    wait_all_terminal(url, accepted, timeout=180)
+    recover = time.monotonic() - t0
+    t = tally(url, accepted)
+    fault_report(
+        t.row("redis restart (AOF) mid-run", recover, refused_503=len(results) - len(accepted))
+    )
+    assert (t.lost, t.duplicated) == (0, 0)
+    assert all(job_records(url)[i]["status"] == "succeeded" for i in accepted)
+
+
+def test_redis_stopped_at_submit_gives_503_and_publishes_nothing(
+    fault_app, fault_env, redis_server, fault_report
+) -> None:
+    app = fault_app()
+    client = app.test_client()
+    with Connection(fault_env["COLLECTQ_BROKER_URL"]) as conn:  # queues exist, as in production
+        for queue in app.extensions["celery"].conf.task_queues:
+            queue(conn.default_channel).declare()
+    redis_server.stop()
+    try:
+        resp = client.post("/v1/jobs", json=NOOP)
+        assert resp.status_code == 503
+        assert resp.json["dependency"] == "redis"
+        assert resp.headers["Retry-After"]
+    finally:
+        redis_server.start()
+    # no worker consumes collect.noop here: a published message would still sit in it
+    assert _ready_depth(fault_env["COLLECTQ_BROKER_URL"], "collect.noop") == 0
+    fault_report(
+        {
+            "scenario": "redis stopped at submit",
+            "accepted": 0,
+            "completed": 0,
+            "lost": 0,
+            "duplicated": 0,
+            "recover_s": None,
+            "refused_503": 1,
+            "published": 0,
+        }
+    )

@@ -4,7 +4,7 @@ UV ?= $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test bench lint clean
+.PHONY: venv run test test-faults bench lint clean
 
 $(BIN)/collectq: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -17,7 +17,13 @@ run: venv
 	$(BIN)/collectq up
 
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/faults
+
+# Fault tests (tests/faults): they start their own redis-server and RabbitMQ node and
+# break them on purpose; several minutes. Prints the table of the run.
+test-faults: venv
+	$(BIN)/python -m pytest tests/faults -p no:cacheprovider
+	$(BIN)/python -m tests.faults.report
 
 bench: venv
 	$(BIN)/python -m benchmarks

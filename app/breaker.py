@@ -102,10 +102,11 @@ class Breakers:
 
     def _keys(self, host: str) -> list[str]:
         ns = self._namespace(host)
-        return [f"{ns}:pybreaker:{k}" for k in ("state", "fail_counter", "success_counter")] + [
-            f"{ns}:pybreaker:opened_at",
-            f"{ns}:probe",
-        ]
+        names = ("state", "fail_counter", "success_counter", "opened_at")
+        return [f"{ns}:pybreaker:{k}" for k in names]
+
+    def _probe(self, host: str) -> str:
+        return f"{self._namespace(host)}:probe"
 
     def _breaker(self, host: str) -> pybreaker.CircuitBreaker:
         redis = self.redis
@@ -160,6 +161,8 @@ class Breakers:
             cb.call(report)
         with contextlib.suppress(RedisError):
             self._touch(host)
+            if cb.current_state != pybreaker.STATE_HALF_OPEN:
+                self.redis.delete(self._probe(host))  # the probe decided: next one may go
         return outcome
 
     def _half_open_at(self, cb: pybreaker.CircuitBreaker) -> float:
@@ -176,7 +179,7 @@ class Breakers:
         if state == pybreaker.STATE_OPEN and time.time() < half_open_at:
             return CircuitOpen(host, half_open_at)
         # cool-down over (or half-open already): only the holder of the probe token calls
-        token = f"{self._namespace(host)}:probe"
+        token = self._probe(host)
         if self.redis.set(token, b"1", nx=True, ex=max(1, int(self.reset_timeout))):
             return None  # this call is the probe; the next trip or close ends the token
         return CircuitOpen(host, time.time() + min(self.reset_timeout, 5.0))

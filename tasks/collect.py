@@ -57,6 +57,9 @@ class CollectorTask(Task):  # type: ignore[type-arg]
     reject_on_worker_lost = True
     ignore_result = True
     typing = False
+    # The attempt budget is ours (MAX_RETRIES, counted by the store, redeliveries
+    # included); Celery's own counter must never end a retry chain.
+    max_retries = None
     flask_app: Flask  # set by register_collector_tasks
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:

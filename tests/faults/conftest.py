@@ -7,6 +7,7 @@ records, time to recover) into ``tests/faults/results/latest.jsonl``;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -131,10 +132,8 @@ class Proc:
 
     def kill_group(self) -> None:
         """SIGKILL the process and its pool children (as the OOM killer would)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(10)
 
     def stop(self, timeout: float = 30) -> int:
@@ -145,10 +144,8 @@ class Proc:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill_group()
-        try:  # children a SIGKILLed parent left behind
+        with contextlib.suppress(ProcessLookupError):  # children a SIGKILLed parent left
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._log.close()
         return self.proc.returncode
 
@@ -271,7 +268,7 @@ def fault_report() -> Iterator[Callable[[dict[str, Any]], None]]:
         with RESULTS.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
-    yield record
+    return record
 
 
 def submit(client: Any, body: dict[str, Any]) -> str | None:

@@ -7,6 +7,7 @@ only these. Both keep their data in a temp dir, so a restart finds it again
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -208,10 +209,8 @@ class RabbitNode:
         os.kill(self.beam_pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.kill(self.beam_pid, signal.SIGCONT)
-        except (OSError, ValueError):
-            pass
 
     def add_vhost(self, vhost: str) -> None:
         for args in (

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from app.ids import new_id
+from app.runtime import load_collectors
 from app.settings import Settings
 from app.store import utcnow
 from collectors.base import CollectContext, CollectorError, NetworkPolicy
-from collectors.registry import load_registry
 from collectors.runner import run_collector_once
 from schemas import SCHEMA_VERSION
 from schemas.status import CollectorStatus, JobStatus
@@ -36,7 +36,7 @@ def collect_locally(
     artifacts_dir: Path | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run each collector once; return (exit code, envelope). Exit 0 only if all succeeded."""
-    registry = load_registry(settings.plugins)
+    registry = load_collectors(settings)
     policy = NetworkPolicy.from_strings(settings.net_allow)
     job_id = new_id("j_")
     created = utcnow()

@@ -36,6 +36,7 @@ __all__ = [
     "Result",
     "TargetConnectError",
     "TargetTimeout",
+    "TlsError",
     "TransientResponse",
 ]
 
@@ -103,6 +104,12 @@ class TransientResponse(CollectorError):
     def __init__(self, detail: str, result: Result, *, retry_after: float | None = None) -> None:
         super().__init__(detail, retry_after=retry_after)
         self.result = result
+
+
+class TlsError(CollectorError):
+    """Certificate or handshake failure: a property of the target, not worth retrying."""
+
+    type = "tls_error"
 
 
 class CollectorUnavailable(CollectorError):

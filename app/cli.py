@@ -47,8 +47,25 @@ def main() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="write artifacts here",
 )
+@click.option(
+    "--artifact",
+    "artifact_files",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="write artifact NAME to FILE, e.g. http.body=page.html",
+)
+@click.option(
+    "--screenshot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the screenshot PNG here (same as --artifact screenshot.png=FILE)",
+)
 def collect(
-    target: str, collectors: str, opts: tuple[str, ...], save_artifacts: Path | None
+    target: str,
+    collectors: str,
+    opts: tuple[str, ...],
+    save_artifacts: Path | None,
+    artifact_files: tuple[str, ...],
+    screenshot: Path | None,
 ) -> None:
     """Run collectors in-process (no servers) and print the result envelope."""
     from app.local import collect_locally
@@ -69,8 +86,14 @@ def collect(
         except ValueError:
             value = raw
         options.setdefault(name, {})[field] = value
+    save: dict[str, Path] = {"screenshot.png": screenshot} if screenshot else {}
+    for spec in artifact_files:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise click.BadParameter(f"{spec!r}: use NAME=FILE", param_hint="--artifact")
+        save[name] = Path(file)
     names = [n.strip() for n in collectors.split(",") if n.strip()]
-    code, envelope = collect_locally(settings, target, names, options, save_artifacts)
+    code, envelope = collect_locally(settings, target, names, options, save_artifacts, save)
     click.echo(json.dumps(envelope, indent=2))
     sys.exit(code)
 

@@ -67,11 +67,16 @@ def _load_one(ep: EntryPoint, kwargs: Mapping[str, Any]) -> CollectorInfo:
         collector = cls(**kwargs)
         if not isinstance(collector, Collector):
             return CollectorInfo(ep.name, None, f"{ep.value} is not a Collector")
-        collector.check_available()
     except CollectorError as exc:
         return CollectorInfo(ep.name, None, exc.detail)
     except Exception as exc:  # a broken plugin must not take the service down
         return CollectorInfo(ep.name, None, f"failed to load {ep.value}: {exc}")
+    try:
+        collector.check_available()
+    except CollectorError as exc:  # kept, so its schemas can still be shown
+        return CollectorInfo(ep.name, collector, exc.detail)
+    except Exception as exc:
+        return CollectorInfo(ep.name, collector, f"availability check failed: {exc}")
     return CollectorInfo(ep.name, collector)
 
 

@@ -111,7 +111,7 @@ def make_app(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ca
 class Worker:
     """A real `collectq worker` subprocess."""
 
-    def __init__(self, env: dict[str, str], queues: str, log: Path) -> None:
+    def __init__(self, env: dict[str, str], queues: str, log: Path, concurrency: int = 4) -> None:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
@@ -123,7 +123,7 @@ class Worker:
                 "-Q",
                 queues,
                 "-c",
-                "4",
+                str(concurrency),
                 "-n",
                 f"{uuid.uuid4().hex[:8]}@%h",
             ],
@@ -155,8 +155,11 @@ class Worker:
 def start_worker(service_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
-    def start(queues: str = "collect.noop,collect.flaky,collect.http", **env: str) -> Worker:
-        w = Worker({**service_env, **env}, queues, tmp_path / f"worker{len(workers)}.log")
+    def start(
+        queues: str = "collect.noop,collect.flaky,collect.http", concurrency: int = 4, **env: str
+    ) -> Worker:
+        log = tmp_path / f"worker{len(workers)}.log"
+        w = Worker({**service_env, **env}, queues, log, concurrency)
         workers.append(w)
         return w
 

@@ -1,6 +1,7 @@
 """Collector benches: each collector against a bare loop of the library it wraps.
 
-* dns: DnsCollector.collect vs a bare dnspython ``dns.query.udp`` loop, same local server.
+* dns: DnsCollector.collect vs a bare dnspython loop (a query built and sent per op,
+  ``udp_with_fallback`` as the collector's default), same local server.
 * tls: TlsCollector.collect vs a bare ``ssl`` connect + handshake + peer cert loop.
 * screenshot: ScreenshotCollector.collect vs a bare Playwright loop (one browser, a
   new context per page), each in its own process so its RSS (the process and its
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-LOOP_SECONDS = 5.0
+LOOP_SECONDS = 6.0
+ROUNDS = 3
 LOOP_MAX = 5000
 SHOT_PAGES = 40
 PAGE = b"""<!doctype html><title>bench</title>
@@ -43,6 +45,17 @@ def loop(op: Callable[[], object], seconds: float = LOOP_SECONDS, limit: int = L
         op()
         n += 1
     return n / (time.perf_counter() - start)
+
+
+def compare(ours: Callable[[], object], bare: Callable[[], object]) -> tuple[float, float]:
+    """Best ops/s of each over ROUNDS alternating rounds: a neighbour's CPU burst then
+    hits both sides instead of deciding the ratio."""
+    seconds = LOOP_SECONDS / ROUNDS
+    rates: tuple[list[float], list[float]] = ([], [])
+    for _ in range(ROUNDS):
+        rates[0].append(loop(ours, seconds))
+        rates[1].append(loop(bare, seconds))
+    return max(rates[0]), max(rates[1])
 
 
 def _policy() -> Any:
@@ -66,10 +79,12 @@ def dns_rates() -> tuple[float, float]:
             {"nameserver": "127.0.0.1", "port": port, "types": ["A"]}
         )
         ctx = _policy()
-        ours = loop(lambda: collector.collect("example.test", options, ctx))
-        query = dns.message.make_query("example.test", "A")
-        bare = loop(lambda: dns.query.udp(query, "127.0.0.1", port=port, timeout=5))
-    return ours, bare
+        return compare(
+            lambda: collector.collect("example.test", options, ctx),
+            lambda: dns.query.udp_with_fallback(
+                dns.message.make_query("example.test", "A"), "127.0.0.1", port=port, timeout=5
+            ),
+        )
 
 
 def tls_rates() -> tuple[float, float]:
@@ -84,7 +99,6 @@ def tls_rates() -> tuple[float, float]:
         collector = TlsCollector()
         options = collector.options_schema().load({"ca_pem": ca_pem})
         target, ctx = f"https://localhost:{server.port}/", _policy()
-        ours = loop(lambda: collector.collect(target, options, ctx))
         context = ssl.create_default_context(cadata=ca_pem)
 
         def bare_op() -> None:
@@ -94,8 +108,7 @@ def tls_rates() -> tuple[float, float]:
             ):
                 tls.getpeercert(binary_form=True)
 
-        bare = loop(bare_op)
-    return ours, bare
+        return compare(lambda: collector.collect(target, options, ctx), bare_op)
 
 
 @contextmanager

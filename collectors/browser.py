@@ -22,12 +22,12 @@ __all__ = ["CHROMIUM_ARGS", "Browsers"]
 
 # The page's connections all go through the context's SOCKS relay; these keep Chromium
 # from opening any other: no WebRTC UDP outside the proxy, no DNS prefetch, no QUIC.
+# (No --disable-features here: Chromium keeps only the last one, and Playwright passes its own.)
 CHROMIUM_ARGS = (
     "--disable-dev-shm-usage",
     "--dns-prefetch-disable",
     "--disable-quic",
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
-    "--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints",
     "--no-first-run",
     "--disable-sync",
 )

@@ -37,9 +37,12 @@ def test_one_job_fans_out_to_all_four_collectors(
     make_app, start_worker, httpserver, dns_port
 ) -> None:
     httpserver.expect_request("/").respond_with_data(PAGE, content_type="text/html")
-    for queue in ("collect.http", "collect.dns", "collect.tls"):
-        start_worker(queue)
-    start_worker("collect.screenshot", concurrency=1)
+    io_workers = [start_worker(q) for q in ("collect.http", "collect.dns", "collect.tls")]
+    shot_worker = start_worker("collect.screenshot", concurrency=1)
+    # Each worker runs its collector's pool (COLLECTQ_POOL_<NAME> defaults).
+    for w in io_workers:
+        assert "concurrency: 4 (thread)" in w.log_path.read_text()
+    assert "concurrency: 1 (prefork)" in shot_worker.log_path.read_text()
     client = make_app().test_client()
     with tls_server(CERTS["valid"]) as tls:
         body: dict[str, Any] = {

@@ -343,11 +343,7 @@ def _row(
     name: str, ours: float, base: float, target: float, ot: Tally, bt: Tally
 ) -> dict[str, Any]:
     return {
-        "bench": name,
-        "ours": round(ours, 1),
-        "baseline": round(base, 1),
-        "ratio": round(ours / base, 3) if base else None,
-        "target": target,
+        **_simple_row(name, ours, base, target),
         "ours_p50_ms": round(ot.pct(0.5), 1),
         "ours_p99_ms": round(ot.pct(0.99), 1),
         "baseline_p50_ms": round(bt.pct(0.5), 1),

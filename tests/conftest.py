@@ -55,6 +55,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
+@pytest.fixture(scope="module")
+def dns_port() -> Iterator[int]:
+    """A local DNS server (tests/dnsserver.py) for the module; its port."""
+    from tests.dnsserver import dns_server
+
+    port = free_port()
+    with dns_server(port):
+        yield port
+
+
 @pytest.fixture(scope="session")
 def vhost() -> Iterator[str]:
     """A RabbitMQ vhost of this test run, removed afterwards."""

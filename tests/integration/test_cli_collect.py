@@ -6,14 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, free_port
-from tests.dnsserver import dns_server
+from tests.conftest import ROOT
 from tests.tlsserver import certificates, tls_server
 
 pytestmark = pytest.mark.integration
@@ -32,13 +30,6 @@ def collectq(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
-
-
-@pytest.fixture
-def dns_port() -> Iterator[int]:
-    port = free_port()
-    with dns_server(port):
-        yield port
 
 
 @pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM}")

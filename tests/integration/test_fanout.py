@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from tests.conftest import free_port
-from tests.dnsserver import dns_server
 from tests.tlsserver import certificates, tls_server
 
 pytestmark = pytest.mark.integration
@@ -23,13 +20,6 @@ pytestmark = pytest.mark.integration
 CHROMIUM = os.environ.get("COLLECTQ_CHROMIUM_PATH", "/usr/bin/chromium")
 CA, CERTS = certificates()
 PAGE = '<!doctype html><title>Fan-out</title><body style="background:#10a050"></body>'
-
-
-@pytest.fixture
-def dns_port() -> Iterator[int]:
-    port = free_port()
-    with dns_server(port):
-        yield port
 
 
 @pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM}")

@@ -56,15 +56,6 @@ def collector() -> Iterator[ScreenshotCollector]:
     c.close()
 
 
-@pytest.fixture
-def site() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 def html(server: HTTPServer, path: str, body: str, status: int = 200) -> str:
     server.expect_request(path).respond_with_data(body, status, content_type="text/html")
     return server.url_for(path)

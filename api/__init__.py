@@ -12,6 +12,7 @@ from swagger_ui_bundle import swagger_ui_path
 from api import collectors, health, jobs, legacy
 from api.errors import init_errors
 from api.requests import init_requests
+from app.runtime import runtime
 
 __all__ = ["init_api"]
 
@@ -32,6 +33,7 @@ def init_api(app: Flask) -> Api:
     api = Api(app)
     for module in (jobs, collectors, health, legacy):
         api.register_blueprint(module.blp)
+    collectors.document_collectors(api, runtime(app).registry)
     init_requests(app)
     init_errors(app)
 

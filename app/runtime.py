@@ -17,7 +17,7 @@ from app.store import JobStore
 from collectors.base import NetworkPolicy
 from collectors.registry import Registry, load_registry
 
-__all__ = ["EXTENSION", "Runtime", "build_runtime", "runtime"]
+__all__ = ["EXTENSION", "Runtime", "build_runtime", "load_collectors", "runtime"]
 
 EXTENSION = "collectq"
 
@@ -30,6 +30,13 @@ class Runtime:
     registry: Registry
     policy: NetworkPolicy
     breakers: Breakers
+
+
+def load_collectors(settings: Settings) -> Registry:
+    """The collectors of this process, configured from `settings` (nothing starts yet)."""
+    return load_registry(
+        settings.plugins, {"screenshot": {"chromium_path": settings.chromium_path}}
+    )
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -47,7 +54,7 @@ def build_runtime(settings: Settings) -> Runtime:
         store=JobStore(
             redis, settings.redis_prefix, settings.job_ttl, queued_grace=settings.reap_queued_after
         ),
-        registry=load_registry(settings.plugins),
+        registry=load_collectors(settings),
         policy=NetworkPolicy.from_strings(settings.net_allow),
         breakers=Breakers(
             settings.redis_url,

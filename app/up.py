@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from app.runtime import load_collectors
 from app.settings import ConfigError, Settings, load_settings
 from celeryconfig import MAINTENANCE_QUEUE, collector_queue
-from collectors.registry import load_registry
 
 __all__ = ["run_up"]
 
@@ -121,7 +121,7 @@ def _wait_healthy(url: str, children: list[Child], timeout: float = 60) -> bool:
 
 
 def _children(settings: Settings) -> list[Child]:
-    registry = load_registry(settings.plugins)
+    registry = load_collectors(settings)
     try:
         names, infos = registry.available_names(), registry.infos()
     finally:
@@ -133,6 +133,9 @@ def _children(settings: Settings) -> list[Child]:
     kids = [Child("api", [*cli, "api"])]
     kids += [Child(f"worker {n}", [*cli, "worker", "-Q", collector_queue(n)]) for n in names]
     kids.append(Child("worker maintenance", [*cli, "worker", "-Q", MAINTENANCE_QUEUE, "-c", "1"]))
+    # beat ticks the reaper (maintenance.reap); exactly one per deployment
+    DATA_DIR.mkdir(exist_ok=True)
+    kids.append(Child("beat", [*cli, "beat", "-s", str(DATA_DIR / "celerybeat-schedule")]))
     return kids
 
 

@@ -78,7 +78,7 @@ class CollectorTask(Task):  # type: ignore[type-arg]
             if spec is None:
                 return
             error = TimeLimitExceeded(
-                f"killed after the hard time limit ({rt.settings.hard_time_limit}s)"
+                f"killed after the hard time limit ({rt.settings.pool_for(collector).hard_time_limit}s)"
             )
             body: dict[str, Any] = {"data": None, "artifacts": [], "error": error.to_dict()}
             rt.store.record(job_id, collector, CollectorStatus.FAILED, spec.attempt, body)
@@ -170,7 +170,7 @@ def _run(task: Task, job_id: str, collector: str) -> str:  # type: ignore[type-a
         collector,
         interval=settings.heartbeat_interval,
         timeout=settings.heartbeat_timeout,
-        max_runtime=settings.hard_time_limit + settings.heartbeat_interval,
+        max_runtime=settings.pool_for(collector).hard_time_limit + settings.heartbeat_interval,
     ):
         outcome = rt.breakers.call(
             host_of(spec.target),
@@ -252,11 +252,12 @@ def register_collector_tasks(
     """
     base = type("CollectorTask", (CollectorTask, celery.Task), {"flask_app": flask_app})
     for name in names:
+        pool = settings.pool_for(name)
         celery.task(  # type: ignore[call-overload]
             run_collector,
             name=collector_task(name),
             base=base,
             bind=True,
-            soft_time_limit=settings.soft_time_limit,
-            time_limit=settings.hard_time_limit,
+            soft_time_limit=pool.soft_time_limit,
+            time_limit=pool.hard_time_limit,
         )

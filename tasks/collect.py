@@ -77,9 +77,8 @@ class CollectorTask(Task):  # type: ignore[type-arg]
             spec = rt.store.spec(job_id, collector)
             if spec is None:
                 return
-            error = TimeLimitExceeded(
-                f"killed after the hard time limit ({rt.settings.pool_for(collector).hard_time_limit}s)"
-            )
+            limit = rt.settings.pool_for(collector).hard_time_limit
+            error = TimeLimitExceeded(f"killed after the hard time limit ({limit}s)")
             body: dict[str, Any] = {"data": None, "artifacts": [], "error": error.to_dict()}
             rt.store.record(job_id, collector, CollectorStatus.FAILED, spec.attempt, body)
 

@@ -113,3 +113,24 @@ def test_bad_pool_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "concurrency must be a positive integer" in http
     assert "'color=red'" in http
     assert "hard_time_limit must be greater" in info.value.errors["COLLECTQ_POOL_DNS"][0]
+
+
+def test_heartbeat_timeout_must_cover_two_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_HEARTBEAT_INTERVAL", "10")
+    monkeypatch.setenv("COLLECTQ_HEARTBEAT_TIMEOUT", "15")
+    monkeypatch.setenv("COLLECTQ_JOB_DEADLINE", "999999999")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {"COLLECTQ_HEARTBEAT_TIMEOUT", "COLLECTQ_JOB_DEADLINE"}
+
+
+def test_reliability_settings_reach_celery() -> None:
+    import celeryconfig
+
+    s = load_settings(reap_interval=7.0, soft_shutdown_timeout=12.0, broker_heartbeat=9.0)
+    conf = celeryconfig.build(s, ["http"])
+    assert conf["beat_schedule"]["reap"]["schedule"] == 7.0
+    assert conf["beat_schedule"]["reap"]["task"] == "maintenance.reap"
+    assert conf["task_routes"][0]["maintenance.reap"] == {"queue": "maintenance"}
+    assert conf["worker_soft_shutdown_timeout"] == 12.0
+    assert conf["broker_heartbeat"] == 9.0

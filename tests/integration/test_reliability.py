@@ -1,0 +1,218 @@
+"""Heartbeats, redelivery limit, the reaper and circuit breakers, on the real services."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import redis
+from kombu import Connection
+
+from app.breaker import Breakers, CircuitOpen, host_of
+from app.reaper import reap
+from collectors.base import InvalidTarget, Result, TargetConnectError
+from tests.conftest import REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+
+def _new(store, collectors=("a",)) -> str:
+    return store.create(
+        owner="o", target="a.org", collectors=list(collectors), options={}, labels={}
+    )["id"]
+
+
+@pytest.fixture
+def store():
+    from app.store import JobStore
+
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
+    yield JobStore(client, prefix, ttl=600, queued_grace=60)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_a_start_that_finds_running_counts_as_a_redelivery(store) -> None:
+    job = _new(store)
+    outcomes = [store.begin(job, "a", heartbeat_timeout=5, max_redeliveries=2) for _ in range(4)]
+    assert [(b.outcome, b.attempt) for b in outcomes] == [
+        ("ok", 1),
+        ("ok", 2),
+        ("ok", 3),
+        ("limit", 4),
+    ]
+    # a clean retry (retrying → running) is not a redelivery
+    other = _new(store)
+    store.begin(other, "a", heartbeat_timeout=5, max_redeliveries=0)
+    store.record(other, "a", "retrying", 1, {}, watch_in=1)
+    assert store.begin(other, "a", heartbeat_timeout=5, max_redeliveries=0).outcome == "ok"
+
+
+def test_heartbeat_keeps_watch_until_finished(store) -> None:
+    job = _new(store)
+    store.begin(job, "a", heartbeat_timeout=5, max_redeliveries=3)
+    assert store.overdue(time.time()) == []
+    assert store.beat(job, "a", 5)
+    assert store.overdue(time.time() + 6) == [f"{job}|a"]
+    store.record(job, "a", "succeeded", 1, {})
+    assert not store.beat(job, "a", 5)  # finished: no longer watched, never re-added
+    assert store.overdue(time.time() + 3600) == []
+    assert store.redis.hget(store._job(job), "t:a") == b"1"
+    assert store.record(job, "a", "succeeded", 1, {}).outcome == "stale"
+    assert store.redis.hget(store._job(job), "t:a") == b"1"
+
+
+def test_cancel_and_expire_end_the_watch(store) -> None:
+    cancelled, expired = _new(store, ["a", "b"]), _new(store)
+    store.record(cancelled, "a", "succeeded", 1, {})
+    assert store.cancel(cancelled) == "cancelled"
+    assert store.expire(expired, "too old") == "expired"
+    assert store.overdue(time.time() + 3600) == []
+    env = store.get(expired)
+    assert env["status"] == "expired"
+    assert env["results"]["a"]["status"] == "skipped"
+    assert env["results"]["a"]["error"]["type"] == "expired"
+    assert store.get(cancelled)["results"]["a"]["status"] == "succeeded"  # finished stays
+
+
+def _overdue_now(store, job: str, collector: str) -> None:
+    store.redis.zadd(store._watch, {f"{job}|{collector}": 0})
+
+
+def _declare_queues(app) -> None:
+    celery = app.extensions["celery"]
+    with Connection(celery.conf.broker_url) as conn:
+        for queue in celery.conf.task_queues:
+            queue(conn.default_channel).declare()
+            queue(conn.default_channel).purge()
+
+
+def test_reaper_expires_a_job_past_its_deadline(make_app) -> None:
+    app = make_app(COLLECTQ_JOB_DEADLINE="10")
+    rt, celery = app.extensions["collectq"], app.extensions["celery"]
+    job = _new(rt.store, ["noop"])
+    rt.store.redis.hset(rt.store._job(job), "created_at", "2020-01-01T00:00:00.000Z")
+    _overdue_now(rt.store, job, "noop")
+    report = reap(rt, celery)
+    assert report.expired == [job]
+    assert rt.store.get(job)["status"] == "expired"
+
+
+def test_reaper_requeues_a_vanished_message_then_gives_up_as_lost(make_app) -> None:
+    app = make_app(COLLECTQ_REAP_MAX_REQUEUES="1")
+    rt, celery = app.extensions["collectq"], app.extensions["celery"]
+    _declare_queues(app)
+    job = _new(rt.store, ["noop"])  # a record whose message never reached the broker
+    _overdue_now(rt.store, job, "noop")
+
+    first = reap(rt, celery)
+    assert first.requeued == [f"{job}|noop"]
+    with Connection(celery.conf.broker_url) as conn:
+        depth = conn.default_channel.queue_declare(queue="collect.noop", passive=True)
+        assert depth.message_count == 1  # the requeued message
+
+    _overdue_now(rt.store, job, "noop")
+    assert reap(rt, celery).postponed == 1  # its message is waiting: leave it
+
+    _declare_queues(app)  # the message vanishes again
+    _overdue_now(rt.store, job, "noop")
+    last = reap(rt, celery)
+    assert last.failed == [f"{job}|noop"]
+    env = rt.store.get(job)
+    assert env["status"] == "failed"
+    assert env["results"]["noop"]["error"]["type"] == "lost"
+
+
+def test_reaper_leaves_a_collector_with_a_live_heartbeat_alone(make_app) -> None:
+    app = make_app()
+    rt, celery = app.extensions["collectq"], app.extensions["celery"]
+    job = _new(rt.store, ["noop"])
+    rt.store.begin(job, "noop", heartbeat_timeout=30, max_redeliveries=3)
+    report = reap(rt, celery)
+    assert (report.requeued, report.failed, report.postponed) == ([], [], 0)
+    assert rt.store.get(job)["results"]["noop"]["status"] == "running"
+
+
+@pytest.fixture
+def breakers():
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
+    b = Breakers(REDIS_URL, prefix, fail_max=2, reset_timeout=1)
+    yield b
+    keys = list(b.redis.scan_iter(f"{prefix}*"))
+    if keys:
+        b.redis.delete(*keys)
+
+
+def test_breaker_opens_fails_fast_half_opens_and_closes(breakers) -> None:
+    calls: list[str] = []
+
+    def failing():
+        calls.append("x")
+        return TargetConnectError("refused")
+
+    def ok():
+        calls.append("ok")
+        return Result(data={})
+
+    assert isinstance(breakers.call("h.example", failing), TargetConnectError)
+    assert isinstance(breakers.call("h.example", failing), TargetConnectError)  # trips
+    fast = breakers.call("h.example", failing)
+    assert isinstance(fast, CircuitOpen)
+    assert fast.retryable
+    assert 0 <= fast.retry_after <= 1
+    assert fast.to_dict()["half_open_at"].endswith("Z")
+    assert calls == ["x", "x"]  # the open breaker made no call
+    assert breakers.states()["h.example"]["state"] == "open"
+    # another worker (another instance, same Redis) sees the same state
+    other = Breakers(REDIS_URL, breakers._prefix[: -len("cb:")], fail_max=2, reset_timeout=1)
+    assert isinstance(other.call("h.example", ok), CircuitOpen)
+    time.sleep(2.1)
+    assert isinstance(breakers.call("h.example", ok), Result)  # the probe
+    assert breakers.states()["h.example"] == {"state": "closed", "consecutive_failures": 0}
+
+
+def test_breaker_ignores_answers_that_are_not_transient(breakers) -> None:
+    for _ in range(5):
+        assert isinstance(breakers.call("h2", lambda: InvalidTarget("no")), InvalidTarget)
+    assert breakers.states()["h2"]["state"] == "closed"
+
+
+def test_breaker_is_off_with_fail_max_0() -> None:
+    b = Breakers(REDIS_URL, "unused:", fail_max=0, reset_timeout=1)
+    for _ in range(5):
+        assert isinstance(b.call("h", lambda: TargetConnectError("x")), TargetConnectError)
+    assert b._redis is None  # never touched Redis
+
+
+def test_breaker_keys_expire(breakers) -> None:
+    breakers.call("h3", lambda: TargetConnectError("x"))
+    for key in breakers.redis.scan_iter(f"{breakers._prefix}h3:*"):
+        assert 0 < breakers.redis.ttl(key) <= 24 * 3600
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [
+        ("https://Example.ORG:8443/x", "example.org"),
+        ("example.org", "example.org"),
+        ("http://[::1]:80/", "::1"),
+        ("example.org:53", "example.org"),
+    ],
+)
+def test_host_of(target: str, host: str) -> None:
+    assert host_of(target) == host
+
+
+def test_status_shows_breakers(make_app) -> None:
+    app = make_app()
+    rt = app.extensions["collectq"]
+    for _ in range(5):
+        rt.breakers.call("down.example", lambda: TargetConnectError("x"))
+    status = app.test_client().get("/v1/status").json
+    assert status["breakers"]["down.example"]["state"] == "open"
+    assert "half_open_at" in status["breakers"]["down.example"]
+    assert json.dumps(status)  # serialisable as is

@@ -172,10 +172,20 @@ def cancel_job(rt: Runtime, celery: Celery, job_id: str, owner: str | None) -> d
     if rt.store.is_terminal(envelope["status"]):
         raise Conflict(f"job {job_id} already finished as {envelope['status']}")
     rt.store.cancel(job_id)
-    # Queued messages find their collector cancelled and skip; running work is
-    # told to stop where the pool can (prefork). Best effort: the record is final.
+    # The record is final now. Queued messages find their collector cancelled at
+    # start and skip: that check is in Redis, so it survives worker restarts (a
+    # worker's own revoke list does not). Running work on a prefork pool is
+    # terminated; on a thread pool it cannot be interrupted, finishes its call
+    # (bounded by its own timeout) and what it records is refused.
+    names = envelope["collectors"]
+    prefork = [n for n in names if rt.settings.pool_for(n).pool == "prefork"]
+    others = [n for n in names if n not in prefork]
     try:
-        celery.control.revoke([f"{job_id}.{name}" for name in envelope["collectors"]])
+        for group, terminate in ((prefork, True), (others, False)):
+            if group:
+                celery.control.revoke(
+                    [f"{job_id}.{name}" for name in group], terminate=terminate, signal="SIGKILL"
+                )
     except PUBLISH_ERRORS:
         log.warning("revoke broadcast failed", extra={"job_id": job_id})
     return get_job(rt, job_id, owner)

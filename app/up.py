@@ -191,7 +191,7 @@ def run_up() -> int:
             _say(f"API on {base}  (docs: {base}/docs)  — Ctrl-C to stop")
         code = _supervise(children, env, lambda: stopping)
     finally:
-        _stop_all(children, redis_proc)
+        _stop_all(children, redis_proc, settings.soft_shutdown_timeout)
     return code
 
 
@@ -219,7 +219,12 @@ def _supervise(children: list[Child], env: dict[str, str], stopping: Callable[[]
     return 0
 
 
-def _stop_all(children: list[Child], redis_proc: subprocess.Popen[bytes] | None) -> None:
+def _stop_all(
+    children: list[Child], redis_proc: subprocess.Popen[bytes] | None, requeue_grace: float
+) -> None:
+    """SIGTERM everyone (warm: running tasks finish); after STOP_GRACE, SIGQUIT the
+    stragglers (Celery's cold shutdown: `requeue_grace` more seconds, then their
+    unacked messages go back to the queue); SIGKILL only after that."""
     _say("stopping")
     for child in children:
         child.terminate()
@@ -230,9 +235,14 @@ def _stop_all(children: list[Child], redis_proc: subprocess.Popen[bytes] | None)
         try:
             child.proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            _say(f"{child.name} did not stop in {STOP_GRACE:.0f}s; killing it")
-            child.proc.kill()
-            child.proc.wait()
+            _say(f"{child.name} still busy after {STOP_GRACE:.0f}s; cold shutdown (requeue)")
+            child.proc.send_signal(signal.SIGQUIT)
+            try:
+                child.proc.wait(requeue_grace + 10)
+            except subprocess.TimeoutExpired:
+                _say(f"{child.name} did not stop; killing it")
+                child.proc.kill()
+                child.proc.wait()
     if redis_proc is not None and redis_proc.poll() is None:
         redis_proc.terminate()  # redis flushes its AOF on SIGTERM
         try:

@@ -22,6 +22,7 @@ COLLECTQ = str(Path(sys.executable).parent / "collectq")
 def _env(api_port: int, redis_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTQ_")}
     env |= {"COLLECTQ_API_PORT": str(api_port), "COLLECTQ_EMBEDDED_REDIS_PORT": str(redis_port)}
+    env |= {"COLLECTQ_REAP_INTERVAL": "1"}  # beat ticks the reaper within the test
     return env
 
 
@@ -87,6 +88,7 @@ def test_up_serves_a_job_end_to_end_and_stops_cleanly(tmp_path, httpserver) -> N
     assert code == 0, output
     assert "embedded redis" in output
     assert "DEV PROFILE" in output
+    assert "Task maintenance.reap[" in output  # beat ticked the reaper
     assert not _port_open(api_port)
     assert not _port_open(redis_port)
 

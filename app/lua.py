@@ -9,7 +9,7 @@ and the job's final state is decided once, by whichever collector ends last.
 
 from __future__ import annotations
 
-__all__ = ["BEGIN", "CLOSE", "REAP_CLAIM", "RECORD"]
+__all__ = ["BEGIN", "CLOSE", "PUT_ARTIFACT", "REAP_CLAIM", "RECORD"]
 
 # Shared helpers, prepended to the scripts that need them.
 _FINALIZE = """
@@ -130,4 +130,46 @@ if tonumber(redis.call('HGET', key, 'k:' .. c) or '0') >= maxq then return 'fail
 redis.call('HINCRBY', key, 'k:' .. c, 1)
 redis.call('ZADD', watch, nxt, member)
 return 'requeue'
+"""
+
+# Store an artifact within its owner's byte budget. KEYS job, art key, owner's ledger
+# (zset member → time stored), owner's sizes (hash member → bytes, `_total`).
+# ARGV: body, content_type, ttl, member ({job}:{name}), now, budget (0 = none), art prefix.
+# Entries older than ttl (their keys expired) leave the ledger first; then the
+# owner's oldest artifacts are evicted until the new one fits. One artifact larger
+# than the whole budget is refused. Returns {stored 1|0, evicted count}.
+PUT_ARTIFACT = """
+local job, art, ledger, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local body, ctype, ttl, member = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now, budget, artp = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local size = string.len(body)
+if budget > 0 and size > budget then return {0, 0} end
+local function forget(m)
+  local s = tonumber(redis.call('HGET', sizes, m) or '0')
+  redis.call('HDEL', sizes, m)
+  redis.call('ZREM', ledger, m)
+  redis.call('HINCRBY', sizes, '_total', -s)
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', ledger, '-inf', now - ttl)) do forget(m) end
+if redis.call('HEXISTS', sizes, member) == 1 then forget(member) end
+local evicted = 0
+if budget > 0 then
+  local total = tonumber(redis.call('HGET', sizes, '_total') or '0')
+  while total + size > budget do
+    local oldest = redis.call('ZRANGE', ledger, 0, 0)[1]
+    if not oldest then break end
+    total = total - tonumber(redis.call('HGET', sizes, oldest) or '0')
+    forget(oldest)
+    redis.call('DEL', artp .. oldest)
+    evicted = evicted + 1
+  end
+end
+redis.call('HSET', art, 'body', body, 'content_type', ctype)
+redis.call('EXPIRE', art, ttl)
+redis.call('ZADD', ledger, now, member)
+redis.call('HSET', sizes, member, size)
+redis.call('HINCRBY', sizes, '_total', size)
+redis.call('EXPIRE', ledger, ttl)
+redis.call('EXPIRE', sizes, ttl)
+return {1, evicted}
 """

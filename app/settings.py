@@ -124,6 +124,7 @@ class Settings:
     host_concurrency: int = 0
     soft_shutdown_timeout: float = 30.0
     broker_heartbeat: float = 60.0
+    artifact_budget_bytes: int = 1024**3
     log_level: str = "INFO"
     log_json: bool = False
     cors_origins: tuple[str, ...] = ()
@@ -224,6 +225,7 @@ def load_settings(**overrides: Any) -> Settings:
         "soft_shutdown_timeout": env.float(
             "SOFT_SHUTDOWN_TIMEOUT", 30.0, validate=Range(min=0, max=3600)
         ),
+        "artifact_budget_bytes": env.int("ARTIFACT_BUDGET_BYTES", 1024**3, validate=Range(min=0)),
         "broker_heartbeat": env.float("BROKER_HEARTBEAT", 60.0, validate=Range(min=0, max=600)),
         "log_level": env.str(
             "LOG_LEVEL", "INFO", validate=OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -6,6 +6,8 @@ Layout (all keys under the configured prefix ``p``)::
                               status started_at finished_at schedule_id
                               s:{c} a:{c} r:{c}   status, attempt, result JSON per collector
     p art:{id}:{name}   hash  body content_type       raw bytes, never base64
+    p artl:{owner}      zset  {id}:{name} → time stored (the owner's artifact ledger)
+    p arts:{owner}      hash  {id}:{name} → bytes, _total (against ARTIFACT_BUDGET_BYTES)
     p idx:{owner}       zset  job ids (score 0, ordered by id = by time)
     p idx:*             zset  every job id (admin listing)
     p idem:{owner}:{h}  str   job id for an Idempotency-Key
@@ -127,6 +129,7 @@ class JobStore:
         self._begin = redis.register_script(lua.BEGIN)
         self._close = redis.register_script(lua.CLOSE)
         self._reap_claim = redis.register_script(lua.REAP_CLAIM)
+        self._put_artifact = redis.register_script(lua.PUT_ARTIFACT)
 
     # keys -----------------------------------------------------------------
     def _job(self, job_id: str) -> str:
@@ -456,12 +459,40 @@ class JobStore:
         return status in TERMINAL_JOB
 
     # artifacts ------------------------------------------------------------------
-    def put_artifact(self, job_id: str, name: str, content_type: str, body: bytes) -> None:
-        key = self._art(job_id, name)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(key, mapping={"body": body, "content_type": content_type})
-        pipe.expire(key, self.ttl)
-        pipe.execute()
+    def put_artifact(
+        self, job_id: str, name: str, content_type: str, body: bytes, *, budget: int = 0
+    ) -> tuple[bool, int]:
+        """Store an artifact within its owner's byte `budget` (0: none).
+
+        Returns (stored, how many of the owner's oldest artifacts were evicted
+        to make room). An artifact larger than the whole budget is not stored.
+        """
+        owner = self.owner_of(job_id) or "public"
+        out = cast(
+            builtins.list[int],
+            self._put_artifact(
+                keys=[
+                    self._job(job_id),
+                    self._art(job_id, name),
+                    f"{self.prefix}artl:{owner}",
+                    f"{self.prefix}arts:{owner}",
+                ],
+                args=[
+                    body,
+                    content_type,
+                    self.ttl,
+                    f"{job_id}:{name}",
+                    time.time(),
+                    budget,
+                    f"{self.prefix}art:",
+                ],
+            ),
+        )
+        return bool(out[0]), int(out[1])
+
+    def artifact_bytes(self, owner: str) -> int:
+        """Bytes of artifacts `owner` holds (as of the last store)."""
+        return int(cast(bytes | None, self.redis.hget(f"{self.prefix}arts:{owner}", "_total")) or 0)
 
     def get_artifact(self, job_id: str, name: str) -> tuple[bytes, str] | None:
         body, ctype = cast(

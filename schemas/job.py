@@ -117,6 +117,9 @@ class ArtifactInfoSchema(Schema):
     content_type = fields.String(required=True)
     size = fields.Integer(required=True)
     url = fields.String(metadata={"description": "where the raw bytes are served"})
+    dropped = fields.String(
+        metadata={"description": "why the bytes were not kept (then there is no url)"}
+    )
 
 
 class CollectorResultSchema(Schema):

@@ -84,17 +84,24 @@ class CollectorTask(Task):  # type: ignore[type-arg]
 
 
 def _artifacts(rt: Runtime, job_id: str, result: Result) -> list[dict[str, Any]]:
-    infos = []
+    infos: list[dict[str, Any]] = []
+    budget = rt.settings.artifact_budget_bytes
     for art in result.artifacts:
-        rt.store.put_artifact(job_id, art.name, art.content_type, art.body)
-        infos.append(
-            {
-                "name": art.name,
-                "content_type": art.content_type,
-                "size": len(art.body),
-                "url": f"/v1/jobs/{job_id}/artifacts/{art.name}",
-            }
+        stored, evicted = rt.store.put_artifact(
+            job_id, art.name, art.content_type, art.body, budget=budget
         )
+        info: dict[str, Any] = {
+            "name": art.name,
+            "content_type": art.content_type,
+            "size": len(art.body),
+        }
+        if stored:
+            info["url"] = f"/v1/jobs/{job_id}/artifacts/{art.name}"
+        else:
+            info["dropped"] = f"larger than the owner's artifact budget ({budget} bytes)"
+        if evicted:
+            log.info("artifact budget: evicted %d older", evicted, extra={"job_id": job_id})
+        infos.append(info)
     return infos
 
 

@@ -1,0 +1,74 @@
+"""Retention: jobs and artifacts expire after JOB_TTL; a byte budget per owner."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from app.store import JobStore, ListFilter
+from tests.conftest import REDIS_URL, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def prefix():
+    p = f"t{uuid.uuid4().hex[:10]}:"
+    yield p
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{p}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def _store(prefix: str, ttl: int) -> JobStore:
+    return JobStore(redis.Redis.from_url(REDIS_URL), prefix, ttl=ttl)
+
+
+def _job(store: JobStore, owner: str = "alice") -> str:
+    return store.create(owner=owner, target="a.org", collectors=["a"], options={}, labels={})["id"]
+
+
+def test_artifact_budget_evicts_the_owners_oldest(prefix) -> None:
+    store = _store(prefix, 600)
+    jobs = [_job(store) for _ in range(3)]
+    other = _job(store, owner="bob")
+    store.put_artifact(other, "b", "text/plain", b"b" * 900, budget=1000)
+    results = [store.put_artifact(j, "x", "text/plain", b"x" * 400, budget=1000) for j in jobs]
+    assert results == [(True, 0), (True, 0), (True, 1)]
+    assert store.get_artifact(jobs[0], "x") is None  # evicted
+    assert store.get_artifact(jobs[2], "x") == (b"x" * 400, "text/plain")
+    assert store.artifact_bytes("alice") == 800
+    assert store.get_artifact(other, "b") is not None  # another owner's budget
+    assert store.put_artifact(jobs[1], "huge", "text/plain", b"h" * 1001, budget=1000) == (
+        False,
+        0,
+    )
+    assert store.get_artifact(jobs[1], "huge") is None
+    # storing under the same name again replaces, it does not count twice
+    store.put_artifact(jobs[2], "x", "text/plain", b"y" * 100, budget=1000)
+    assert store.artifact_bytes("alice") == 500
+
+
+def test_expired_artifacts_leave_the_budget(prefix) -> None:
+    short = _store(prefix, 1)
+    job = _job(short)
+    short.put_artifact(job, "x", "text/plain", b"x" * 900, budget=1000)
+    wait_for(lambda: short.get_artifact(job, "x") is None, timeout=10, interval=0.1)
+    later = _job(short)
+    assert short.put_artifact(later, "y", "text/plain", b"y" * 900, budget=1000) == (True, 0)
+    assert short.artifact_bytes("alice") == 900
+
+
+def test_listing_stays_correct_after_expiry(prefix) -> None:
+    short, long = _store(prefix, 1), _store(prefix, 600)
+    gone = [_job(short) for _ in range(3)]
+    wait_for(lambda: all(short.get(j) is None for j in gone), timeout=10, interval=0.1)
+    kept = [_job(long) for _ in range(2)]
+    items, cursor = long.list("alice", ListFilter(), limit=10, cursor=None)
+    assert [e["id"] for e in items] == list(reversed(kept))
+    assert cursor is None
+    index = long.redis.zrange(f"{prefix}idx:alice", 0, -1)
+    assert sorted(i.decode() for i in index) == sorted(kept)  # expired ids left the index

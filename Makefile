@@ -30,13 +30,15 @@ chromium:
 run: venv chromium
 	$(BIN)/collectq up
 
+# Everything, the fault tests included (about 3.5 of its minutes), then their table.
 test: venv chromium
-	$(BIN)/python -m pytest --ignore=tests/faults
+	$(BIN)/python -m pytest
+	$(BIN)/python -m tests.faults.report
 
-# Fault tests (tests/faults): they start their own redis-server and RabbitMQ node and
-# break them on purpose; several minutes. Prints the table of the run.
+# Only the fault tests (tests/faults): they start their own redis-server and RabbitMQ
+# node and break them, and real workers, on purpose. Prints the table of the run.
 test-faults: venv
-	$(BIN)/python -m pytest tests/faults -p no:cacheprovider
+	$(BIN)/python -m pytest tests/faults
 	$(BIN)/python -m tests.faults.report
 
 bench: venv chromium

@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from redis import Redis
 
 from app.breaker import Breakers
+from app.hostcap import HostSlots
 from app.settings import Settings
 from app.store import JobStore
 from collectors.base import NetworkPolicy
@@ -30,6 +31,7 @@ class Runtime:
     registry: Registry
     policy: NetworkPolicy
     breakers: Breakers
+    host_slots: HostSlots
 
 
 def load_collectors(settings: Settings) -> Registry:
@@ -48,6 +50,12 @@ def build_runtime(settings: Settings) -> Runtime:
         health_check_interval=30,
         retry_on_timeout=False,
     )
+    breakers = Breakers(
+        settings.redis_url,
+        settings.redis_prefix,
+        fail_max=settings.breaker_fail_max,
+        reset_timeout=settings.breaker_reset_timeout,
+    )
     return Runtime(
         settings=settings,
         redis=redis,
@@ -56,11 +64,9 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         registry=load_collectors(settings),
         policy=NetworkPolicy.from_strings(settings.net_allow),
-        breakers=Breakers(
-            settings.redis_url,
-            settings.redis_prefix,
-            fail_max=settings.breaker_fail_max,
-            reset_timeout=settings.breaker_reset_timeout,
+        breakers=breakers,
+        host_slots=HostSlots(
+            lambda: breakers.redis, settings.redis_prefix, settings.host_concurrency
         ),
     )
 

@@ -178,10 +178,13 @@ def _run(task: Task, job_id: str, collector: str) -> str:  # type: ignore[type-a
         timeout=settings.heartbeat_timeout,
         max_runtime=settings.pool_for(collector).hard_time_limit + settings.heartbeat_interval,
     ):
-        outcome = rt.breakers.call(
-            host_of(spec.target),
-            lambda: _collect(rt, spec.target, spec.options, collector, ctx),
-        )
+        host, limits = host_of(spec.target), settings.pool_for(collector)
+        with rt.host_slots.slot(
+            host, hold_max=limits.hard_time_limit, wait_max=limits.soft_time_limit / 2
+        ) as busy:
+            outcome = busy or rt.breakers.call(
+                host, lambda: _collect(rt, spec.target, spec.options, collector, ctx)
+            )
     if isinstance(outcome, CollectorError):
         if outcome.retryable and attempt <= settings.max_retries:
             raise _retry(task, settings, job_id, collector, attempt, outcome, timing())

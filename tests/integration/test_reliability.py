@@ -216,3 +216,52 @@ def test_status_shows_breakers(make_app) -> None:
     assert status["breakers"]["down.example"]["state"] == "open"
     assert "half_open_at" in status["breakers"]["down.example"]
     assert json.dumps(status)  # serialisable as is
+
+
+def test_host_slots_cap_concurrent_calls_across_instances() -> None:
+    import threading
+
+    from app.hostcap import HostBusy, HostSlots
+
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
+    a, b = HostSlots(lambda: client, prefix, 2), HostSlots(lambda: client, prefix, 2)
+    inside, peak, busy = [0], [0], []
+    lock, start = threading.Lock(), threading.Barrier(5)
+
+    def call(slots: HostSlots) -> None:
+        start.wait(10)  # all five try at once
+        with slots.slot("h", hold_max=30, wait_max=0.2) as refused:
+            if refused is not None:
+                busy.append(refused)
+                return
+            with lock:
+                inside[0] += 1
+                peak[0] = max(peak[0], inside[0])
+            time.sleep(1.0)  # hold the slot while the others try (and give up)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=call, args=(s,)) for s in (a, b, a, b, a)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert peak[0] == 2
+    assert len(busy) == 3
+    assert all(isinstance(x, HostBusy) and x.retryable for x in busy)
+    assert client.zcard(f"{prefix}hc:h") == 0  # every slot given back
+    with a.slot("h", hold_max=30, wait_max=0) as refused:  # free again
+        assert refused is None
+
+
+def test_host_slot_of_a_dead_holder_expires() -> None:
+    from app.hostcap import HostSlots
+
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
+    slots = HostSlots(lambda: client, prefix, 1)
+    client.zadd(f"{prefix}hc:h", {"dead-worker": time.time() - 1})  # its hold ran out
+    with slots.slot("h", hold_max=30, wait_max=0) as refused:
+        assert refused is None
+    client.delete(f"{prefix}hc:h")

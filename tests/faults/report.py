@@ -13,8 +13,9 @@ HEAD = ("scenario", "accepted", "completed", "lost", "duplicated", "time to reco
 
 def main() -> int:
     if not RESULTS.exists() or not RESULTS.read_text().strip():
-        print(f"no results in {RESULTS}: run `make test-faults` first", file=sys.stderr)
-        return 1
+        # pytest already said why (skipped: no rabbitmq-server, or deselected)
+        print(f"no fault-test results in {RESULTS}", file=sys.stderr)
+        return 0
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
     print("| " + " | ".join(HEAD) + " | notes |")
     print("|" + "---|" * (len(HEAD) + 1))

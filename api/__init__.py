@@ -9,11 +9,29 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api import collectors, health, jobs, legacy
+from api import collectors, health, jobs, keys, legacy
 from api.errors import init_errors
-from api.requests import init_requests
+from api.identity import init_authenticate, init_authorize, public
+from api.ratelimit import init_ratelimit
+from api.requests import init_body_rules, init_requests
+from api.webguard import init_webguard
 
 __all__ = ["init_api"]
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {"type": "object"},
+    },
+}
 
 SWAGGER_ASSETS = "/docs/assets/"
 
@@ -30,12 +48,19 @@ def init_api(app: Flask) -> Api:
         API_SPEC_OPTIONS=_spec_options(),
     )
     api = Api(app)
-    for module in (jobs, collectors, health, legacy):
+    for module in (jobs, collectors, health, keys, legacy):
         api.register_blueprint(module.blp)
+    # Before-request order matters: id → who → rate limit (per who) → may they → body rules.
     init_requests(app)
+    init_authenticate(app)
+    init_ratelimit(app)
+    init_authorize(app)
+    init_body_rules(app)
+    init_webguard(app)
     init_errors(app)
 
     @app.get(f"{SWAGGER_ASSETS}<path:filename>")
+    @public
     def swagger_assets(filename: str) -> ResponseReturnValue:  # served locally: no CDN
         return send_from_directory(str(swagger_ui_path), filename, max_age=86400)
 
@@ -46,7 +71,20 @@ def _spec_options() -> dict[str, Any]:
     return {
         "info": {
             "description": (
-                "Submit data-collection jobs (http, dns, tls, screenshot) and poll results."
+                "Submit data-collection jobs (http, dns, tls, screenshot) and poll results. "
+                "Every /v1 route needs an API key (`Authorization: Bearer cq_…` or "
+                "`X-API-Key`) or a JWT with the scope the route names."
             ),
+        },
+        "components": {
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key (cq_…) or a JWT",
+                },
+            },
+            "schemas": {"Problem": PROBLEM_SCHEMA},
         },
     }

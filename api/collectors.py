@@ -10,6 +10,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from api.identity import requires
 from app.runtime import runtime
 from celeryconfig import collector_queue
 
@@ -45,6 +46,7 @@ def json_schema(schema: type[Schema]) -> dict[str, Any]:
 
 
 @blp.route("")
+@requires("jobs:read", "read")
 @blp.response(200, CollectorListSchema)
 def list_collectors() -> Any:
     """Every installed collector, with the reason when it is unavailable."""

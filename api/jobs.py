@@ -10,7 +10,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.identity import current_owner, owner_filter
+from api.identity import current_owner, owner_filter, requires
 from api.requests import request_id
 from app import jobs as service
 from app.errors import NotFound
@@ -57,6 +57,7 @@ def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 @blp.route("")
 class Jobs(MethodView):
+    @requires("jobs:write", "submit")
     @blp.arguments(JobRequestSchema)
     @blp.response(202, EnvelopeSchema, description="Accepted; poll the Location")
     @blp.alt_response(422, description="Invalid fields")
@@ -65,6 +66,7 @@ class Jobs(MethodView):
         """Submit a job: one target, one or more collectors."""
         return submit(data)
 
+    @requires("jobs:read", "read")
     @blp.arguments(JobListArgsSchema, location="query")
     @blp.response(200, JobListSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -83,6 +85,7 @@ class Jobs(MethodView):
 
 @blp.route("/<job_id>")
 class Job(MethodView):
+    @requires("jobs:read", "read")
     @blp.arguments(WaitArgsSchema, location="query")
     @blp.response(200, EnvelopeSchema)
     @blp.alt_response(404, description="No such job")
@@ -93,6 +96,7 @@ class Job(MethodView):
             return service.wait_job(rt, _job_id(job_id), owner_filter(), args["wait"])
         return service.get_job(rt, _job_id(job_id), owner_filter())
 
+    @requires("jobs:write", "submit")
     @blp.response(200, EnvelopeSchema)
     @blp.alt_response(409, description="The job already finished")
     def delete(self, job_id: str) -> Any:
@@ -103,6 +107,7 @@ class Job(MethodView):
 
 
 @blp.route("/<job_id>/artifacts/<name>")
+@requires("jobs:read", "read")
 @blp.response(200, description="Raw bytes with their content type; `?inline=1` gives base64 JSON")
 @blp.alt_response(404, description="No such job or artifact")
 def artifact(job_id: str, name: str) -> Response:

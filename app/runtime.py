@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from redis import Redis
 
+from app.apikeys import KeyStore
+from app.auth import Authenticator
+from app.jwtauth import JwtVerifier, parse_key_set
 from app.settings import Settings
 from app.store import JobStore
 from collectors.base import NetworkPolicy
@@ -28,6 +31,8 @@ class Runtime:
     store: JobStore
     registry: Registry
     policy: NetworkPolicy
+    keys: KeyStore
+    auth: Authenticator
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -39,12 +44,27 @@ def build_runtime(settings: Settings) -> Runtime:
         health_check_interval=30,
         retry_on_timeout=False,
     )
+    keys = KeyStore(redis, settings.redis_prefix, settings.key_last_used_interval)
     return Runtime(
         settings=settings,
         redis=redis,
         store=JobStore(redis, settings.redis_prefix, settings.job_ttl),
         registry=load_registry(settings.plugins),
         policy=NetworkPolicy.from_strings(settings.net_allow),
+        keys=keys,
+        auth=Authenticator(keys, _jwt_verifier(settings)),
+    )
+
+
+def _jwt_verifier(settings: Settings) -> JwtVerifier | None:
+    if not settings.jwt_keys or not settings.jwt_issuer or not settings.jwt_audience:
+        return None  # load_settings already refused a key set without issuer/audience
+    return JwtVerifier(
+        parse_key_set(settings.jwt_keys),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway,
+        scopes_claim=settings.jwt_scopes_claim,
     )
 
 

@@ -9,6 +9,7 @@ Layout (all keys under the configured prefix ``p``)::
     p idx:{owner}       zset  job ids (score 0, ordered by id = by time)
     p idx:*             zset  every job id (admin listing)
     p idem:{owner}:{h}  str   job id for an Idempotency-Key
+    p queued:{owner}    zset  job ids still queued (score: created, epoch s): the quota
 
 A collector's state only moves forward (Lua, atomic): a redelivered task can
 neither record twice nor move a finished collector back, and the job's final
@@ -35,11 +36,11 @@ __all__ = ["JobSpec", "JobStore", "ListFilter", "Transition", "utcnow"]
 
 ALL_OWNERS = "*"
 
-# KEYS[1] job key. ARGV: collector, status, attempt, result JSON, now, ttl.
+# KEYS[1] job key. ARGV: collector, status, attempt, result JSON, now, ttl, key prefix.
 # Returns {outcome, job status}; outcome is ok | final | stale | missing.
 _RECORD = """
 local key = KEYS[1]
-local c, new, res, now = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
+local c, new, res, now, prefix = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[7]
 local attempt, ttl = tonumber(ARGV[3]), tonumber(ARGV[6])
 local terminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
 local cur = redis.call('HGET', key, 's:' .. c)
@@ -50,6 +51,8 @@ if attempt < tonumber(redis.call('HGET', key, 'a:' .. c) or '0') then return {'s
 redis.call('HSET', key, 's:' .. c, new, 'a:' .. c, attempt, 'r:' .. c, res)
 if jstatus == 'queued' then
   redis.call('HSET', key, 'status', 'running', 'started_at', now)
+  local owner, id = unpack(redis.call('HMGET', key, 'owner', 'id'))
+  redis.call('ZREM', prefix .. 'queued:' .. owner, id)
   jstatus = 'running'
 end
 if not terminal[new] then return {'ok', jstatus} end
@@ -69,13 +72,16 @@ redis.call('EXPIRE', key, ttl)
 return {'final', final}
 """
 
-# KEYS[1] job key. ARGV: now, ttl, cancelled result JSON. Returns the job status after.
+# KEYS[1] job key. ARGV: now, ttl, cancelled result JSON, key prefix.
+# Returns the job status after.
 _CANCEL = """
 local key = KEYS[1]
 local jstatus = redis.call('HGET', key, 'status')
 if not jstatus then return '' end
 local terminal = {succeeded=true, partial=true, failed=true, cancelled=true, expired=true}
 if terminal[jstatus] then return jstatus end
+local owner, id = unpack(redis.call('HMGET', key, 'owner', 'id'))
+redis.call('ZREM', ARGV[4] .. 'queued:' .. owner, id)
 local cterminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
 for _, name in ipairs(cjson.decode(redis.call('HGET', key, 'collectors'))) do
   if not cterminal[redis.call('HGET', key, 's:' .. name)] then
@@ -153,6 +159,9 @@ class JobStore:
     def _idx(self, owner: str) -> str:
         return f"{self.prefix}idx:{owner}"
 
+    def _queued(self, owner: str) -> str:
+        return f"{self.prefix}queued:{owner}"
+
     def _idem(self, owner: str, key: str) -> str:
         return f"{self.prefix}idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
 
@@ -203,6 +212,7 @@ class JobStore:
         for owner_key in (owner, ALL_OWNERS):
             pipe.zadd(self._idx(owner_key), {job_id: 0})
             pipe.zremrangebylex(self._idx(owner_key), "-", f"({floor}")
+        pipe.zadd(self._queued(owner), {job_id: time.time()})
         pipe.execute()
         return self._envelope({k: str(v) for k, v in fields.items()})
 
@@ -212,7 +222,16 @@ class JobStore:
         pipe.delete(self._job(job_id))
         for owner_key in (owner, ALL_OWNERS):
             pipe.zrem(self._idx(owner_key), job_id)
+        pipe.zrem(self._queued(owner), job_id)
         pipe.execute()
+
+    def queued_count(self, owner: str) -> int:
+        """Jobs of `owner` still queued (an expired record no longer counts)."""
+        key = self._queued(owner)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(key, "-inf", f"({time.time() - self.ttl}")
+        pipe.zcard(key)
+        return int(pipe.execute()[1])
 
     # read -------------------------------------------------------------------
     def owner_of(self, job_id: str) -> str | None:
@@ -311,7 +330,7 @@ class JobStore:
             list[bytes],
             self._record(
                 keys=[self._job(job_id)],
-                args=[collector, status, attempt, body, utcnow(), self.ttl],
+                args=[collector, status, attempt, body, utcnow(), self.ttl, self.prefix],
             ),
         )
         return Transition(out[0].decode(), out[1].decode())
@@ -319,7 +338,10 @@ class JobStore:
     def cancel(self, job_id: str) -> str | None:
         """Cancel a job that has not finished; return its status after (None if unknown)."""
         body = json.dumps({"status": CollectorStatus.CANCELLED, "attempts": 0})
-        out = cast(bytes, self._cancel(keys=[self._job(job_id)], args=[utcnow(), self.ttl, body]))
+        out = cast(
+            bytes,
+            self._cancel(keys=[self._job(job_id)], args=[utcnow(), self.ttl, body, self.prefix]),
+        )
         return out.decode() or None
 
     @staticmethod

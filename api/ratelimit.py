@@ -66,12 +66,14 @@ def init_ratelimit(app: Flask) -> Limiter:
         current = limiter.current_limit
         if current is None:
             return response
-        reset = max(0, math.ceil(current.reset_at - time.time()))
+        window = current.limit.get_expiry()
+        # limits rounds reset_at up to the next whole second: never promise more than a window
+        reset = min(window, max(0, math.ceil(current.reset_at - time.time())))
         h = response.headers
         h["RateLimit-Limit"] = str(current.limit.amount)
         h["RateLimit-Remaining"] = str(current.remaining)
         h["RateLimit-Reset"] = str(reset)
-        h["RateLimit-Policy"] = f"{current.limit.amount};w={current.limit.get_expiry()}"
+        h["RateLimit-Policy"] = f"{current.limit.amount};w={window}"
         if response.status_code == 429:
             h["Retry-After"] = str(max(1, reset))
         return response

@@ -182,3 +182,16 @@ def test_rate_limit_per_key_in_process_with_override(make_app) -> None:
     w = app.test_client(api_key=writer)
     assert [w.get("/v1/jobs").status_code for _ in range(4)][-1] == 429
     assert w.post("/v1/jobs", json=JOB).status_code == 202
+
+
+@pytest.mark.parametrize(("hops", "spoof_resets"), [("0", False), ("1", True)])
+def test_failed_auth_is_limited_per_address_and_xff_trusted_only_per_hops(
+    make_app, hops, spoof_resets
+) -> None:
+    client = make_app(
+        COLLECTQ_RATE_LIMIT_READ="2/minute", COLLECTQ_TRUSTED_PROXIES=hops
+    ).test_client(api_key="")
+    assert [client.get("/v1/jobs").status_code for _ in range(3)] == [401, 401, 429]
+    spoofed = client.get("/v1/jobs", headers={"X-Forwarded-For": "203.0.113.9"})
+    # Without a trusted proxy the header is ignored: a client cannot pick a fresh bucket.
+    assert spoofed.status_code == (401 if spoof_resets else 429)

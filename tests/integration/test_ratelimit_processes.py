@@ -48,7 +48,10 @@ def two_apis(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[int,
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "api", "--bind", f"127.0.0.1:{port}"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )  # fmt: skip
         )
     store = KeyStore(redis.Redis.from_url(REDIS_URL), service_env["COLLECTQ_REDIS_PREFIX"])

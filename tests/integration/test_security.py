@@ -39,9 +39,10 @@ def test_jwt_subject_is_the_owner(make_app) -> None:
     assert job.status_code == 202
     assert alice.get(f"/v1/jobs/{job.json['id']}").status_code == 200
     assert bob.get(f"/v1/jobs/{job.json['id']}").status_code == 404
-    assert app.test_client(api_key=_jwt("carol", "jobs:read")).post(
-        "/v1/jobs", json=JOB
-    ).status_code == 403
+    assert (
+        app.test_client(api_key=_jwt("carol", "jobs:read")).post("/v1/jobs", json=JOB).status_code
+        == 403
+    )
     expired = app.test_client(api_key=_jwt("alice", "jobs:read", exp=int(time.time()) - 120))
     resp = expired.get("/v1/jobs")
     assert resp.status_code == 401

@@ -15,23 +15,24 @@ from api.identity import init_authenticate, init_authorize, public
 from api.ratelimit import init_ratelimit
 from api.requests import init_body_rules, init_requests
 from api.webguard import init_webguard
+from schemas.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
 
 __all__ = ["init_api"]
 
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "RFC 9457 problem details",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "request_id": {"type": "string"},
-        "errors": {"type": "object"},
-    },
-}
+
+class ProblemApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api whose documented error responses are our problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        default: str = self.DEFAULT_RESPONSE_CONTENT_TYPE  # type: ignore[has-type]
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM_CONTENT_TYPE
+        try:
+            super()._register_responses()
+        finally:
+            self.DEFAULT_RESPONSE_CONTENT_TYPE = default
+
 
 SWAGGER_ASSETS = "/docs/assets/"
 
@@ -47,7 +48,7 @@ def init_api(app: Flask) -> Api:
         OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS,
         API_SPEC_OPTIONS=_spec_options(),
     )
-    api = Api(app)
+    api = ProblemApi(app)
     for module in (jobs, collectors, health, keys, legacy):
         api.register_blueprint(module.blp)
     # Before-request order matters: id → who → rate limit (per who) → may they → body rules.
@@ -85,6 +86,5 @@ def _spec_options() -> dict[str, Any]:
                     "description": "an API key (cq_…) or a JWT",
                 },
             },
-            "schemas": {"Problem": PROBLEM_SCHEMA},
         },
     }

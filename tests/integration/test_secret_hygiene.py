@@ -69,8 +69,11 @@ def test_no_secret_reaches_logs_errors_status_or_config_check(
         "COLLECTQ_SECRET_KEY": secret_key,
         "COLLECTQ_FLOWER_BASIC_AUTH": f"ops:{flower_password}",
         "COLLECTQ_JWT_KEYS": json.dumps(
-            {"keys": [{"kid": "k", "alg": "HS256",
-                       "k": base64.urlsafe_b64encode(jwt_secret).decode()}]}  # fmt: skip
+            {
+                "keys": [
+                    {"kid": "k", "alg": "HS256", "k": base64.urlsafe_b64encode(jwt_secret).decode()}
+                ]
+            }  # fmt: skip
         ),
         "COLLECTQ_JWT_ISSUER": "https://idp.test",
         "COLLECTQ_JWT_AUDIENCE": "collectq",
@@ -99,8 +102,8 @@ def test_no_secret_reaches_logs_errors_status_or_config_check(
     bodies: list[bytes] = []
     try:
         wait_for(lambda: _call(port, "GET", "/health")[0] == 200, timeout=30, interval=0.1)
-        status, body = _call(port, "POST", "/v1/jobs", admin, {"target": "a.org",
-                                                                "collectors": ["noop"]})  # fmt: skip
+        job_body = {"target": "a.org", "collectors": ["noop"]}
+        status, body = _call(port, "POST", "/v1/jobs", admin, job_body)
         assert status == 202, body
         job = json.loads(body)["id"]
         status, body = _call(port, "GET", f"/v1/jobs/{job}?wait=10", admin)

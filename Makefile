@@ -4,7 +4,9 @@ UV ?= $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv run test bench lint clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: venv chromium run test bench lint clean
 
 $(BIN)/collectq: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -13,13 +15,25 @@ $(BIN)/collectq: pyproject.toml uv.lock
 
 venv: $(BIN)/collectq
 
-run: venv
+# The screenshot collector drives Debian's Chromium (no browser download). Installed
+# when missing and we may (root with apt); otherwise the collector reports itself
+# unavailable and its tests are skipped.
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: no Chromium at $(CHROMIUM): the screenshot collector stays unavailable"; \
+	  fi; }
+
+run: venv chromium
 	$(BIN)/collectq up
 
-test: venv
+test: venv chromium
 	$(BIN)/python -m pytest
 
-bench: venv
+bench: venv chromium
 	$(BIN)/python -m benchmarks
 
 lint: venv

@@ -12,14 +12,21 @@ from kombu import Exchange, Queue
 
 from app.settings import Settings
 
-__all__ = ["MAINTENANCE_QUEUE", "build", "collector_queue", "collector_task"]
+__all__ = [
+    "COLLECTOR_QUEUE_PREFIX",
+    "MAINTENANCE_QUEUE",
+    "build",
+    "collector_queue",
+    "collector_task",
+]
 
 MAINTENANCE_QUEUE = "maintenance"
+COLLECTOR_QUEUE_PREFIX = "collect."
 
 
 def collector_queue(name: str) -> str:
     """The queue that carries collector `name`'s tasks."""
-    return f"collect.{name}"
+    return f"{COLLECTOR_QUEUE_PREFIX}{name}"
 
 
 def collector_task(name: str) -> str:

@@ -15,6 +15,7 @@ from api.identity import init_authenticate, init_authorize, public
 from api.ratelimit import init_ratelimit
 from api.requests import init_body_rules, init_requests
 from api.webguard import init_webguard
+from app.runtime import runtime
 from schemas.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
 
 __all__ = ["init_api"]
@@ -51,6 +52,7 @@ def init_api(app: Flask) -> Api:
     api = ProblemApi(app)
     for module in (jobs, collectors, health, keys, legacy):
         api.register_blueprint(module.blp)
+    collectors.document_collectors(api, runtime(app).registry)
     # Before-request order matters: id → who → rate limit (per who) → may they → body rules.
     init_requests(app)
     init_authenticate(app)

@@ -7,14 +7,15 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask_smorest import Blueprint
+from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
 
 from api.identity import requires
 from app.runtime import runtime
 from celeryconfig import collector_queue
+from collectors.registry import Registry
 
-__all__ = ["blp", "json_schema"]
+__all__ = ["blp", "document_collectors", "json_schema"]
 
 blp = Blueprint("collectors", __name__, url_prefix="/v1/collectors", description="Collectors")
 
@@ -43,6 +44,27 @@ def json_schema(schema: type[Schema]) -> dict[str, Any]:
     """The JSON Schema of a marshmallow schema class."""
     out: dict[str, Any] = _converter().schema2jsonschema(schema())
     return out
+
+
+def document_collectors(api: Api, registry: Registry) -> None:
+    """Put every collector's option and result schemas into the OpenAPI document.
+
+    They become components ``<Name>Options`` / ``<Name>Result``, and the job
+    request's ``options`` object names each collector's options schema.
+    """
+    schemas = api.spec.components.schemas
+    refs: dict[str, Any] = {}
+    for info in registry.infos():
+        if info.collector is None:
+            continue
+        title = info.name.title().replace("_", "")
+        api.spec.components.schema(f"{title}Options", schema=info.collector.options_schema)
+        api.spec.components.schema(f"{title}Result", schema=info.collector.result_schema)
+        refs[info.name] = {"$ref": f"#/components/schemas/{title}Options"}
+    options = schemas.get("JobRequest", {}).get("properties", {}).get("options")
+    if options is not None:
+        options["properties"] = refs
+        options["description"] += "; each collector's data has the <Name>Result shape"
 
 
 @blp.route("")

@@ -11,7 +11,8 @@ from typing import Any, NoReturn
 import click
 
 from app.keycli import keys
-from app.settings import ConfigError, Settings, is_loopback_host, load_settings
+from app.settings import POOL_TYPES, ConfigError, Settings, is_loopback_host, load_settings
+from celeryconfig import COLLECTOR_QUEUE_PREFIX
 
 __all__ = ["main"]
 
@@ -47,8 +48,25 @@ def main() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="write artifacts here",
 )
+@click.option(
+    "--artifact",
+    "artifact_files",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="write artifact NAME to FILE, e.g. http.body=page.html",
+)
+@click.option(
+    "--screenshot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the screenshot PNG here (same as --artifact screenshot.png=FILE)",
+)
 def collect(
-    target: str, collectors: str, opts: tuple[str, ...], save_artifacts: Path | None
+    target: str,
+    collectors: str,
+    opts: tuple[str, ...],
+    save_artifacts: Path | None,
+    artifact_files: tuple[str, ...],
+    screenshot: Path | None,
 ) -> None:
     """Run collectors in-process (no servers) and print the result envelope."""
     from app.local import collect_locally
@@ -69,8 +87,14 @@ def collect(
         except ValueError:
             value = raw
         options.setdefault(name, {})[field] = value
+    save: dict[str, Path] = {"screenshot.png": screenshot} if screenshot else {}
+    for spec in artifact_files:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise click.BadParameter(f"{spec!r}: use NAME=FILE", param_hint="--artifact")
+        save[name] = Path(file)
     names = [n.strip() for n in collectors.split(",") if n.strip()]
-    code, envelope = collect_locally(settings, target, names, options, save_artifacts)
+    code, envelope = collect_locally(settings, target, names, options, save_artifacts, save)
     click.echo(json.dumps(envelope, indent=2))
     sys.exit(code)
 
@@ -109,17 +133,26 @@ def api(bind: str | None) -> None:
 
 @main.command()
 @click.option("-Q", "--queues", required=True, help="comma-separated queues, e.g. collect.http")
-@click.option("-c", "--concurrency", type=int, help="default COLLECTQ_WORKER_CONCURRENCY")
+@click.option("-c", "--concurrency", type=int, help="default: the queue's COLLECTQ_POOL_<NAME>")
 @click.option(
     "-P",
     "--pool",
-    type=click.Choice(["threads", "prefork", "solo"]),
-    help="default COLLECTQ_WORKER_POOL",
+    type=click.Choice(list(POOL_TYPES)),
+    help="default: the queue's COLLECTQ_POOL_<NAME>",
 )
 @click.option("-n", "--hostname", help="node name (default <queues>@%h)")
 def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str | None) -> None:
-    """Run a Celery worker for the given queues."""
+    """Run a Celery worker for the given queues.
+
+    A worker for one collector's queue runs with that collector's pool settings;
+    a worker for several queues uses the global COLLECTQ_WORKER_POOL/CONCURRENCY.
+    """
     s = settings_or_exit()
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    kind, size, prefetch = s.worker_pool, s.worker_concurrency, 1
+    if len(names) == 1 and names[0].startswith(COLLECTOR_QUEUE_PREFIX):
+        ps = s.pool_for(names[0].removeprefix(COLLECTOR_QUEUE_PREFIX))
+        kind, size, prefetch = ps.pool, ps.concurrency, ps.prefetch
     _exec(
         [
             "-m",
@@ -128,11 +161,13 @@ def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str
             "app.worker",
             "worker",
             "-Q",
-            queues,
+            ",".join(names),
             "-P",
-            pool or s.worker_pool,
+            pool or kind,
             "-c",
-            str(concurrency or s.worker_concurrency),
+            str(concurrency or size),
+            "--prefetch-multiplier",
+            str(prefetch),
             "-n",
             hostname or f"{queues.replace(',', '+')}@%h",
             "-l",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from app.ids import new_id
+from app.runtime import load_collectors
 from app.settings import Settings
 from app.store import utcnow
 from collectors.base import CollectContext, CollectorError, NetworkPolicy
-from collectors.registry import load_registry
 from collectors.runner import run_collector_once
 from schemas import SCHEMA_VERSION
 from schemas.status import CollectorStatus, JobStatus
@@ -34,9 +35,13 @@ def collect_locally(
     names: list[str],
     options: dict[str, dict[str, Any]],
     artifacts_dir: Path | None = None,
+    save: Mapping[str, Path] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Run each collector once; return (exit code, envelope). Exit 0 only if all succeeded."""
-    registry = load_registry(settings.plugins)
+    """Run each collector once; return (exit code, envelope). Exit 0 only if all succeeded.
+
+    Artifacts named in `save` go to the file given there; the rest to `artifacts_dir`.
+    """
+    registry = load_collectors(settings)
     policy = NetworkPolicy.from_strings(settings.net_allow)
     job_id = new_id("j_")
     created = utcnow()
@@ -44,7 +49,14 @@ def collect_locally(
     try:
         for name in names:
             results[name] = _run_one(
-                registry, name, target, options.get(name, {}), policy, job_id, artifacts_dir
+                registry,
+                name,
+                target,
+                options.get(name, {}),
+                policy,
+                job_id,
+                artifacts_dir,
+                save or {},
             )
     finally:
         registry.close()
@@ -73,6 +85,7 @@ def _run_one(
     policy: Any,
     job_id: str,
     artifacts_dir: Path | None,
+    save: Mapping[str, Path],
 ) -> dict[str, Any]:
     started, t0 = utcnow(), time.perf_counter()
     try:
@@ -108,9 +121,9 @@ def _run_one(
             "content_type": art.content_type,
             "size": len(art.body),
         }
-        if artifacts_dir is not None:
-            artifacts_dir.mkdir(parents=True, exist_ok=True)
-            path = artifacts_dir / art.name
+        path = save.get(art.name) or (artifacts_dir / art.name if artifacts_dir else None)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(art.body)
             meta["path"] = str(path)
         artifacts.append(meta)

@@ -19,7 +19,7 @@ from app.store import JobStore
 from collectors.base import NetworkPolicy
 from collectors.registry import Registry, load_registry
 
-__all__ = ["EXTENSION", "Runtime", "build_runtime", "runtime"]
+__all__ = ["EXTENSION", "Runtime", "build_runtime", "load_collectors", "runtime"]
 
 EXTENSION = "collectq"
 
@@ -33,6 +33,13 @@ class Runtime:
     policy: NetworkPolicy
     keys: KeyStore
     auth: Authenticator
+
+
+def load_collectors(settings: Settings) -> Registry:
+    """The collectors of this process, configured from `settings` (nothing starts yet)."""
+    return load_registry(
+        settings.plugins, {"screenshot": {"chromium_path": settings.chromium_path}}
+    )
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -49,7 +56,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         redis=redis,
         store=JobStore(redis, settings.redis_prefix, settings.job_ttl),
-        registry=load_registry(settings.plugins),
+        registry=load_collectors(settings),
         policy=NetworkPolicy.from_strings(settings.net_allow),
         keys=keys,
         auth=Authenticator(keys, _jwt_verifier(settings)),

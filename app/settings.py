@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,9 +24,11 @@ from marshmallow.validate import OneOf, Range
 from schemas.keys import ROUTE_CLASSES
 
 __all__ = [
+    "POOL_TYPES",
     "PROFILES",
     "ROUTE_CLASSES",
     "ConfigError",
+    "PoolSettings",
     "Settings",
     "is_loopback_host",
     "load_settings",
@@ -59,6 +64,31 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "staging": {"redis_url": None, "broker_url": None, "net_allow": [], "log_json": True},
     "prod": {"redis_url": None, "broker_url": None, "net_allow": [], "log_json": True},
 }
+
+
+POOL_TYPES = ("threads", "prefork", "solo")
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How the worker of one collector's queue runs (``COLLECTQ_POOL_<NAME>``)."""
+
+    pool: str
+    concurrency: int
+    prefetch: int
+    soft_time_limit: int
+    hard_time_limit: int
+
+
+# I/O-bound collectors wait on the network: many threads, a few messages prefetched.
+# A browser page is heavy (CPU, ~100 MB): few processes, one message at a time.
+_POOL_DEFAULTS: dict[str, PoolSettings] = {
+    "http": PoolSettings("threads", 32, 4, 60, 90),
+    "dns": PoolSettings("threads", 32, 4, 60, 90),
+    "tls": PoolSettings("threads", 32, 4, 60, 90),
+    "screenshot": PoolSettings("prefork", 2, 1, 60, 90),
+}
+_POOL_ENV = "COLLECTQ_POOL_"
 
 
 class ConfigError(Exception):
@@ -120,6 +150,8 @@ class Settings:
     max_queued_jobs: int = 1000
     flower_host: str = "127.0.0.1"
     flower_port: int = 5555
+    chromium_path: str = "/usr/bin/chromium"
+    pools: Mapping[str, PoolSettings] = field(default_factory=lambda: MappingProxyType({}))
     secret_key: str | None = _secret()
     sentry_dsn: str | None = _secret()
     jwt_keys: str | None = _secret()
@@ -134,6 +166,17 @@ class Settings:
         limit: str = getattr(self, f"rate_limit_{route_class}")
         return limit
 
+    def pool_for(self, collector: str) -> PoolSettings:
+        """The worker settings of `collector`: its override, else its built-in default.
+
+        Collectors without either (plugins) get the global COLLECTQ_WORKER_* values.
+        """
+        if collector in self.pools:
+            return self.pools[collector]
+        return _POOL_DEFAULTS.get(collector) or PoolSettings(
+            self.worker_pool, self.worker_concurrency, 1, self.soft_time_limit, self.hard_time_limit
+        )
+
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with secrets and URL passwords hidden."""
         out: dict[str, Any] = {}
@@ -145,6 +188,9 @@ class Settings:
                 value = redact_url(value)
             elif isinstance(value, tuple):
                 value = list(value)
+            elif f.name == "pools":
+                names = sorted({*_POOL_DEFAULTS, *value})
+                value = {n: dataclasses.asdict(self.pool_for(n)) for n in names}
             out[f"COLLECTQ_{f.name.upper()}"] = value
         return out
 
@@ -221,6 +267,7 @@ def load_settings(**overrides: Any) -> Settings:
         "max_queued_jobs": env.int("MAX_QUEUED_JOBS", 1000, validate=Range(min=0)),
         "flower_host": env.str("FLOWER_HOST", "127.0.0.1"),
         "flower_port": env.int("FLOWER_PORT", 5555, validate=Range(min=1, max=65535)),
+        "chromium_path": env.str("CHROMIUM_PATH", "/usr/bin/chromium"),
         "secret_key": env.str("SECRET_KEY", None),
         "sentry_dsn": env.str("SENTRY_DSN", None),
         "jwt_keys": env.str("JWT_KEYS", None),
@@ -233,11 +280,48 @@ def load_settings(**overrides: Any) -> Settings:
         messages = exc.error_messages  # per variable, names already prefixed
         if isinstance(messages, dict):
             errors.update({name: [str(m) for m in msgs] for name, msgs in messages.items()})
+    pools, pool_errors = _read_pools(values)
+    values["pools"] = MappingProxyType(pools)
+    errors.update(pool_errors)
     values.update(overrides)
     errors.update(_check(values))
     if errors:
         raise ConfigError(errors)
     return Settings(**values)
+
+
+def _read_pools(values: dict[str, Any]) -> tuple[dict[str, PoolSettings], dict[str, list[str]]]:
+    """``COLLECTQ_POOL_<NAME>=pool=prefork,concurrency=2,...`` over the collector's defaults.
+
+    Keys left out keep the default; every bad key or value is reported by variable name.
+    """
+    pools: dict[str, PoolSettings] = {}
+    errors: dict[str, list[str]] = {}
+    base = Settings(**{k: v for k, v in values.items() if k != "pools"})
+    for var in sorted(k for k in os.environ if k.startswith(_POOL_ENV)):
+        name = var.removeprefix(_POOL_ENV).lower()
+        merged: dict[str, Any] = dataclasses.asdict(base.pool_for(name))
+        problems: list[str] = []
+        for item in filter(None, (p.strip() for p in os.environ[var].split(","))):
+            key, sep, raw = item.partition("=")
+            key, raw = key.strip(), raw.strip()
+            if not sep or key not in merged:
+                problems.append(f"{item!r}: expected key=value with key in {', '.join(merged)}")
+            elif key == "pool":
+                if raw not in POOL_TYPES:
+                    problems.append(f"pool must be one of {', '.join(POOL_TYPES)}")
+                merged[key] = raw
+            elif not raw.isdigit() or int(raw) < 1:
+                problems.append(f"{key} must be a positive integer")
+            else:
+                merged[key] = int(raw)
+        if merged["hard_time_limit"] <= merged["soft_time_limit"]:
+            problems.append("hard_time_limit must be greater than soft_time_limit")
+        if problems:
+            errors[var] = problems
+        else:
+            pools[name] = PoolSettings(**merged)
+    return pools, errors
 
 
 def _check(values: dict[str, Any]) -> dict[str, list[str]]:

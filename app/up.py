@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from app.runtime import load_collectors
 from app.settings import ConfigError, Settings, is_loopback_host, load_settings
 from celeryconfig import MAINTENANCE_QUEUE, collector_queue
-from collectors.registry import load_registry
 
 __all__ = ["run_up"]
 
@@ -131,7 +131,7 @@ def _wait_healthy(url: str, children: list[Child], timeout: float = 60) -> bool:
 
 
 def _children(settings: Settings) -> list[Child]:
-    registry = load_registry(settings.plugins)
+    registry = load_collectors(settings)
     try:
         names, infos = registry.available_names(), registry.infos()
     finally:

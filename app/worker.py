@@ -5,9 +5,13 @@ It only builds the app and exposes `celery_app`; per-process hooks live here.
 
 from __future__ import annotations
 
-from celery.signals import setup_logging, worker_process_shutdown
+import logging
+
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from app import create_app
+from celeryconfig import collector_queue
+from collectors.base import CollectorError
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
@@ -16,6 +20,25 @@ celery_app = flask_app.extensions["celery"]
 @setup_logging.connect
 def _keep_our_logging(**_: object) -> None:
     """Celery must not reconfigure logging: create_app already did."""
+
+
+@worker_process_init.connect
+def _warm_collectors(**_: object) -> None:
+    """Start heavy per-process resources (a browser) in each pool process, after the fork.
+
+    Only for the collectors whose queues this worker consumes; a failure here is
+    logged and left to the first job, which reports it as the job's error.
+    """
+    consumed = set(celery_app.amqp.queues.consume_from or ())
+    registry = flask_app.extensions["collectq"].registry
+    for name in registry.available_names():
+        if collector_queue(name) in consumed:
+            try:
+                registry.get(name).warm()
+            except CollectorError as exc:
+                logging.getLogger("collectq.worker").warning(
+                    "warming %s failed: %s", name, exc.detail, extra={"collector": name}
+                )
 
 
 @worker_process_shutdown.connect

@@ -199,8 +199,49 @@ def cost_breakdown(env: dict[str, str], n: int = 200) -> dict[str, float]:
     }
 
 
-def main() -> int:
+def collector_rows() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each collector vs a bare loop of its library (benchmarks/collectors.py)."""
+    from benchmarks import collectors
+
+    rows = []
+    print("dns: DnsCollector vs bare dnspython (local dnslib server, sequential)...", flush=True)
+    ours, bare = collectors.dns_rates()
+    rows.append(_simple_row("dns (ops/s)", ours, bare, 0.7))
+    print("tls: TlsCollector vs bare ssl handshake loop (local trustme server)...", flush=True)
+    ours, bare = collectors.tls_rates()
+    rows.append(_simple_row("tls (ops/s)", ours, bare, 0.7))
+    if not os.access(collectors.CHROMIUM, os.X_OK):
+        print(f"screenshot: skipped, no Chromium at {collectors.CHROMIUM}")
+        return rows, {}
+    print(
+        f"screenshot: ScreenshotCollector vs bare Playwright ({collectors.SHOT_PAGES} pages "
+        "each, one browser, context per page; best of two alternating runs)...",
+        flush=True,
+    )
+    shot_ours, shot_bare = collectors.screenshot_rates()
+    rows.append(
+        _simple_row("screenshot (pages/s)", shot_ours["pages_per_s"], shot_bare["pages_per_s"], 0.9)
+    )
+    memory = {"ours_pss_mb": round(shot_ours["pss_mb"]), "bare_pss_mb": round(shot_bare["pss_mb"])}
+    return rows, {"screenshot_memory": memory}
+
+
+def _simple_row(name: str, ours: float, base: float, target: float) -> dict[str, Any]:
+    return {
+        "bench": name,
+        "ours": round(ours, 1),
+        "baseline": round(base, 1),
+        "ratio": round(ours / base, 3) if base else None,
+        "target": target,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """All benches; `python -m benchmarks collectors` runs only the collector ones."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if argv == ["collectors"]:
+        rows, extra = collector_rows()
+        return _finish(rows, extra)
     prefix = f"bench{uuid.uuid4().hex[:6]}:"
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
@@ -283,6 +324,11 @@ def main() -> int:
         keys = list(client.scan_iter(f"{prefix}*", count=1000))
         for i in range(0, len(keys), 1000):
             client.delete(*keys[i : i + 1000])
+    more_rows, more = collector_rows()
+    return _finish(rows + more_rows, {**extra, **more})
+
+
+def _finish(rows: list[dict[str, Any]], extra: dict[str, Any]) -> int:
     _print(rows, extra)
     (RESULTS / "latest.json").write_text(json.dumps({"rows": rows, **extra}, indent=2))
     print(f"written {RESULTS / 'latest.json'}")
@@ -313,11 +359,7 @@ def _row(
     name: str, ours: float, base: float, target: float, ot: Tally, bt: Tally
 ) -> dict[str, Any]:
     return {
-        "bench": name,
-        "ours": round(ours, 1),
-        "baseline": round(base, 1),
-        "ratio": round(ours / base, 3) if base else None,
-        "target": target,
+        **_simple_row(name, ours, base, target),
         "ours_p50_ms": round(ot.pct(0.5), 1),
         "ours_p99_ms": round(ot.pct(0.99), 1),
         "baseline_p50_ms": round(bt.pct(0.5), 1),
@@ -335,14 +377,19 @@ def _print(rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(
-            f"{r['bench']:<22}{r['ours']:>10}{r['baseline']:>10}{r['ratio']:>8}{r['target']:>8}  "
-            f"{r['ours_p50_ms']}/{r['ours_p99_ms']} | {r['baseline_p50_ms']}/{r['baseline_p99_ms']}"
-            f"   {r['ours_errors']}/{r['baseline_errors']}"
-        )
+        line = f"{r['bench']:<22}{r['ours']:>10}{r['baseline']:>10}{r['ratio']:>8}{r['target']:>8}"
+        if "ours_p50_ms" in r:
+            line += (
+                f"  {r['ours_p50_ms']}/{r['ours_p99_ms']} | "
+                f"{r['baseline_p50_ms']}/{r['baseline_p99_ms']}"
+                f"   {r['ours_errors']}/{r['baseline_errors']}"
+            )
+        print(line)
     for k, v in extra.get("cost_per_submit", {}).items():
         print(f"  cost per submit: {k} = {v}")
+    for k, v in extra.get("screenshot_memory", {}).items():
+        print(f"  screenshot memory (process tree PSS): {k} = {v}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

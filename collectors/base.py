@@ -36,6 +36,7 @@ __all__ = [
     "Result",
     "TargetConnectError",
     "TargetTimeout",
+    "TlsError",
     "TransientResponse",
 ]
 
@@ -105,6 +106,12 @@ class TransientResponse(CollectorError):
         self.result = result
 
 
+class TlsError(CollectorError):
+    """Certificate or handshake failure: a property of the target, not worth retrying."""
+
+    type = "tls_error"
+
+
 class CollectorUnavailable(CollectorError):
     type = "unavailable"
 
@@ -151,16 +158,15 @@ class Collector(abc.ABC):
     options_schema: ClassVar[type[Schema]]
     result_schema: ClassVar[type[Schema]]
 
-    @property
-    def queue(self) -> str:
-        return f"collect.{self.name}"
-
     def check_available(self) -> None:  # noqa: B027 - optional hook
         """Raise CollectorUnavailable if a dependency (a binary, a library) is missing."""
 
     @abc.abstractmethod
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
         """Collect from `target` with validated `options`; raise CollectorError on failure."""
+
+    def warm(self) -> None:  # noqa: B027 - optional hook
+        """Start what the first job would otherwise wait for (called after the fork)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release pooled resources (connections, browsers)."""

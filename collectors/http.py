@@ -11,7 +11,6 @@ here, not by urllib3, so every hop's URL is checked and its connection guarded.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import socket
 import sys
@@ -44,6 +43,7 @@ from collectors.base import (
     Result,
     TargetConnectError,
     TargetTimeout,
+    TlsError,
     TransientResponse,
 )
 from schemas.http import HttpOptionsSchema, HttpResultSchema
@@ -56,12 +56,6 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CROSS_ORIGIN_STRIP = ("Authorization", "Cookie", "Proxy-Authorization")
 CHUNK = 64 * 1024
 REDIRECT_DRAIN_LIMIT = 64 * 1024
-
-
-class TlsError(CollectorError):
-    """Certificate or handshake failure: a property of the target, not worth retrying."""
-
-    type = "tls_error"
 
 
 class TooManyRedirects(InvalidTarget):
@@ -158,19 +152,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _target_url(target: str) -> str:
-    """The URL for `target`: URLs as given, a bare host (or IP) as https://host/."""
-    target = target.strip()
-    if "://" in target:
-        return target
-    try:
-        if isinstance(ipaddress.ip_address(target.strip("[]")), ipaddress.IPv6Address):
-            target = f"[{target.strip('[]')}]"
-    except ValueError:
-        pass
-    return f"https://{target}" + ("" if "/" in target else "/")
-
-
 def _origin(parts: SplitResult) -> tuple[str, str, int]:
     default = 443 if parts.scheme == "https" else 80
     return parts.scheme, parts.hostname or "", parts.port or default
@@ -229,7 +210,7 @@ class HttpCollector(Collector):
         headers = HTTPHeaderDict({"User-Agent": USER_AGENT, "Accept": "*/*"})
         for key, value in options["headers"].items():
             headers[key] = value  # replaces a default case-insensitively
-        url = _target_url(target)
+        url = netguard.target_url(target)
         parts = netguard.check_url(url)
         redirects: list[dict[str, Any]] = []
         connect_s = 0.0

@@ -39,6 +39,7 @@ __all__ = [
     "embedded_ipv4",
     "guarded_connection",
     "resolve_and_check",
+    "target_url",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -181,6 +182,19 @@ def check_url(url: str) -> SplitResult:
     if port == 0:
         raise InvalidTarget(f"URL {url!r} has port 0")
     return parts
+
+
+def target_url(target: str) -> str:
+    """The URL for `target`: URLs as given, a bare host (or IP) as https://host/."""
+    target = target.strip()
+    if "://" in target:
+        return target
+    try:
+        if isinstance(ipaddress.ip_address(target.strip("[]")), ipaddress.IPv6Address):
+            target = f"[{target.strip('[]')}]"
+    except ValueError:
+        pass
+    return f"https://{target}" + ("" if "/" in target else "/")
 
 
 def _numeric(sockaddr: SockAddr) -> IPAddress:

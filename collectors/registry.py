@@ -7,9 +7,10 @@ with its reason, never fatal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from collectors.base import Collector, CollectorError
 
@@ -60,28 +61,37 @@ class Registry:
                 info.collector.close()
 
 
-def _load_one(ep: EntryPoint) -> CollectorInfo:
+def _load_one(ep: EntryPoint, kwargs: Mapping[str, Any]) -> CollectorInfo:
     try:
         cls = ep.load()
-        collector = cls()
+        collector = cls(**kwargs)
         if not isinstance(collector, Collector):
             return CollectorInfo(ep.name, None, f"{ep.value} is not a Collector")
-        collector.check_available()
     except CollectorError as exc:
         return CollectorInfo(ep.name, None, exc.detail)
     except Exception as exc:  # a broken plugin must not take the service down
         return CollectorInfo(ep.name, None, f"failed to load {ep.value}: {exc}")
+    try:
+        collector.check_available()
+    except CollectorError as exc:  # kept, so its schemas can still be shown
+        return CollectorInfo(ep.name, collector, exc.detail)
+    except Exception as exc:
+        return CollectorInfo(ep.name, collector, f"availability check failed: {exc}")
     return CollectorInfo(ep.name, collector)
 
 
-def load_registry(plugins: Iterable[str] = ()) -> Registry:
+def load_registry(
+    plugins: Iterable[str] = (), config: Mapping[str, Mapping[str, Any]] | None = None
+) -> Registry:
     """Load every installed collector, plus `plugins` given as ``name=module:Class``.
 
     `plugins` lets a deployment (or the benchmark's no-op collector) add a
     collector without packaging it; the entry point wins on a name clash.
+    `config` maps a collector name to the keyword arguments of its constructor.
     """
+    config = config or {}
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     for spec in plugins:
         name, _, value = spec.partition("=")
         found.setdefault(name.strip(), EntryPoint(name.strip(), value.strip(), ENTRY_POINT_GROUP))
-    return Registry(_load_one(ep) for ep in found.values())
+    return Registry(_load_one(ep, config.get(name, {})) for name, ep in found.items())

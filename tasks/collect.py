@@ -156,11 +156,12 @@ def register_collector_tasks(celery: Celery, settings: Settings, names: list[str
     """
     base = type("CollectorTask", (CollectorTask, celery.Task), {})
     for name in names:
+        pool = settings.pool_for(name)
         celery.task(  # type: ignore[call-overload]
             run_collector,
             name=collector_task(name),
             base=base,
             bind=True,
-            soft_time_limit=settings.soft_time_limit,
-            time_limit=settings.hard_time_limit,
+            soft_time_limit=pool.soft_time_limit,
+            time_limit=pool.hard_time_limit,
         )

@@ -56,6 +56,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
+@pytest.fixture(scope="module")
+def dns_port() -> Iterator[int]:
+    """A local DNS server (tests/dnsserver.py) for the module; its port."""
+    from tests.dnsserver import dns_server
+
+    port = free_port()
+    with dns_server(port):
+        yield port
+
+
 @pytest.fixture(scope="session")
 def vhost() -> Iterator[str]:
     """A RabbitMQ vhost of this test run, removed afterwards."""
@@ -138,7 +148,7 @@ def make_app(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ca
 class Worker:
     """A real `collectq worker` subprocess."""
 
-    def __init__(self, env: dict[str, str], queues: str, log: Path) -> None:
+    def __init__(self, env: dict[str, str], queues: str, log: Path, concurrency: int = 4) -> None:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
@@ -150,7 +160,7 @@ class Worker:
                 "-Q",
                 queues,
                 "-c",
-                "4",
+                str(concurrency),
                 "-n",
                 f"{uuid.uuid4().hex[:8]}@%h",
             ],
@@ -182,8 +192,11 @@ class Worker:
 def start_worker(service_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
-    def start(queues: str = "collect.noop,collect.flaky,collect.http", **env: str) -> Worker:
-        w = Worker({**service_env, **env}, queues, tmp_path / f"worker{len(workers)}.log")
+    def start(
+        queues: str = "collect.noop,collect.flaky,collect.http", concurrency: int = 4, **env: str
+    ) -> Worker:
+        log = tmp_path / f"worker{len(workers)}.log"
+        w = Worker({**service_env, **env}, queues, log, concurrency)
         workers.append(w)
         return w
 

@@ -122,3 +122,43 @@ def test_collectors_list_schemas_and_unavailable_plugins(make_app) -> None:
     assert "nowhere" in items["ghost"]["reason"]
     body = _problem(client.post("/v1/jobs", json={"target": "a.org", "collectors": ["ghost"]}), 422)
     assert "unavailable" in body["errors"]["collectors"]["0"][0]
+
+
+def test_collector_schemas_are_in_the_openapi_document(client) -> None:
+    spec = client.get("/openapi.json").json
+    schemas = spec["components"]["schemas"]
+    for name in ("Http", "Dns", "Tls", "Screenshot"):
+        assert f"{name}Options" in schemas
+        assert f"{name}Result" in schemas
+    options = schemas["JobRequest"]["properties"]["options"]["properties"]
+    assert options["screenshot"] == {"$ref": "#/components/schemas/ScreenshotOptions"}
+    assert schemas["ScreenshotOptions"]["properties"]["wait_until"]["enum"] == [
+        "load", "domcontentloaded", "networkidle", "commit",
+    ]  # fmt: skip
+
+
+def test_screenshot_without_chromium_is_unavailable_and_jobs_get_422(make_app) -> None:
+    client = make_app(COLLECTQ_CHROMIUM_PATH="/nonexistent/chromium").test_client()
+    shot = {c["name"]: c for c in client.get("/v1/collectors").json["items"]}["screenshot"]
+    assert shot["available"] is False
+    assert "/nonexistent/chromium" in shot["reason"]
+    assert shot["options_schema"]["properties"]["full_page"]["type"] == "boolean"
+    body = _problem(
+        client.post("/v1/jobs", json={"target": "a.org", "collectors": ["http", "screenshot"]}),
+        422,
+    )
+    assert "/nonexistent/chromium" in body["errors"]["collectors"]["1"][0]
+
+
+def test_unknown_screenshot_option_is_422_naming_it(client) -> None:
+    resp = client.post(
+        "/v1/jobs",
+        json={
+            "target": "a.org",
+            "collectors": ["screenshot"],
+            "options": {"screenshot": {"viewport": {"width": 50}, "zoom": 2}},
+        },
+    )
+    errors = _problem(resp, 422)["errors"]["options"]["screenshot"]
+    assert "zoom" in errors
+    assert "width" in errors["viewport"]

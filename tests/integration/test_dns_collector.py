@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from collectors.base import BlockedAddress, CollectContext, NetworkPolicy, TargetTimeout
 from collectors.dns import DnsCollector
-from tests.conftest import free_port
-from tests.dnsserver import dns_server
 
 pytestmark = pytest.mark.integration
 LOOPBACK = CollectContext(policy=NetworkPolicy.from_strings(["127.0.0.0/8"]))
-
-
-@pytest.fixture(scope="module")
-def dns_port() -> Iterator[int]:
-    port = free_port()
-    with dns_server(port):
-        yield port
 
 
 def _opts(port: int, **kw: object) -> dict:

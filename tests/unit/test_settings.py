@@ -193,3 +193,36 @@ def test_new_secrets_are_redacted(monkeypatch, tmp_path) -> None:
     assert "flower-password-long" not in shown
     assert "QUJD" not in repr(s)
     assert "flower-password-long" not in repr(s)
+
+
+def test_collectors_have_their_own_pool_defaults() -> None:
+    s = load_settings()
+    assert (s.pool_for("http").pool, s.pool_for("http").concurrency) == ("threads", 32)
+    shot = s.pool_for("screenshot")
+    assert (shot.pool, shot.concurrency, shot.prefetch) == ("prefork", 2, 1)
+    plugin = s.pool_for("someplugin")  # no defaults of its own: the global worker settings
+    assert (plugin.pool, plugin.concurrency, plugin.soft_time_limit) == ("threads", 16, 60)
+
+
+def test_pool_override_keeps_unnamed_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_POOL_SCREENSHOT", "concurrency=4, hard_time_limit=120")
+    monkeypatch.setenv("COLLECTQ_POOL_MYPLUGIN", "pool=prefork,prefetch=2")
+    s = load_settings()
+    shot = s.pool_for("screenshot")
+    assert (shot.pool, shot.concurrency, shot.prefetch, shot.hard_time_limit) == (
+        "prefork", 4, 1, 120,
+    )  # fmt: skip
+    assert (s.pool_for("myplugin").pool, s.pool_for("myplugin").prefetch) == ("prefork", 2)
+    assert s.redacted()["COLLECTQ_POOLS"]["screenshot"]["concurrency"] == 4
+
+
+def test_bad_pool_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_POOL_HTTP", "pool=gevent,concurrency=0,color=red")
+    monkeypatch.setenv("COLLECTQ_POOL_DNS", "soft_time_limit=100")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    http = " ".join(info.value.errors["COLLECTQ_POOL_HTTP"])
+    assert "pool must be one of" in http
+    assert "concurrency must be a positive integer" in http
+    assert "'color=red'" in http
+    assert "hard_time_limit must be greater" in info.value.errors["COLLECTQ_POOL_DNS"][0]

@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 from api.identity import current_owner, owner_filter, requires
 from api.requests import request_id
 from app import jobs as service
-from app.errors import NotFound
+from app.errors import NotFound, ValidationFailed
 from app.runtime import runtime
 from app.store import ALL_OWNERS, ListFilter
 from schemas.job import (
@@ -29,6 +29,7 @@ __all__ = ["blp", "submit"]
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Collection jobs")
 
 _JOB_ID = re.compile(r"^j_[0-9A-HJKMNP-TV-Z]{26}$")
+MAX_IDEMPOTENCY_KEY = 256
 _ARTIFACT = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
@@ -41,12 +42,16 @@ def _job_id(job_id: str) -> str:
 def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Shared by POST /v1/jobs and the legacy POST /collect."""
     key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ValidationFailed(
+            {"Idempotency-Key": [f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"]}
+        )
     envelope, created = service.submit_job(
         runtime(),
         current_app.extensions["celery"],
         data,
         owner=current_owner(),
-        idempotency_key=key[:256] if key else None,
+        idempotency_key=key or None,
         request_id=request_id(),
     )
     headers = {"Location": f"/v1/jobs/{envelope['id']}"}

@@ -130,6 +130,14 @@ def test_input_bounds_are_422_naming_the_field(make_app, body, field) -> None:
     assert field in resp.json["errors"]
 
 
+def test_idempotency_key_is_bounded(make_app) -> None:
+    resp = (
+        make_app().test_client().post("/v1/jobs", json=JOB, headers={"Idempotency-Key": "k" * 257})
+    )
+    assert resp.status_code == 422
+    assert "Idempotency-Key" in resp.json["errors"]
+
+
 def test_keys_api_bounds(make_app) -> None:
     client = make_app().test_client()
     body = {"owner": "o" * 129, "name": "", "scopes": ["jobs:read"] * 6,

@@ -101,6 +101,14 @@ def process(
         log.close()
 
 
+def purge(broker: str, queue: str) -> int:
+    """Drop every message waiting in `queue`; return how many there were."""
+    from kombu import Connection
+
+    with Connection(broker) as conn:
+        return int(conn.default_channel.queue_purge(queue) or 0)
+
+
 def http_ready(port: int, path: str = "/health") -> Any:
     def check() -> bool:
         try:
@@ -279,6 +287,9 @@ def main(argv: list[str]) -> int:
         ):
             ours_rate, ours_t = submit_rate(ours_port)
             rows.append(_row("submit (req/s)", ours_rate, bare_rate, 0.5, ours_t, bare_t))
+            # The submit bench left thousands of queued noop jobs; the end-to-end bench
+            # must not start behind that backlog (every wait would time out).
+            purge(broker, "collect.noop")
             print(
                 "end to end: noop jobs submit → terminal vs bare Celery apply_async → get...",
                 flush=True,

@@ -56,6 +56,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
+@pytest.fixture
+def site() -> Iterator[Any]:
+    """A threaded pytest-httpserver on 127.0.0.1 (a slow handler does not block the rest)."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def dns_port() -> Iterator[int]:
     """A local DNS server (tests/dnsserver.py) for the module; its port."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from typing import Any
 
 import pytest
 from PIL import Image
+from werkzeug import Request, Response
 
 from tests.tlsserver import certificates, tls_server
 
@@ -60,3 +62,34 @@ def test_one_job_fans_out_to_all_four_collectors(
     assert png.status_code == 200
     assert png.headers["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(png.data)).convert("RGB").getpixel((160, 120)) == (16, 160, 80)
+
+
+@pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM}")
+def test_screenshot_over_its_soft_limit_fails_and_the_next_job_works(
+    make_app, start_worker, site
+) -> None:
+    def hang(_: Request) -> Response:
+        time.sleep(6)
+        return Response(PAGE, content_type="text/html")
+
+    site.expect_request("/hang").respond_with_handler(hang)
+    site.expect_request("/").respond_with_data(PAGE, content_type="text/html")
+    limits = {"COLLECTQ_POOL_SCREENSHOT": "soft_time_limit=2,hard_time_limit=10"}
+    start_worker("collect.screenshot", concurrency=1, **limits)
+    client = make_app(**limits).test_client()
+
+    def run(path: str) -> dict[str, Any]:
+        resp = client.post(
+            "/v1/jobs",
+            json={"target": site.url_for(path), "collectors": ["screenshot"],
+                  "options": {"screenshot": {"timeout": 30}}},
+        )  # fmt: skip
+        assert resp.status_code == 202, resp.json
+        return client.get(f"{resp.headers['Location']}?wait=30").json  # type: ignore[no-any-return]
+
+    hung = run("/hang")
+    assert hung["status"] == "failed", hung
+    assert hung["results"]["screenshot"]["error"]["type"] == "time_limit"
+    after = run("/")
+    assert after["status"] == "succeeded", after["results"]["screenshot"]["error"]
+    assert after["results"]["screenshot"]["data"]["title"] == "Fan-out"

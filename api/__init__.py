@@ -9,12 +9,31 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api import collectors, health, jobs, legacy
+from api import collectors, health, jobs, keys, legacy
 from api.errors import init_errors
-from api.requests import init_requests
+from api.identity import init_authenticate, init_authorize, public
+from api.ratelimit import init_ratelimit
+from api.requests import init_body_rules, init_requests
+from api.webguard import init_webguard
 from app.runtime import runtime
+from schemas.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
 
 __all__ = ["init_api"]
+
+
+class ProblemApi(Api):  # type: ignore[misc]
+    """flask-smorest's Api whose documented error responses are our problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        default: str = self.DEFAULT_RESPONSE_CONTENT_TYPE  # type: ignore[has-type]
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM_CONTENT_TYPE
+        try:
+            super()._register_responses()
+        finally:
+            self.DEFAULT_RESPONSE_CONTENT_TYPE = default
+
 
 SWAGGER_ASSETS = "/docs/assets/"
 
@@ -30,14 +49,21 @@ def init_api(app: Flask) -> Api:
         OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS,
         API_SPEC_OPTIONS=_spec_options(),
     )
-    api = Api(app)
-    for module in (jobs, collectors, health, legacy):
+    api = ProblemApi(app)
+    for module in (jobs, collectors, health, keys, legacy):
         api.register_blueprint(module.blp)
     collectors.document_collectors(api, runtime(app).registry)
+    # Before-request order matters: id → who → rate limit (per who) → may they → body rules.
     init_requests(app)
+    init_authenticate(app)
+    init_ratelimit(app)
+    init_authorize(app)
+    init_body_rules(app)
+    init_webguard(app)
     init_errors(app)
 
     @app.get(f"{SWAGGER_ASSETS}<path:filename>")
+    @public
     def swagger_assets(filename: str) -> ResponseReturnValue:  # served locally: no CDN
         return send_from_directory(str(swagger_ui_path), filename, max_age=86400)
 
@@ -48,7 +74,19 @@ def _spec_options() -> dict[str, Any]:
     return {
         "info": {
             "description": (
-                "Submit data-collection jobs (http, dns, tls, screenshot) and poll results."
+                "Submit data-collection jobs (http, dns, tls, screenshot) and poll results. "
+                "Every /v1 route needs an API key (`Authorization: Bearer cq_…` or "
+                "`X-API-Key`) or a JWT with the scope the route names."
             ),
+        },
+        "components": {
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key (cq_…) or a JWT",
+                },
+            },
         },
     }

@@ -10,6 +10,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
 
+from api.identity import requires
 from app.runtime import runtime
 from celeryconfig import collector_queue
 from collectors.registry import Registry
@@ -67,6 +68,7 @@ def document_collectors(api: Api, registry: Registry) -> None:
 
 
 @blp.route("")
+@requires("jobs:read", "read")
 @blp.response(200, CollectorListSchema)
 def list_collectors() -> Any:
     """Every installed collector, with the reason when it is unavailable."""

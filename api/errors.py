@@ -13,11 +13,12 @@ from werkzeug.exceptions import HTTPException
 
 from api.requests import request_id
 from app.errors import CollectqError, DependencyUnavailable
+from schemas.errors import PROBLEM_CONTENT_TYPE
 
 __all__ = ["init_errors", "problem"]
 
 log = logging.getLogger("collectq.api")
-PROBLEM = "application/problem+json"
+PROBLEM = PROBLEM_CONTENT_TYPE
 _TYPES = {
     400: "bad_request",
     404: "not_found",

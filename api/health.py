@@ -8,6 +8,7 @@ from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from api.identity import public, requires
 from app.errors import DependencyUnavailable
 from app.runtime import runtime
 from app.status import broker_ok, redis_ok, service_status
@@ -34,6 +35,7 @@ class StatusSchema(Schema):
 
 
 @blp.route("/health")
+@public
 @blp.response(200, HealthSchema)
 def health() -> Any:
     """Liveness: the process answers. Touches nothing else."""
@@ -41,6 +43,7 @@ def health() -> Any:
 
 
 @blp.route("/ready")
+@public
 @blp.response(200, HealthSchema)
 @blp.alt_response(503, description="Redis or the broker is unreachable")
 def ready() -> Any:
@@ -60,6 +63,7 @@ def status_view() -> dict[str, Any]:
 
 
 @blp.route("/v1/status")
+@requires("jobs:read", "read")
 @blp.response(200, StatusSchema)
 def status() -> Any:
     """Broker, Redis, workers online per queue, queue depths, versions."""

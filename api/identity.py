@@ -1,21 +1,189 @@
-"""Who is calling. Every job is stored with its owner.
+"""Who is calling, and may they: credentials → Principal, and each route's scope.
 
-Until API keys/JWT land (the security issue), all callers are one owner,
-``public``, and reads are not filtered by owner.
+Every view is marked with `requires(scope, route_class)` or `public`; a route
+without a mark needs the `admin` scope (fail closed). Two request hooks, with
+the rate limiter between them (`api.init_api` registers them in order):
+
+1. `authenticate` reads ``Authorization: Bearer …`` or ``X-API-Key`` and
+   stores the Principal or the reason it failed, without answering yet, so
+   the limiter can count failed attempts per client address;
+2. `authorize` answers 401 (no or bad credentials) or 403 (missing scope).
+
+Owner isolation: `current_owner()` is who new records belong to;
+`owner_filter()` is the owner reads are restricted to (None for admin).
 """
 
 from __future__ import annotations
 
-__all__ = ["PUBLIC_OWNER", "current_owner", "owner_filter"]
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-PUBLIC_OWNER = "public"
+from flask import Flask, current_app, g, request
+from flask_smorest import Blueprint
+
+from app.apikeys import ADMIN
+from app.auth import Principal, open_principal
+from app.errors import Forbidden, Unauthorized
+from app.runtime import runtime
+
+__all__ = [
+    "PUBLIC_ENDPOINTS",
+    "RoutePolicy",
+    "current_owner",
+    "init_authenticate",
+    "init_authorize",
+    "owner_filter",
+    "principal",
+    "public",
+    "requires",
+    "route_class",
+]
+
+log = logging.getLogger("collectq.auth")
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_CREDENTIAL = 4096
+# Endpoints that flask-smorest and Flask add themselves (the OpenAPI document, Swagger UI).
+PUBLIC_ENDPOINTS = frozenset({"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "static"})
+_ATTR = "_collectq_policy"
+_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    scope: str | None  # None: public
+    route_class: str | None  # rate-limit class: submit | read | admin; None: not limited
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+
+def requires(scope: str, route_class: str) -> Callable[[F], F]:
+    """Mark a view: callers need `scope`; limited as `route_class`. Documents it in OpenAPI."""
+    doc = Blueprint.doc(
+        security=_SECURITY,
+        responses={
+            "401": _problem_response("Missing or invalid credentials"),
+            "403": _problem_response(f"The credential lacks the {scope!r} scope"),
+            "429": _problem_response("Rate limit or queued-jobs quota exceeded"),
+        },
+    )
+
+    def mark(fn: F) -> F:
+        out: F = doc(fn)
+        setattr(out, _ATTR, RoutePolicy(scope, route_class))
+        return out
+
+    return mark
+
+
+def public(fn: F) -> F:
+    """Mark a view open to anyone (health and readiness probes)."""
+    setattr(fn, _ATTR, RoutePolicy(None, None))
+    return fn
+
+
+def _policy() -> RoutePolicy | None:
+    """The policy of the matched view; None when routing failed (404/405 follow)."""
+    endpoint = request.endpoint
+    if endpoint is None:
+        return None
+    if endpoint in PUBLIC_ENDPOINTS:
+        return RoutePolicy(None, None)
+    view = current_app.view_functions.get(endpoint)
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:  # a MethodView: the policy sits on the method
+        method = "get" if request.method == "HEAD" else request.method.lower()
+        view = getattr(view_class, method, None)
+    policy = getattr(view, _ATTR, None)
+    return policy if isinstance(policy, RoutePolicy) else RoutePolicy(ADMIN, "admin")
+
+
+def route_class() -> str | None:
+    """The rate-limit class of the current request (None: not limited)."""
+    policy: RoutePolicy | None = g.get("route_policy")
+    return policy.route_class if policy else None
+
+
+def _credential() -> str | None:
+    header = request.headers.get("Authorization")
+    api_key = request.headers.get("X-API-Key")
+    if header is not None and api_key is not None:
+        raise Unauthorized("send one credential, not both Authorization and X-API-Key")
+    if api_key is not None:
+        token = api_key.strip()
+    elif header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            raise Unauthorized("use the Bearer scheme: Authorization: Bearer <token>")
+        token = token.strip()
+    else:
+        return None
+    if not token or len(token) > MAX_CREDENTIAL:
+        raise Unauthorized("malformed credentials")
+    return token
+
+
+def _authenticate() -> None:
+    g.principal, g.auth_error = None, None
+    policy = g.route_policy = _policy()
+    if policy is None or policy.scope is None or request.method == "OPTIONS":
+        return  # open, unrouted, or a CORS preflight (which never carries credentials)
+    rt = runtime()
+    if not rt.settings.auth:
+        g.principal = open_principal()
+        return
+    try:
+        token = _credential()
+        if token is None:
+            raise Unauthorized("authentication required: send an API key or a JWT", error=None)
+        g.principal = rt.auth.authenticate(token, request.remote_addr)
+    except Unauthorized as exc:
+        g.auth_error = exc
+        # The reason, never the credential: enough to debug a client, nothing to steal.
+        log.info("authentication failed: %s", exc.detail, extra={"client": request.remote_addr})
+
+
+def _authorize() -> None:
+    error: Unauthorized | None = g.get("auth_error")
+    if error is not None:
+        raise error
+    policy: RoutePolicy | None = g.get("route_policy")
+    who: Principal | None = g.get("principal")
+    if policy is None or policy.scope is None or who is None:
+        return
+    if not who.has(policy.scope):
+        raise Forbidden(policy.scope)
+
+
+def init_authenticate(app: Flask) -> None:
+    app.before_request(_authenticate)
+
+
+def init_authorize(app: Flask) -> None:
+    app.before_request(_authorize)
+
+
+def principal() -> Principal:
+    who: Principal | None = g.get("principal")
+    if who is None:  # a view marked public asked for an owner: a programming error
+        raise Unauthorized("authentication required", error=None)
+    return who
 
 
 def current_owner() -> str:
-    """The owner new jobs are recorded under."""
-    return PUBLIC_OWNER
+    """The owner new records are stored under."""
+    return principal().owner
 
 
 def owner_filter() -> str | None:
-    """The owner reads are restricted to; None means every job is visible."""
-    return None
+    """The owner reads are restricted to; None (admin) sees every owner's records."""
+    who = principal()
+    return None if who.is_admin else who.owner

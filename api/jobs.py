@@ -10,10 +10,10 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.identity import current_owner, owner_filter
+from api.identity import current_owner, owner_filter, requires
 from api.requests import request_id
 from app import jobs as service
-from app.errors import NotFound
+from app.errors import NotFound, ValidationFailed
 from app.runtime import runtime
 from app.store import ALL_OWNERS, ListFilter
 from schemas.job import (
@@ -29,6 +29,7 @@ __all__ = ["blp", "submit"]
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Collection jobs")
 
 _JOB_ID = re.compile(r"^j_[0-9A-HJKMNP-TV-Z]{26}$")
+MAX_IDEMPOTENCY_KEY = 256
 _ARTIFACT = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
@@ -41,12 +42,16 @@ def _job_id(job_id: str) -> str:
 def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Shared by POST /v1/jobs and the legacy POST /collect."""
     key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ValidationFailed(
+            {"Idempotency-Key": [f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"]}
+        )
     envelope, created = service.submit_job(
         runtime(),
         current_app.extensions["celery"],
         data,
         owner=current_owner(),
-        idempotency_key=key[:256] if key else None,
+        idempotency_key=key or None,
         request_id=request_id(),
     )
     headers = {"Location": f"/v1/jobs/{envelope['id']}"}
@@ -57,6 +62,7 @@ def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
 
 @blp.route("")
 class Jobs(MethodView):
+    @requires("jobs:write", "submit")
     @blp.arguments(JobRequestSchema)
     @blp.response(202, EnvelopeSchema, description="Accepted; poll the Location")
     @blp.alt_response(422, description="Invalid fields")
@@ -65,6 +71,7 @@ class Jobs(MethodView):
         """Submit a job: one target, one or more collectors."""
         return submit(data)
 
+    @requires("jobs:read", "read")
     @blp.arguments(JobListArgsSchema, location="query")
     @blp.response(200, JobListSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -83,6 +90,7 @@ class Jobs(MethodView):
 
 @blp.route("/<job_id>")
 class Job(MethodView):
+    @requires("jobs:read", "read")
     @blp.arguments(WaitArgsSchema, location="query")
     @blp.response(200, EnvelopeSchema)
     @blp.alt_response(404, description="No such job")
@@ -93,6 +101,7 @@ class Job(MethodView):
             return service.wait_job(rt, _job_id(job_id), owner_filter(), args["wait"])
         return service.get_job(rt, _job_id(job_id), owner_filter())
 
+    @requires("jobs:write", "submit")
     @blp.response(200, EnvelopeSchema)
     @blp.alt_response(409, description="The job already finished")
     def delete(self, job_id: str) -> Any:
@@ -103,6 +112,7 @@ class Job(MethodView):
 
 
 @blp.route("/<job_id>/artifacts/<name>")
+@requires("jobs:read", "read")
 @blp.response(200, description="Raw bytes with their content type; `?inline=1` gives base64 JSON")
 @blp.alt_response(404, description="No such job or artifact")
 def artifact(job_id: str, name: str) -> Response:

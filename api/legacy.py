@@ -8,6 +8,7 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from api.health import StatusSchema, status_view
+from api.identity import requires
 from api.jobs import submit
 from schemas.job import EnvelopeSchema, JobRequestSchema
 
@@ -21,6 +22,7 @@ def _deprecated(successor: str) -> dict[str, str]:
 
 
 @blp.route("/collect", methods=["POST"])
+@requires("jobs:write", "submit")
 @blp.arguments(JobRequestSchema)
 @blp.response(202, EnvelopeSchema)
 @blp.doc(deprecated=True)
@@ -31,6 +33,7 @@ def collect(data: dict[str, Any]) -> Any:
 
 
 @blp.route("/containers/status")
+@requires("jobs:read", "read")
 @blp.response(200, StatusSchema)
 @blp.doc(deprecated=True)
 def containers_status() -> Any:

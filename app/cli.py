@@ -10,13 +10,14 @@ from typing import Any, NoReturn
 
 import click
 
-from app.settings import POOL_TYPES, ConfigError, Settings, load_settings
+from app.keycli import keys
+from app.settings import POOL_TYPES, ConfigError, Settings, is_loopback_host, load_settings
 from celeryconfig import COLLECTOR_QUEUE_PREFIX
 
 __all__ = ["main"]
 
 
-def _settings() -> Settings:
+def settings_or_exit() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
@@ -70,7 +71,7 @@ def collect(
     """Run collectors in-process (no servers) and print the result envelope."""
     from app.local import collect_locally
 
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.is_dev and settings.net_allow:
         click.echo(
             f"collectq: dev profile: loopback allowed ({', '.join(settings.net_allow)})", err=True
@@ -102,13 +103,17 @@ def collect(
 @click.option("--bind", help="host:port (default from COLLECTQ_API_HOST/PORT)")
 def api(bind: str | None) -> None:
     """Run the HTTP API under gunicorn."""
-    s = _settings()
+    s = settings_or_exit()
+    bind = bind or f"{s.api_host}:{s.api_port}"
+    if not s.auth and not is_loopback_host(bind.rpartition(":")[0] or bind):
+        click.echo("collectq: COLLECTQ_AUTH=off is only allowed on a loopback bind", err=True)
+        sys.exit(2)
     _exec(
         [
             "-m",
             "gunicorn",
             "--bind",
-            bind or f"{s.api_host}:{s.api_port}",
+            bind,
             "--workers",
             str(s.api_workers),
             "--worker-class",
@@ -142,7 +147,7 @@ def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str
     A worker for one collector's queue runs with that collector's pool settings;
     a worker for several queues uses the global COLLECTQ_WORKER_POOL/CONCURRENCY.
     """
-    s = _settings()
+    s = settings_or_exit()
     names = [q.strip() for q in queues.split(",") if q.strip()]
     kind, size, prefetch = s.worker_pool, s.worker_concurrency, 1
     if len(names) == 1 and names[0].startswith(COLLECTOR_QUEUE_PREFIX):
@@ -178,7 +183,7 @@ def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str
 )
 def beat(schedule: str) -> None:
     """Run Celery beat (the reaper's ticks; schedules come with the scheduling API)."""
-    s = _settings()
+    s = settings_or_exit()
     _exec(["-m", "celery", "-A", "app.worker", "beat", "-l", s.log_level, "-s", schedule])
 
 
@@ -188,6 +193,41 @@ def up() -> None:
     from app.up import run_up
 
     sys.exit(run_up())
+
+
+@main.command()
+@click.option("--port", type=int, help="default COLLECTQ_FLOWER_PORT")
+def flower(port: int | None) -> None:
+    """Run Flower (Celery monitoring) with basic auth from COLLECTQ_FLOWER_BASIC_AUTH."""
+    s = settings_or_exit()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    if s.flower_basic_auth:
+        env["FLOWER_BASIC_AUTH"] = s.flower_basic_auth  # env, not argv: `ps` shows argv
+    elif s.env in ("staging", "prod"):
+        click.echo(
+            f"collectq: COLLECTQ_FLOWER_BASIC_AUTH: required in the {s.env} profile "
+            "(Flower shows task arguments and can revoke tasks; it never runs open)",
+            err=True,
+        )
+        sys.exit(2)
+    elif not is_loopback_host(s.flower_host):
+        click.echo(
+            "collectq: COLLECTQ_FLOWER_BASIC_AUTH: required when Flower listens beyond loopback",
+            err=True,
+        )
+        sys.exit(2)
+    else:
+        click.echo(
+            f"collectq: FLOWER IS OPEN (no COLLECTQ_FLOWER_BASIC_AUTH) on {s.flower_host}", err=True
+        )
+    argv = ["-m", "celery", "-A", "app.worker", "flower"]
+    argv += [f"--address={s.flower_host}", f"--port={port or s.flower_port}"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *argv], env)  # noqa: S606 - our own interpreter
+
+
+main.add_command(keys)
 
 
 @main.group()

@@ -3,9 +3,12 @@
 Exception tree::
 
     CollectqError
+    ├── Unauthorized          401  unauthorized       (WWW-Authenticate: Bearer, RFC 6750)
+    ├── Forbidden             403  insufficient_scope (WWW-Authenticate names the scope)
     ├── NotFound              404  not_found
     ├── Conflict              409  conflict
     ├── ValidationFailed      422  validation_error   (errors: field → messages)
+    ├── QuotaExceeded         429  quota_exceeded     (Retry-After)
     └── DependencyUnavailable 503  dependency_unavailable (Retry-After)
 """
 
@@ -14,12 +17,18 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "REALM",
     "CollectqError",
     "Conflict",
     "DependencyUnavailable",
+    "Forbidden",
     "NotFound",
+    "QuotaExceeded",
+    "Unauthorized",
     "ValidationFailed",
 ]
+
+REALM = "collectq"
 
 
 class CollectqError(Exception):
@@ -36,6 +45,55 @@ class CollectqError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
+
+
+class Unauthorized(CollectqError):
+    """No credentials (`error` None) or credentials that do not authenticate."""
+
+    status, title, type = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str, error: str | None = "invalid_token") -> None:
+        super().__init__(detail)
+        self.error = error
+
+    def headers(self) -> dict[str, str]:
+        challenge = f'Bearer realm="{REALM}"'
+        if self.error:
+            challenge += f', error="{self.error}", error_description="{self.detail}"'
+        return {"WWW-Authenticate": challenge}
+
+
+class Forbidden(CollectqError):
+    status, title, type = 403, "Forbidden", "insufficient_scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this credential lacks the {scope!r} scope")
+        self.scope = scope
+
+    def extra(self) -> dict[str, Any]:
+        return {"required_scope": self.scope}
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="{REALM}", error="insufficient_scope", scope="{self.scope}"'
+            )
+        }
+
+
+class QuotaExceeded(CollectqError):
+    status, title, type = 429, "Too Many Requests", "quota_exceeded"
+
+    def __init__(self, detail: str, limit: int, retry_after: int = 10) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.retry_after = retry_after
+
+    def extra(self) -> dict[str, Any]:
+        return {"limit": self.limit}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class NotFound(CollectqError):

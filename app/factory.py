@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.celery_app import celery_init_app
 from app.logs import configure_logging
@@ -10,6 +13,8 @@ from app.runtime import EXTENSION, build_runtime
 from app.settings import Settings, load_settings
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("collectq")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -20,7 +25,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,
         SECRET_KEY=settings.secret_key,
+        DEBUG=settings.debug,
     )
+    if settings.trusted_proxies:
+        # Trust exactly that many X-Forwarded-* hops: more would let a client pick
+        # its own address (and so its own rate-limit bucket).
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    if not settings.auth:
+        log.warning(
+            "AUTH IS OFF (COLLECTQ_AUTH=off, dev profile): every caller is admin; "
+            "loopback only (%s)",
+            settings.api_host,
+        )
     app.extensions[EXTENSION] = build_runtime(settings)
     celery_init_app(app)
 

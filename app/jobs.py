@@ -16,7 +16,13 @@ from kombu.exceptions import KombuError, OperationalError
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
-from app.errors import Conflict, DependencyUnavailable, NotFound, ValidationFailed
+from app.errors import (
+    Conflict,
+    DependencyUnavailable,
+    NotFound,
+    QuotaExceeded,
+    ValidationFailed,
+)
 from app.ids import new_id
 from app.runtime import Runtime
 from celeryconfig import collector_queue, collector_task
@@ -119,6 +125,12 @@ def submit_job(
             # the earlier job expired or was never accepted: take the key over
             rt.store.release_idempotency_key(owner, idempotency_key)
             rt.store.claim_idempotency_key(owner, idempotency_key, job_id)
+    try:
+        _check_quota(rt, owner)
+    except QuotaExceeded:
+        if idempotency_key:
+            rt.store.release_idempotency_key(owner, idempotency_key)
+        raise
     envelope = rt.store.create(
         job_id=job_id,
         owner=owner,
@@ -134,6 +146,16 @@ def submit_job(
         _withdraw(rt, job_id, owner, idempotency_key)
         raise DependencyUnavailable("broker") from exc
     return envelope, True
+
+
+def _check_quota(rt: Runtime, owner: str) -> None:
+    # Checked before the write, not atomically with it: concurrent submits can
+    # overshoot by at most the number of in-flight requests, which is fine for a quota.
+    cap = rt.settings.max_queued_jobs
+    if cap and rt.store.queued_count(owner) >= cap:
+        raise QuotaExceeded(
+            f"{cap} jobs are queued for this owner already; retry when some have started", cap
+        )
 
 
 def _withdraw(rt: Runtime, job_id: str, owner: str, idempotency_key: str | None) -> None:

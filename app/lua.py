@@ -33,15 +33,26 @@ local function finalize(key, now, ttl)
 end
 """
 
+# A job that leaves `queued` leaves its owner's queued set (the per-owner quota).
+_DEQUEUE = """
+local function dequeue(key, prefix)
+  local owner, id = unpack(redis.call('HMGET', key, 'owner', 'id'))
+  redis.call('ZREM', prefix .. 'queued:' .. owner, id)
+end
+"""
+
 # KEYS job, watch. ARGV: collector, status, attempt, result JSON, now, ttl, watch score
-# ('' = leave the watch entry as it is; a terminal status always removes it), member.
+# ('' = leave the watch entry as it is; a terminal status always removes it), member,
+# key prefix.
 # Returns {outcome, job status}; outcome is ok | final | stale | missing.
 RECORD = (
     _FINALIZE
+    + _DEQUEUE
     + """
 local key, watch = KEYS[1], KEYS[2]
 local c, new, res, now = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local attempt, ttl, score, member = tonumber(ARGV[3]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
+local prefix = ARGV[9]
 local cur = redis.call('HGET', key, 's:' .. c)
 if not cur then return {'missing', ''} end
 local jstatus = redis.call('HGET', key, 'status')
@@ -50,6 +61,7 @@ if attempt < tonumber(redis.call('HGET', key, 'a:' .. c) or '0') then return {'s
 redis.call('HSET', key, 's:' .. c, new, 'a:' .. c, attempt, 'r:' .. c, res)
 if jstatus == 'queued' then
   redis.call('HSET', key, 'status', 'running', 'started_at', now)
+  dequeue(key, prefix)
   jstatus = 'running'
 end
 if cterminal[new] then
@@ -66,15 +78,19 @@ return {'ok', jstatus}
 )
 
 # A delivery of a collector's task starts. KEYS job, watch.
-# ARGV: collector, now, watch score (heartbeat deadline), max redeliveries, running JSON, member.
+# ARGV: collector, now, watch score (heartbeat deadline), max redeliveries, running JSON,
+# member, key prefix.
 # A start that finds the collector already `running` follows a delivery that
 # died without recording anything (worker killed, process crashed): it counts
 # as a redelivery, and past the limit the collector is not run again.
 # Returns {outcome, attempt}: ok | limit | done | missing.
-BEGIN = """
+BEGIN = (
+    _DEQUEUE
+    + """
 local key, watch = KEYS[1], KEYS[2]
 local c, now, score, res, member = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 local maxr = tonumber(ARGV[4])
+local prefix = ARGV[7]
 local terminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
 local cur = redis.call('HGET', key, 's:' .. c)
 if not cur then return {'missing', 0} end
@@ -87,20 +103,26 @@ end
 redis.call('HSET', key, 's:' .. c, 'running', 'a:' .. c, attempt, 'r:' .. c, res)
 if redis.call('HGET', key, 'status') == 'queued' then
   redis.call('HSET', key, 'status', 'running', 'started_at', now)
+  dequeue(key, prefix)
 end
 redis.call('ZADD', watch, score, member)
 return {'ok', attempt}
 """
+)
 
 # Close a job that has not finished: every unfinished collector gets `cstatus`
 # with `result`, the job gets `jstatus`. KEYS job, watch.
-# ARGV: now, ttl, result JSON, cstatus, jstatus. Returns the job status after ('' if unknown).
-CLOSE = """
+# ARGV: now, ttl, result JSON, cstatus, jstatus, key prefix.
+# Returns the job status after ('' if unknown).
+CLOSE = (
+    _DEQUEUE
+    + """
 local key, watch = KEYS[1], KEYS[2]
 local jstatus = redis.call('HGET', key, 'status')
 if not jstatus then return '' end
 local jterminal = {succeeded=true, partial=true, failed=true, cancelled=true, expired=true}
 if jterminal[jstatus] then return jstatus end
+dequeue(key, ARGV[6])
 local cterminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
 local id = redis.call('HGET', key, 'id')
 for _, name in ipairs(cjson.decode(redis.call('HGET', key, 'collectors'))) do
@@ -114,6 +136,7 @@ redis.call('HSET', key, 'status', ARGV[5], 'finished_at', ARGV[1])
 redis.call('EXPIRE', key, tonumber(ARGV[2]))
 return ARGV[5]
 """
+)
 
 # The reaper claims an overdue collector. KEYS job, watch.
 # ARGV: member, collector, now (epoch s), next score, max requeues, expected status.

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from redis import Redis
 
+from app.apikeys import KeyStore
+from app.auth import Authenticator
 from app.breaker import Breakers
 from app.hostcap import HostSlots
+from app.jwtauth import JwtVerifier, parse_key_set
 from app.settings import Settings
 from app.store import JobStore
 from collectors.base import NetworkPolicy
@@ -32,6 +35,8 @@ class Runtime:
     policy: NetworkPolicy
     breakers: Breakers
     host_slots: HostSlots
+    keys: KeyStore
+    auth: Authenticator
 
 
 def load_collectors(settings: Settings) -> Registry:
@@ -56,6 +61,7 @@ def build_runtime(settings: Settings) -> Runtime:
         fail_max=settings.breaker_fail_max,
         reset_timeout=settings.breaker_reset_timeout,
     )
+    keys = KeyStore(redis, settings.redis_prefix, settings.key_last_used_interval)
     return Runtime(
         settings=settings,
         redis=redis,
@@ -68,6 +74,20 @@ def build_runtime(settings: Settings) -> Runtime:
         host_slots=HostSlots(
             lambda: breakers.redis, settings.redis_prefix, settings.host_concurrency
         ),
+        keys=keys,
+        auth=Authenticator(keys, _jwt_verifier(settings)),
+    )
+
+
+def _jwt_verifier(settings: Settings) -> JwtVerifier | None:
+    if not settings.jwt_keys or not settings.jwt_issuer or not settings.jwt_audience:
+        return None  # load_settings already refused a key set without issuer/audience
+    return JwtVerifier(
+        parse_key_set(settings.jwt_keys),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway,
+        scopes_claim=settings.jwt_scopes_claim,
     )
 
 

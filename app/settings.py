@@ -18,20 +18,34 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from environs import EnvValidationError, FileAwareEnv
+from limits import parse_many
 from marshmallow.validate import OneOf, Range
+
+from schemas.keys import ROUTE_CLASSES
 
 __all__ = [
     "POOL_TYPES",
     "PROFILES",
+    "ROUTE_CLASSES",
     "ConfigError",
     "PoolSettings",
     "Settings",
+    "is_loopback_host",
     "load_settings",
     "redact_url",
 ]
 
 PROFILES = ("dev", "test", "staging", "prod")
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
+HARDENED = ("staging", "prod")
+_RATE_DEFAULTS = {"submit": "120/minute", "read": "1200/minute", "admin": "60/minute"}
+# Values that are published defaults somewhere (ours, compose files, tutorials): never secrets.
+_DEFAULT_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "secret", "password", "admin", "guest", "dev",
+     "default", "collectq", "test", "example", "insecure"}
+)  # fmt: skip
+MIN_SECRET_LENGTH = 16
+_CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "X-Request-ID"]
 
 # Defaults that differ per profile. Anything not here has one default for all.
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -128,15 +142,42 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = False
     cors_origins: tuple[str, ...] = ()
+    cors_credentials: bool = False
+    cors_methods: tuple[str, ...] = ("GET", "POST", "DELETE")
+    cors_headers: tuple[str, ...] = tuple(_CORS_HEADERS)
+    cors_max_age: int = 600
     plugins: tuple[str, ...] = ()
+    debug: bool = False
+    auth: bool = True
+    key_rotation_overlap: int = 24 * 3600
+    key_last_used_interval: int = 60
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_scopes_claim: str = "scope"
+    jwt_leeway: int = 30
+    trusted_proxies: int = 0
+    rate_limit_enabled: bool = True
+    rate_limit_submit: str = _RATE_DEFAULTS["submit"]
+    rate_limit_read: str = _RATE_DEFAULTS["read"]
+    rate_limit_admin: str = _RATE_DEFAULTS["admin"]
+    max_queued_jobs: int = 1000
+    flower_host: str = "127.0.0.1"
+    flower_port: int = 5555
     chromium_path: str = "/usr/bin/chromium"
     pools: Mapping[str, PoolSettings] = field(default_factory=lambda: MappingProxyType({}))
     secret_key: str | None = _secret()
     sentry_dsn: str | None = _secret()
+    jwt_keys: str | None = _secret()
+    flower_basic_auth: str | None = _secret()
 
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
+
+    def rate_limit(self, route_class: str) -> str:
+        """The default limit of a route class (`submit`, `read`, `admin`)."""
+        limit: str = getattr(self, f"rate_limit_{route_class}")
+        return limit
 
     def pool_for(self, collector: str) -> PoolSettings:
         """The worker settings of `collector`: its override, else its built-in default.
@@ -232,10 +273,35 @@ def load_settings(**overrides: Any) -> Settings:
         ),
         "log_json": env.bool("LOG_JSON", defaults["log_json"]),
         "cors_origins": tuple(env.list("CORS_ORIGINS", [])),
+        "cors_credentials": env.bool("CORS_CREDENTIALS", False),
+        "cors_methods": tuple(env.list("CORS_METHODS", ["GET", "POST", "DELETE"])),
+        "cors_headers": tuple(env.list("CORS_HEADERS", _CORS_HEADERS)),
+        "cors_max_age": env.int("CORS_MAX_AGE", 600, validate=Range(min=0, max=86400)),
         "plugins": tuple(env.list("PLUGINS", [])),
+        "debug": env.bool("DEBUG", False),
+        "auth": env.str("AUTH", "on", validate=OneOf(["on", "off"])) == "on",
+        "key_rotation_overlap": env.int(
+            "KEY_ROTATION_OVERLAP", 24 * 3600, validate=Range(min=0, max=90 * 86400)
+        ),
+        "key_last_used_interval": env.int("KEY_LAST_USED_INTERVAL", 60, validate=Range(min=0)),
+        "jwt_issuer": env.str("JWT_ISSUER", None),
+        "jwt_audience": env.str("JWT_AUDIENCE", None),
+        "jwt_scopes_claim": env.str("JWT_SCOPES_CLAIM", "scope"),
+        "jwt_leeway": env.int("JWT_LEEWAY", 30, validate=Range(min=0, max=300)),
+        "trusted_proxies": env.int("TRUSTED_PROXIES", 0, validate=Range(min=0, max=10)),
+        "rate_limit_enabled": env.bool("RATE_LIMIT_ENABLED", True),
+        **{
+            f"rate_limit_{rc}": env.str(f"RATE_LIMIT_{rc.upper()}", _RATE_DEFAULTS[rc])
+            for rc in ROUTE_CLASSES
+        },
+        "max_queued_jobs": env.int("MAX_QUEUED_JOBS", 1000, validate=Range(min=0)),
+        "flower_host": env.str("FLOWER_HOST", "127.0.0.1"),
+        "flower_port": env.int("FLOWER_PORT", 5555, validate=Range(min=1, max=65535)),
         "chromium_path": env.str("CHROMIUM_PATH", "/usr/bin/chromium"),
         "secret_key": env.str("SECRET_KEY", None),
         "sentry_dsn": env.str("SENTRY_DSN", None),
+        "jwt_keys": env.str("JWT_KEYS", None),
+        "flower_basic_auth": env.str("FLOWER_BASIC_AUTH", None),
     }
     errors: dict[str, list[str]] = {}
     try:
@@ -317,12 +383,71 @@ def _check(values: dict[str, Any]) -> dict[str, list[str]]:
         bad("job_deadline", "must not exceed COLLECTQ_JOB_TTL")
     if values["retry_backoff_max"] < values["retry_backoff_base"]:
         bad("retry_backoff_max", "must be at least COLLECTQ_RETRY_BACKOFF_BASE")
-    if values["env"] in ("staging", "prod"):
-        if "*" in values["cors_origins"]:
-            bad("cors_origins", "wildcard origin is not allowed in this profile")
-        if not values.get("secret_key"):
-            bad("secret_key", f"required in the {values['env']} profile")
-        broker = urlsplit(values.get("broker_url") or "")
-        if broker.username == "guest":
-            bad("broker_url", "guest broker credentials are not allowed in this profile")
+    for rc in ROUTE_CLASSES:
+        try:
+            parse_many(values[f"rate_limit_{rc}"])
+        except ValueError:
+            bad(f"rate_limit_{rc}", "not a rate limit (e.g. 100/minute; 10/second)")
+    if values["cors_credentials"] and "*" in values["cors_origins"]:
+        bad("cors_origins", "a wildcard origin cannot be combined with COLLECTQ_CORS_CREDENTIALS")
+    if not values["auth"]:
+        if values["env"] != "dev":
+            bad("auth", "auth can only be off in the dev profile")
+        elif not is_loopback_host(values["api_host"]):
+            bad("auth", "auth can only be off with a loopback COLLECTQ_API_HOST")
+    if values.get("jwt_keys"):
+        from app.jwtauth import KeySetError, parse_key_set  # cryptography: load only when used
+
+        try:
+            parse_key_set(values["jwt_keys"])
+        except KeySetError as exc:
+            bad("jwt_keys", str(exc))
+        for name in ("jwt_issuer", "jwt_audience"):
+            if not values.get(name):
+                bad(name, "required when COLLECTQ_JWT_KEYS is set")
+    if values["env"] in HARDENED:
+        _check_hardened(values, bad)
     return errors
+
+
+def _check_hardened(values: dict[str, Any], bad: Any) -> None:
+    """What staging and prod refuse: anything open, default or debug."""
+    env = values["env"]
+    if "*" in values["cors_origins"]:
+        bad("cors_origins", "wildcard origin is not allowed in this profile")
+    if values["debug"]:
+        bad("debug", f"debug must be off in the {env} profile")
+    secret = values.get("secret_key")
+    if not secret:
+        bad("secret_key", f"required in the {env} profile")
+    elif _is_default_secret(secret):
+        bad("secret_key", f"a default or short value (< {MIN_SECRET_LENGTH} chars) is not allowed")
+    broker = urlsplit(values.get("broker_url") or "")
+    if broker.username == "guest" or (broker.scheme.startswith("amqp") and not broker.password):
+        bad("broker_url", "guest or missing broker credentials are not allowed in this profile")
+    elif broker.password and _is_default_secret(broker.password):
+        bad("broker_url", "the broker password is a default or short value")
+    redis = urlsplit(values.get("redis_url") or "")
+    if redis.password and _is_default_secret(redis.password):
+        bad("redis_url", "the Redis password is a default or short value")
+    if values.get("flower_basic_auth"):
+        for pair in str(values["flower_basic_auth"]).split(","):
+            user, _, password = pair.partition(":")
+            if not user or _is_default_secret(password):
+                bad("flower_basic_auth", "use user:password pairs with non-default passwords")
+                break
+
+
+def _is_default_secret(value: str) -> bool:
+    return value.strip().lower() in _DEFAULT_SECRETS or len(value) < MIN_SECRET_LENGTH
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback IP literals (what dev may bind open)."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

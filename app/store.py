@@ -13,6 +13,7 @@ Layout (all keys under the configured prefix ``p``)::
     p idem:{owner}:{h}  str   job id for an Idempotency-Key
     p watch             zset  unfinished collectors ``{id}|{c}``, score = the time by
                               which the reaper expects news (heartbeat, start, retry)
+    p queued:{owner}    zset  job ids still queued (score: created, epoch s): the quota
 
 The job hash also counts, per collector, redeliveries after a crash (x:{c}),
 requeues by the reaper (k:{c}) and terminal records (t:{c}: an audit that
@@ -149,6 +150,9 @@ class JobStore:
     def _member(job_id: str, collector: str) -> str:
         return f"{job_id}|{collector}"
 
+    def _queued(self, owner: str) -> str:
+        return f"{self.prefix}queued:{owner}"
+
     def _idem(self, owner: str, key: str) -> str:
         return f"{self.prefix}idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
 
@@ -201,6 +205,8 @@ class JobStore:
             pipe.zremrangebylex(self._idx(owner_key), "-", f"({floor}")
         due = time.time() + self.queued_grace
         pipe.zadd(self._watch, {self._member(job_id, name): due for name in collectors})
+
+        pipe.zadd(self._queued(owner), {job_id: time.time()})
         pipe.execute()
         return self._envelope({k: str(v) for k, v in fields.items()})
 
@@ -210,8 +216,17 @@ class JobStore:
         pipe.delete(self._job(job_id))
         for owner_key in (owner, ALL_OWNERS):
             pipe.zrem(self._idx(owner_key), job_id)
+        pipe.zrem(self._queued(owner), job_id)
         pipe.execute()
         # the members of the watch set go with the reaper's next pass (job missing)
+
+    def queued_count(self, owner: str) -> int:
+        """Jobs of `owner` still queued (an expired record no longer counts)."""
+        key = self._queued(owner)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(key, "-inf", f"({time.time() - self.ttl}")
+        pipe.zcard(key)
+        return int(pipe.execute()[1])
 
     # read -------------------------------------------------------------------
     def owner_of(self, job_id: str) -> str | None:
@@ -331,6 +346,7 @@ class JobStore:
                     self.ttl,
                     score,
                     self._member(job_id, collector),
+                    self.prefix,
                 ],
             ),
         )
@@ -354,6 +370,7 @@ class JobStore:
                     max_redeliveries,
                     body,
                     self._member(job_id, collector),
+                    self.prefix,
                 ],
             ),
         )
@@ -370,7 +387,7 @@ class JobStore:
             bytes,
             self._close(
                 keys=[self._job(job_id), self._watch],
-                args=[utcnow(), self.ttl, body, cstatus, jstatus],
+                args=[utcnow(), self.ttl, body, cstatus, jstatus, self.prefix],
             ),
         )
         return out.decode()

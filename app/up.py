@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from app.runtime import load_collectors
-from app.settings import ConfigError, Settings, load_settings
+from app.settings import ConfigError, Settings, is_loopback_host, load_settings
 from celeryconfig import MAINTENANCE_QUEUE, collector_queue
 
 __all__ = ["run_up"]
@@ -51,6 +51,16 @@ def _port_free(host: str, port: int) -> bool:
 
 def _configured(name: str) -> bool:
     return bool(os.environ.get(f"COLLECTQ_{name}") or os.environ.get(f"COLLECTQ_{name}_FILE"))
+
+
+def _open_in_dev() -> bool:
+    """`collectq up` is the quick start: in the dev profile on loopback it runs open
+
+    unless COLLECTQ_AUTH is set. Every other way of running the API is secure by default.
+    """
+    env_name = os.environ.get("COLLECTQ_ENV", "dev")
+    host = os.environ.get("COLLECTQ_API_HOST", "127.0.0.1")
+    return env_name == "dev" and not _configured("AUTH") and is_loopback_host(host)
 
 
 @dataclass
@@ -155,6 +165,9 @@ def run_up() -> int:
         env["COLLECTQ_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         env["COLLECTQ_BROKER_URL"] = f"redis://127.0.0.1:{port}/1"
         os.environ.update({k: env[k] for k in ("COLLECTQ_REDIS_URL", "COLLECTQ_BROKER_URL")})
+    open_dev = _open_in_dev()
+    if open_dev:
+        env["COLLECTQ_AUTH"] = os.environ["COLLECTQ_AUTH"] = "off"
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -164,8 +177,10 @@ def run_up() -> int:
         _say(f"port {settings.api_port} on {settings.api_host} is in use (set COLLECTQ_API_PORT)")
         return 1
     if settings.is_dev:
-        _say(f"DEV PROFILE: targets on {', '.join(settings.net_allow)} are allowed; no auth yet —")
-        _say("keep this instance on loopback (COLLECTQ_ENV=prod for the hardened profile)")
+        _say(f"DEV PROFILE: targets on {', '.join(settings.net_allow)} are allowed")
+    if not settings.auth:
+        _say(f"AUTH IS OFF: anyone who reaches {settings.api_host} may use the API as admin;")
+        _say("set COLLECTQ_AUTH=on (and create a key: collectq keys create) to require keys")
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:

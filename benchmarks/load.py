@@ -32,11 +32,15 @@ class Tally:
 
 
 def request(
-    conn: http.client.HTTPConnection, method: str, path: str, body: Any = None
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"} if data else {}
-    conn.request(method, path, body=data, headers=headers)
+    sent = {"Content-Type": "application/json"} if data else {}
+    conn.request(method, path, body=data, headers={**sent, **(headers or {})})
     resp = conn.getresponse()
     raw = resp.read()
     return resp.status, (json.loads(raw) if raw else None)

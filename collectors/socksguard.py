@@ -191,7 +191,11 @@ class SocksGuard:
         elif atyp == _ATYP_V6:
             host = socket.inet_ntop(socket.AF_INET6, _recv_exactly(client, 16))
         elif atyp == _ATYP_NAME:
-            host = _recv_exactly(client, _recv_exactly(client, 1)[0]).decode("idna")
+            raw = _recv_exactly(client, _recv_exactly(client, 1)[0])
+            try:
+                host = raw.decode("idna")
+            except UnicodeError:
+                host = raw.decode("latin-1")  # refused below as an invalid host name
         else:
             _reply(client, _ATYP_UNSUPPORTED)
             return None

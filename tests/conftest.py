@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import redis
+from flask.testing import FlaskClient
 
 from tests.plugins import PLUGINS
 
@@ -116,18 +117,54 @@ def service_env(vhost: str) -> Iterator[dict[str, str]]:
         client.delete(*keys)
 
 
+TEST_OWNER = "tests"
+# Tests poll; the fixture key must never be the one that meets a rate limit by accident
+# (rate-limit tests make their own keys).
+FIXTURE_LIMITS = {rc: "100000/minute" for rc in ("submit", "read", "admin")}
+
+
+class KeyedClient(FlaskClient):
+    """A test client that sends the app's test API key unless given `api_key=""`."""
+
+    def __init__(self, *args: Any, api_key: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        token = self.application.config.get("TEST_API_KEY") if api_key is None else api_key
+        if token:
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+
 @pytest.fixture
 def make_app(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """Build the Flask app in-process from `service_env` plus overrides."""
+    """Build the Flask app in-process from `service_env` plus overrides.
+
+    Its `test_client()` is authenticated with an admin key created in the
+    test's own Redis prefix (owner `tests`); `test_client(api_key="")` is not.
+    """
     from app import create_app
     from app.settings import load_settings
 
     def build(**overrides: str) -> Any:
         for key, value in {**service_env, **overrides}.items():
             monkeypatch.setenv(key, value)
-        return create_app(load_settings())
+        return keyed(create_app(load_settings()))
 
     return build
+
+
+def keyed(app: Any) -> Any:
+    """Give `app` an admin key (owner `tests`) that its `test_client()` sends."""
+    from app.apikeys import format_token
+    from app.runtime import runtime
+
+    try:
+        _, token = runtime(app).keys.create(
+            owner=TEST_OWNER, name="fixture", scopes=["admin"], rate_limits=FIXTURE_LIMITS
+        )
+    except redis.ConnectionError:  # a test of an unreachable Redis: any well-formed key
+        token = format_token("0" * 12, "0" * 32)
+    app.config["TEST_API_KEY"] = token
+    app.test_client_class = KeyedClient
+    return app
 
 
 class Worker:

@@ -17,21 +17,23 @@ from tests.conftest import ROOT, free_port, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def _get(url: str, timeout: float = 30) -> tuple[int, bytes]:
+def _get(url: str, timeout: float = 30, token: str = "") -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as resp:
             return resp.status, resp.read()
     except OSError:
         return 0, b""
 
 
 def test_api_finishes_in_flight_requests_on_sigterm(make_app, service_env, tmp_path) -> None:
-    job_id = (
-        make_app()
-        .test_client()
-        .post("/v1/jobs", json={"target": "example.org", "collectors": ["noop"]})
-        .json["id"]
-    )  # no worker: it stays queued, so ?wait= holds the request open
+    app = make_app()
+    token = app.config["TEST_API_KEY"]
+    body = {"target": "example.org", "collectors": ["noop"]}
+    job_id = app.test_client().post("/v1/jobs", json=body).json["id"]
+    # no worker: the job stays queued, so ?wait= holds the request open
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = (tmp_path / "api.log").open("wb")
@@ -46,7 +48,7 @@ def test_api_finishes_in_flight_requests_on_sigterm(make_app, service_env, tmp_p
         wait_for(lambda: _get(f"{base}/health", 1)[0] == 200, timeout=30, interval=0.2)
         answer: list[tuple[int, bytes]] = []
         poll = threading.Thread(
-            target=lambda: answer.append(_get(f"{base}/v1/jobs/{job_id}?wait=3"))
+            target=lambda: answer.append(_get(f"{base}/v1/jobs/{job_id}?wait=3", token=token))
         )
         poll.start()
         wait_for(lambda: b"GET /health" in (tmp_path / "api.log").read_bytes(), timeout=5)

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -89,8 +90,30 @@ def test_up_serves_a_job_end_to_end_and_stops_cleanly(tmp_path, httpserver) -> N
     assert "embedded redis" in output
     assert "DEV PROFILE" in output
     assert "Task maintenance.reap[" in output  # beat ticked the reaper
+    assert "AUTH IS OFF" in output  # the quick start runs open on loopback, and says so
     assert not _port_open(api_port)
     assert not _port_open(redis_port)
+
+
+def test_up_keeps_auth_on_when_asked(tmp_path) -> None:
+    api_port, redis_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    env = _env(api_port, redis_port) | {"COLLECTQ_AUTH": "on"}
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([COLLECTQ, "up"], cwd=tmp_path, env=env, stdout=out, stderr=out)
+    try:
+        wait_for(lambda: _get(f"{base}/health")[0] == 200, timeout=60, interval=0.2)
+        try:
+            urllib.request.urlopen(f"{base}/v1/jobs", timeout=10)  # noqa: S310
+            status = 200
+        except urllib.error.HTTPError as err:
+            status = err.code
+        assert status == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(45)
+    assert "AUTH IS OFF" not in log.read_text()
 
 
 def test_up_refuses_a_taken_port(tmp_path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT, free_port, keyed, wait_for
 from tests.faults.services import RabbitNode, RedisServer
 from tests.plugins import PLUGINS
 
@@ -95,7 +95,7 @@ def fault_app(fault_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Cal
     def build(**overrides: str) -> Any:
         for key, value in {**fault_env, **overrides}.items():
             monkeypatch.setenv(key, value)
-        return create_app(load_settings())
+        return keyed(create_app(load_settings()))
 
     return build
 

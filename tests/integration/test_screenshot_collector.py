@@ -229,3 +229,27 @@ def test_redirect_to_a_blocked_address_is_refused(collector, site, canary) -> No
     with pytest.raises(BlockedAddress, match="127.0.0.2"):
         collector.collect(site.url_for("/"), opts(), ONLY_SITE)
     assert canary.hits == 0
+
+
+def _socks_connect(relay_url: str, host: bytes, port: int) -> int:
+    """Speak SOCKS5 to the relay by hand; return its reply code."""
+    import socket
+
+    _, _, hostport = relay_url.rpartition("/")
+    relay_port = int(hostport.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", relay_port), timeout=5) as sock:
+        sock.sendall(b"\x05\x01\x00")
+        assert sock.recv(2) == b"\x05\x00"
+        sock.sendall(b"\x05\x01\x00\x03" + bytes([len(host)]) + host + port.to_bytes(2, "big"))
+        return sock.recv(10)[1]
+
+
+def test_the_relay_refuses_blocked_and_malformed_hosts_and_records_them(canary) -> None:
+    from collectors.socksguard import SocksGuard
+
+    with SocksGuard(ONLY_SITE.policy, connect_timeout=2) as relay:
+        assert _socks_connect(relay.url, b"127.0.0.2", canary.port) == 2  # not allowed
+        assert _socks_connect(relay.url, b"\xff\xfe.example", 80) == 2  # not a host name
+        assert _socks_connect(relay.url, b"127.0.0.1", canary.port) == 4  # allowed; closed port
+    assert [r.error.type for r in relay.refusals] == ["blocked_address", "invalid_target"]
+    assert canary.hits == 0

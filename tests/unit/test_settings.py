@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app.settings import ConfigError, load_settings, redact_url
@@ -80,6 +82,117 @@ def test_time_limits_must_be_ordered(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "COLLECTQ_HARD_TIME_LIMIT" in info.value.errors
+
+
+GOOD_PROD = {
+    "COLLECTQ_ENV": "prod",
+    "COLLECTQ_REDIS_URL": "redis://:a-long-redis-password@redis:6379/0",
+    "COLLECTQ_BROKER_URL": "amqp://collectq:a-long-broker-password@rabbit:5672/collectq",
+    "COLLECTQ_SECRET_KEY": "k" * 40,
+}
+
+
+def _prod(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    for key, value in {**GOOD_PROD, **extra}.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize("profile", ["prod", "staging"])
+def test_a_hardened_profile_starts_with_good_settings(monkeypatch, profile) -> None:
+    _prod(monkeypatch, COLLECTQ_ENV=profile)
+    s = load_settings()
+    assert s.auth is True
+    assert s.debug is False
+
+
+@pytest.mark.parametrize("profile", ["prod", "staging"])
+@pytest.mark.parametrize(
+    ("extra", "variable", "says"),
+    [
+        ({"COLLECTQ_SECRET_KEY": ""}, "COLLECTQ_SECRET_KEY", "required"),
+        ({"COLLECTQ_SECRET_KEY": "changeme"}, "COLLECTQ_SECRET_KEY", "default or short"),
+        ({"COLLECTQ_SECRET_KEY": "short-key"}, "COLLECTQ_SECRET_KEY", "default or short"),
+        ({"COLLECTQ_BROKER_URL": "amqp://guest:guest@rabbit//"}, "COLLECTQ_BROKER_URL", "guest"),
+        ({"COLLECTQ_BROKER_URL": "amqp://rabbit//"}, "COLLECTQ_BROKER_URL", "missing"),
+        ({"COLLECTQ_BROKER_URL": "amqp://app:changeme@rabbit//"}, "COLLECTQ_BROKER_URL",
+         "default"),
+        ({"COLLECTQ_REDIS_URL": "redis://:password@redis/0"}, "COLLECTQ_REDIS_URL", "default"),
+        ({"COLLECTQ_CORS_ORIGINS": "*"}, "COLLECTQ_CORS_ORIGINS", "wildcard"),
+        ({"COLLECTQ_DEBUG": "true"}, "COLLECTQ_DEBUG", "debug must be off"),
+        ({"COLLECTQ_AUTH": "off"}, "COLLECTQ_AUTH", "only be off in the dev profile"),
+        ({"COLLECTQ_FLOWER_BASIC_AUTH": "admin:admin"}, "COLLECTQ_FLOWER_BASIC_AUTH",
+         "non-default"),
+    ],
+)  # fmt: skip
+def test_hardened_profiles_refuse_each_bad_setting(
+    monkeypatch, profile, extra, variable, says
+) -> None:
+    _prod(monkeypatch, COLLECTQ_ENV=profile, **extra)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {variable}
+    assert says in " ".join(info.value.errors[variable])
+    shown = str(info.value)  # the message names the variable, never the secret
+    for secret in ("changeme", "short-key", "guest:guest", ":password@", "admin:admin"):
+        assert secret not in shown
+
+
+def test_auth_off_only_in_dev_on_loopback(monkeypatch) -> None:
+    monkeypatch.setenv("COLLECTQ_AUTH", "off")
+    assert load_settings().auth is False
+    monkeypatch.setenv("COLLECTQ_API_HOST", "0.0.0.0")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "loopback" in info.value.errors["COLLECTQ_AUTH"][0]
+    monkeypatch.setenv("COLLECTQ_API_HOST", "127.0.0.1")
+    monkeypatch.setenv("COLLECTQ_ENV", "test")
+    with pytest.raises(ConfigError):
+        load_settings()
+
+
+def test_auth_is_on_by_default_in_every_profile(monkeypatch) -> None:
+    for profile in ("dev", "test"):
+        monkeypatch.setenv("COLLECTQ_ENV", profile)
+        assert load_settings().auth is True
+
+
+def test_wildcard_cors_with_credentials_refused_everywhere(monkeypatch) -> None:
+    monkeypatch.setenv("COLLECTQ_CORS_ORIGINS", "*")
+    monkeypatch.setenv("COLLECTQ_CORS_CREDENTIALS", "true")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "credentials" in info.value.errors["COLLECTQ_CORS_ORIGINS"][0].lower()
+
+
+def test_bad_rate_limit_and_jwt_settings_are_named(monkeypatch) -> None:
+    monkeypatch.setenv("COLLECTQ_RATE_LIMIT_SUBMIT", "lots")
+    monkeypatch.setenv(
+        "COLLECTQ_JWT_KEYS", '{"keys": [{"kid": "a", "alg": "HS256", "k": "c2hvcnQ"}]}'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {
+        "COLLECTQ_RATE_LIMIT_SUBMIT",
+        "COLLECTQ_JWT_KEYS",
+        "COLLECTQ_JWT_ISSUER",
+        "COLLECTQ_JWT_AUDIENCE",
+    }
+    assert "c2hvcnQ" not in str(info.value)
+
+
+def test_new_secrets_are_redacted(monkeypatch, tmp_path) -> None:
+    keys = tmp_path / "jwt.json"
+    keys.write_text('{"keys": [{"kid": "a", "alg": "HS256", "k": "' + "QUJD" * 12 + '"}]}')
+    monkeypatch.setenv("COLLECTQ_JWT_KEYS_FILE", str(keys))
+    monkeypatch.setenv("COLLECTQ_JWT_ISSUER", "i")
+    monkeypatch.setenv("COLLECTQ_JWT_AUDIENCE", "a")
+    monkeypatch.setenv("COLLECTQ_FLOWER_BASIC_AUTH", "ops:flower-password-long")
+    s = load_settings()
+    shown = json.dumps(s.redacted())
+    assert "QUJD" not in shown
+    assert "flower-password-long" not in shown
+    assert "QUJD" not in repr(s)
+    assert "flower-password-long" not in repr(s)
 
 
 def test_collectors_have_their_own_pool_defaults() -> None:

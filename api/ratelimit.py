@@ -1,0 +1,81 @@
+"""Per-client rate limits (flask-limiter on the Redis storage, shared by every API process).
+
+The client is the authenticated key / JWT subject, else the client address
+(after ProxyFix, which trusts only COLLECTQ_TRUSTED_PROXIES hops of
+X-Forwarded-For). Each route class (submit, read, admin) has one bucket per
+client, with its limit from settings unless the key overrides it. Answers
+carry ``RateLimit-Limit/-Remaining/-Reset/-Policy`` (draft-ietf-httpapi-ratelimit-headers,
+Reset in seconds) and, on 429, ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limit, Limiter
+
+from api.identity import route_class
+from app.auth import Principal
+from app.runtime import runtime
+
+__all__ = ["EXPOSED_HEADERS", "client_key", "init_ratelimit"]
+
+EXPOSED_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"]
+
+
+def client_key() -> str:
+    who: Principal | None = g.get("principal")
+    if who is not None and who.kind != "open":
+        return who.client_id
+    return f"ip:{request.remote_addr or 'unknown'}"
+
+
+def _limit() -> str:
+    rc = route_class()
+    if rc is None or request.method == "OPTIONS":  # CORS preflights are not counted
+        return ""
+    who: Principal | None = g.get("principal")
+    if who is not None and rc in who.rate_limits:
+        return who.rate_limits[rc]
+    return runtime().settings.rate_limit(rc)
+
+
+def _scope(_endpoint: str) -> str:
+    return route_class() or "none"
+
+
+def init_ratelimit(app: Flask) -> Limiter:
+    """Register the limiter's request hook (call between authenticate and authorize)."""
+    settings = runtime(app).settings
+    limiter = Limiter(
+        client_key,
+        default_limits=[Limit(_limit, scope=_scope, shared=True)],
+        strategy="fixed-window",
+        storage_uri=settings.redis_url,
+        storage_options={"socket_connect_timeout": 2, "socket_timeout": 5},
+        key_prefix=f"{settings.redis_prefix}rl",
+        headers_enabled=False,  # written below, with the standard names and Reset in seconds
+        enabled=settings.rate_limit_enabled,
+    )
+    limiter.init_app(app)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        current = limiter.current_limit
+        if current is None:
+            return response
+        window = current.limit.get_expiry()
+        # limits rounds reset_at up to the next whole second: never promise more than a window
+        reset = min(window, max(0, math.ceil(current.reset_at - time.time())))
+        h = response.headers
+        h["RateLimit-Limit"] = str(current.limit.amount)
+        h["RateLimit-Remaining"] = str(current.remaining)
+        h["RateLimit-Reset"] = str(reset)
+        h["RateLimit-Policy"] = f"{current.limit.amount};w={window}"
+        if response.status_code == 429:
+            h["Retry-After"] = str(max(1, reset))
+        return response
+
+    return limiter

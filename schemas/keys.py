@@ -1,0 +1,125 @@
+"""API keys: what an admin sends to create or rotate one, and the public record."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from limits import parse_many
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+__all__ = [
+    "ADMIN",
+    "OWNER_PATTERN",
+    "ROUTE_CLASSES",
+    "SCOPES",
+    "KeyCreateSchema",
+    "KeyCreatedSchema",
+    "KeyListArgsSchema",
+    "KeyListSchema",
+    "KeyRotateSchema",
+    "KeyRotatedSchema",
+    "KeySchema",
+]
+
+SCOPES = ("jobs:read", "jobs:write", "schedules:read", "schedules:write", "admin")
+ADMIN = "admin"
+# Rate-limit classes of routes; each has its own default (COLLECTQ_RATE_LIMIT_<CLASS>).
+ROUTE_CLASSES = ("submit", "read", "admin")
+OWNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:\-]{0,127}$"
+MAX_KEY_LIFETIME = 10 * 365 * 86400
+MAX_OVERLAP = 90 * 86400
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _network(value: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ValidationError("not an IP network (e.g. 10.0.0.0/8)") from exc
+
+
+def _rate(value: str) -> None:
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ValidationError("not a rate limit (e.g. 100/minute)") from exc
+
+
+class KeyCreateSchema(_Strict):
+    owner = fields.String(
+        required=True,
+        validate=validate.Regexp(OWNER_PATTERN, error="1-128 of A-Z a-z 0-9 _ . @ : -"),
+        metadata={"example": "team-a"},
+    )
+    name = fields.String(
+        required=True, validate=validate.Length(min=1, max=64), metadata={"example": "ci"}
+    )
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf(SCOPES)),
+        required=True,
+        validate=validate.Length(min=1, max=len(SCOPES)),
+        metadata={"example": ["jobs:read", "jobs:write"]},
+    )
+    expires_in = fields.Integer(
+        validate=validate.Range(min=60, max=MAX_KEY_LIFETIME),
+        metadata={"description": "seconds from now; no expiry when absent"},
+    )
+    cidrs = fields.List(
+        fields.String(validate=[validate.Length(max=64), _network]),
+        load_default=list,
+        validate=validate.Length(max=16),
+        metadata={"description": "client networks the key is valid from; any when empty"},
+    )
+    rate_limits = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(ROUTE_CLASSES)),
+        values=fields.String(validate=[validate.Length(max=64), _rate]),
+        load_default=dict,
+        metadata={"description": "per route class (submit, read, admin), e.g. 1000/minute"},
+    )
+
+
+class KeySchema(Schema):
+    prefix = fields.String(required=True, metadata={"description": "the key's public id"})
+    owner = fields.String(required=True)
+    name = fields.String(required=True)
+    scopes = fields.List(fields.String(), required=True)
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf(["active", "rotating", "rotated_out", "expired", "revoked"]),
+    )
+    created_at = fields.String(required=True)
+    expires_at = fields.String(allow_none=True)
+    last_used_at = fields.String(allow_none=True)
+    revoked_at = fields.String(allow_none=True)
+    cidrs = fields.List(fields.String())
+    rate_limits = fields.Dict(keys=fields.String(), values=fields.String())
+    rotated_to = fields.String(allow_none=True)
+    rotated_from = fields.String(allow_none=True)
+
+
+class KeyCreatedSchema(KeySchema):
+    token = fields.String(required=True, metadata={"description": "cq_…: shown once, store it now"})
+
+
+class KeyListSchema(Schema):
+    items = fields.List(fields.Nested(KeySchema), required=True)
+
+
+class KeyListArgsSchema(_Strict):
+    owner = fields.String(validate=validate.Regexp(OWNER_PATTERN))
+
+
+class KeyRotateSchema(_Strict):
+    overlap = fields.Integer(
+        validate=validate.Range(min=0, max=MAX_OVERLAP),
+        metadata={"description": "seconds the old key keeps working (default: server setting)"},
+    )
+
+
+class KeyRotatedSchema(Schema):
+    key = fields.Nested(KeyCreatedSchema, required=True)
+    previous = fields.Nested(KeySchema, required=True)

@@ -1,0 +1,87 @@
+"""`collectq flower`: basic auth from settings; never open in staging/prod."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+PROD = {
+    "COLLECTQ_ENV": "prod",
+    "COLLECTQ_REDIS_URL": "redis://:a-long-redis-password@127.0.0.1:1/0",
+    "COLLECTQ_BROKER_URL": "amqp://collectq:a-long-broker-password@127.0.0.1:1/collectq",
+    "COLLECTQ_SECRET_KEY": "k" * 40,
+}
+
+
+def _status(url: str, auth: str | None = None) -> int:
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return 0
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTQ_", "FLOWER_"))}
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize("profile", ["prod", "staging"])
+def test_flower_refuses_to_start_open_in_hardened_profiles(profile) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "flower"],
+        cwd=ROOT, env=_clean_env(**{**PROD, "COLLECTQ_ENV": profile}),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"COLLECTQ_FLOWER_BASIC_AUTH: required in the {profile} profile" in result.stderr
+
+
+def test_flower_refuses_open_beyond_loopback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "flower"],
+        cwd=ROOT, env=_clean_env(COLLECTQ_FLOWER_HOST="0.0.0.0"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "COLLECTQ_FLOWER_BASIC_AUTH" in result.stderr
+
+
+def test_flower_runs_behind_basic_auth(service_env, tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "flower.log"
+    env = _clean_env(**service_env, COLLECTQ_FLOWER_BASIC_AUTH="ops:a-flower-password")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "flower", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _status(f"{base}/healthcheck") != 0, timeout=40, interval=0.2)
+        assert _status(f"{base}/") == 401
+        assert _status(f"{base}/api/workers") == 401
+        assert _status(f"{base}/", "ops:wrong") == 401
+        assert _status(f"{base}/", "ops:a-flower-password") == 200
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert b"a-flower-password" not in cmdline  # passed by env, invisible to `ps`
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert "a-flower-password" not in log.read_text()

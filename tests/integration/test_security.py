@@ -1,0 +1,206 @@
+"""JWT over the API, CORS, security headers, input bounds, quota and rate limits (one app)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+from app.runtime import runtime
+
+pytestmark = pytest.mark.integration
+
+JOB = {"target": "example.org", "collectors": ["noop"]}
+SECRET = b"an-hs256-secret-of-at-least-32-bytes!"
+JWT_ENV = {
+    "COLLECTQ_JWT_KEYS": json.dumps(
+        {"keys": [{"kid": "k1", "alg": "HS256", "k": base64.urlsafe_b64encode(SECRET).decode()}]}
+    ),
+    "COLLECTQ_JWT_ISSUER": "https://idp.test",
+    "COLLECTQ_JWT_AUDIENCE": "collectq",
+}
+
+
+def _jwt(sub: str, scope: str, **over) -> str:
+    now = int(time.time())
+    claims = {"sub": sub, "scope": scope, "iss": "https://idp.test", "aud": "collectq",
+              "exp": now + 60, "nbf": now - 1, **over}  # fmt: skip
+    return jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "k1"})
+
+
+def test_jwt_subject_is_the_owner(make_app) -> None:
+    app = make_app(**JWT_ENV)
+    alice = app.test_client(api_key=_jwt("alice", "jobs:read jobs:write"))
+    bob = app.test_client(api_key=_jwt("bob", "jobs:read jobs:write"))
+    job = alice.post("/v1/jobs", json=JOB)
+    assert job.status_code == 202
+    assert alice.get(f"/v1/jobs/{job.json['id']}").status_code == 200
+    assert bob.get(f"/v1/jobs/{job.json['id']}").status_code == 404
+    assert (
+        app.test_client(api_key=_jwt("carol", "jobs:read")).post("/v1/jobs", json=JOB).status_code
+        == 403
+    )
+    expired = app.test_client(api_key=_jwt("alice", "jobs:read", exp=int(time.time()) - 120))
+    resp = expired.get("/v1/jobs")
+    assert resp.status_code == 401
+    assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+
+
+def test_jwt_is_refused_when_not_configured(make_app) -> None:
+    resp = make_app().test_client(api_key=_jwt("alice", "admin")).get("/v1/jobs")
+    assert resp.status_code == 401
+    assert "not enabled" in resp.json["detail"]
+
+
+def test_cors_preflight_allowed_and_denied(make_app) -> None:
+    client = make_app(COLLECTQ_CORS_ORIGINS="https://ui.example").test_client(api_key="")
+    pre = {"Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization,content-type"}  # fmt: skip
+    ok = client.options("/v1/jobs", headers={"Origin": "https://ui.example", **pre})
+    assert ok.status_code == 200
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://ui.example"
+    assert "POST" in ok.headers["Access-Control-Allow-Methods"]
+    assert "authorization" in ok.headers["Access-Control-Allow-Headers"].lower()
+    assert "Access-Control-Allow-Credentials" not in ok.headers
+    denied = client.options("/v1/jobs", headers={"Origin": "https://evil.example", **pre})
+    assert "Access-Control-Allow-Origin" not in denied.headers
+    # actual request: exposed headers let a browser read Location and the rate-limit state
+    keyed = client.application.test_client()
+    resp = keyed.post("/v1/jobs", json=JOB, headers={"Origin": "https://ui.example"})
+    exposed = resp.headers["Access-Control-Expose-Headers"]
+    for name in ("Location", "RateLimit-Remaining", "Retry-After"):
+        assert name in exposed
+
+
+def test_cors_with_credentials_reflects_only_listed_origins(make_app) -> None:
+    client = make_app(
+        COLLECTQ_CORS_ORIGINS="https://ui.example", COLLECTQ_CORS_CREDENTIALS="true"
+    ).test_client()
+    resp = client.get("/v1/jobs", headers={"Origin": "https://ui.example"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://ui.example"
+    assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+    other = client.get("/v1/jobs", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_no_cors_headers_without_configured_origins(make_app) -> None:
+    resp = make_app().test_client().get("/v1/jobs", headers={"Origin": "https://ui.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_security_headers_and_no_store_on_job_data(make_app) -> None:
+    client = make_app().test_client()
+    job = client.post("/v1/jobs", json=JOB).json
+    for resp in (client.get(f"/v1/jobs/{job['id']}"), client.get("/v1/jobs"),
+                 client.get("/nope")):  # fmt: skip
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    docs = client.get("/docs")
+    assert docs.headers["X-Frame-Options"] == "DENY"
+    assert "Content-Security-Policy" not in docs.headers  # Swagger UI runs scripts
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**JOB, "labels": {f"k{i}": "v" for i in range(33)}}, "labels"),
+        ({**JOB, "labels": {"k": "v" * 257}}, "labels"),
+        ({**JOB, "labels": {"bad key!": "v"}}, "labels"),
+        ({**JOB, "target": "https://a.org/" + "x" * 2048}, "target"),
+        ({**JOB, "target": "ftp://a.org/"}, "target"),
+        ({**JOB, "target": "file:///etc/passwd"}, "target"),
+        ({**JOB, "target": "https://user:pw@a.org/"}, "target"),
+        ({**JOB, "collectors": [f"c{i}" for i in range(17)]}, "collectors"),
+        ({**JOB, "collectors": []}, "collectors"),
+        ({**JOB, "priority": 1}, "priority"),
+        ({"target": "a.org", "collectors": ["http"],
+          "options": {"http": {"headers": {f"h{i}": "v" for i in range(100)}}}}, "options"),
+        ({"target": "a.org", "collectors": ["http"],
+          "options": {"http": {"timeout": 1e9}}}, "options"),
+    ],
+)  # fmt: skip
+def test_input_bounds_are_422_naming_the_field(make_app, body, field) -> None:
+    resp = make_app().test_client().post("/v1/jobs", json=body)
+    assert resp.status_code == 422, resp.json
+    assert field in resp.json["errors"]
+
+
+def test_idempotency_key_is_bounded(make_app) -> None:
+    resp = (
+        make_app().test_client().post("/v1/jobs", json=JOB, headers={"Idempotency-Key": "k" * 257})
+    )
+    assert resp.status_code == 422
+    assert "Idempotency-Key" in resp.json["errors"]
+
+
+def test_keys_api_bounds(make_app) -> None:
+    client = make_app().test_client()
+    body = {"owner": "o" * 129, "name": "", "scopes": ["jobs:read"] * 6,
+            "cidrs": ["not-a-net"], "rate_limits": {"submit": "lots"}, "expires_in": 1}  # fmt: skip
+    resp = client.post("/v1/keys", json=body)
+    assert resp.status_code == 422
+    assert set(resp.json["errors"]) == {"owner", "name", "scopes", "cidrs", "rate_limits",
+                                        "expires_in"}  # fmt: skip
+
+
+def test_queued_jobs_quota_per_owner(make_app) -> None:
+    app = make_app(COLLECTQ_MAX_QUEUED_JOBS="2")
+    keys = runtime(app).keys
+    a = app.test_client(api_key=keys.create(owner="a", name="n", scopes=["jobs:write"])[1])
+    b = app.test_client(api_key=keys.create(owner="b", name="n", scopes=["jobs:write"])[1])
+    first = a.post("/v1/jobs", json=JOB).json["id"]
+    assert a.post("/v1/jobs", json=JOB).status_code == 202
+    full = a.post("/v1/jobs", json=JOB, headers={"Idempotency-Key": "k1"})
+    assert full.status_code == 429
+    assert full.json["type"].endswith("/quota_exceeded")
+    assert full.json["limit"] == 2
+    assert int(full.headers["Retry-After"]) > 0
+    assert b.post("/v1/jobs", json=JOB).status_code == 202  # another owner's quota
+    assert a.delete(f"/v1/jobs/{first}").status_code == 200  # cancelled: no longer queued
+    again = a.post("/v1/jobs", json=JOB, headers={"Idempotency-Key": "k1"})
+    assert again.status_code == 202  # the refused attempt did not keep the key
+
+
+def test_rate_limit_per_key_in_process_with_override(make_app) -> None:
+    app = make_app(COLLECTQ_RATE_LIMIT_READ="3/minute")
+    keys = runtime(app).keys
+    plain = app.test_client(api_key=keys.create(owner="a", name="n", scopes=["jobs:read"])[1])
+    roomy_token = keys.create(
+        owner="a", name="n", scopes=["jobs:read"], rate_limits={"read": "10/minute"}
+    )[1]
+    roomy = app.test_client(api_key=roomy_token)
+    codes = [plain.get("/v1/jobs") for _ in range(4)]
+    assert [r.status_code for r in codes] == [200, 200, 200, 429]
+    assert codes[0].headers["RateLimit-Limit"] == "3"
+    assert codes[0].headers["RateLimit-Remaining"] == "2"
+    assert codes[0].headers["RateLimit-Policy"] == "3;w=60"
+    limited = codes[3]
+    assert limited.mimetype == "application/problem+json"
+    assert limited.json["type"].endswith("/rate_limited")
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert [roomy.get("/v1/jobs").status_code for _ in range(5)] == [200] * 5
+    assert plain.get("/health").status_code == 200  # probes are never limited
+    # one bucket per route class: every read route counts, writes do not
+    assert plain.get("/v1/collectors").status_code == 429
+    writer = keys.create(owner="a", name="w", scopes=["jobs:read", "jobs:write"])[1]
+    w = app.test_client(api_key=writer)
+    assert [w.get("/v1/jobs").status_code for _ in range(4)][-1] == 429
+    assert w.post("/v1/jobs", json=JOB).status_code == 202
+
+
+@pytest.mark.parametrize(("hops", "spoof_resets"), [("0", False), ("1", True)])
+def test_failed_auth_is_limited_per_address_and_xff_trusted_only_per_hops(
+    make_app, hops, spoof_resets
+) -> None:
+    client = make_app(
+        COLLECTQ_RATE_LIMIT_READ="2/minute", COLLECTQ_TRUSTED_PROXIES=hops
+    ).test_client(api_key="")
+    assert [client.get("/v1/jobs").status_code for _ in range(3)] == [401, 401, 429]
+    spoofed = client.get("/v1/jobs", headers={"X-Forwarded-For": "203.0.113.9"})
+    # Without a trusted proxy the header is ignored: a client cannot pick a fresh bucket.
+    assert spoofed.status_code == (401 if spoof_resets else 429)

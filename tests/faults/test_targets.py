@@ -61,6 +61,7 @@ def test_breaker_opens_fails_fast_half_opens_and_closes(
     wait_all_terminal(url, ids, timeout=120)
     recover = time.monotonic() - t0
     breaker = client.get("/v1/status").json["breakers"]["localhost"]
+    breakers.redis.connection_pool.disconnect()
     attempts = sum(json.loads(job(url, i)["r:http"])["attempts"] for i in ids)
     t = tally(url, ids)
     fault_report(

@@ -239,7 +239,8 @@ def _stop_all(
 ) -> None:
     """SIGTERM everyone (warm: running tasks finish); after STOP_GRACE, SIGQUIT the
     stragglers (Celery's cold shutdown: `requeue_grace` more seconds, then their
-    unacked messages go back to the queue); SIGKILL only after that."""
+    unacked messages go back to the queue; prefork pools only, a thread pool carries
+    on warm); SIGKILL only after that (the broker then requeues what was unacked)."""
     _say("stopping")
     for child in children:
         child.terminate()

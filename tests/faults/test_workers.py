@@ -171,3 +171,39 @@ def test_pickle_message_is_refused(fault_app, cluster, fault_env, rabbit, fault_
     t = tally(url, [control])
     fault_report(t.row("pickle message refused", None, executed=0))
     assert (t.lost, t.duplicated) == (0, 0)
+
+
+def test_cold_shutdown_requeues_what_the_worker_holds(
+    fault_app, cluster, fault_env, fault_report
+) -> None:
+    """SIGQUIT (what `collectq up` sends a worker still busy after its grace): Celery's
+    soft shutdown gives the task SOFT_SHUTDOWN_TIMEOUT, then puts its message back.
+
+    Prefork only: Celery's thread pool cannot terminate a job, its cold shutdown falls
+    back to a warm one (see docs/decisions.md); there the final SIGKILL requeues."""
+    url = fault_env["COLLECTQ_REDIS_URL"]
+    client = fault_app().test_client()
+    w = cluster.worker(
+        "collect.flaky", COLLECTQ_SOFT_SHUTDOWN_TIMEOUT="1", COLLECTQ_WORKER_POOL="prefork"
+    )
+    body = {
+        "target": "example.org",
+        "collectors": ["flaky"],
+        "options": {"flaky": {"sleep": 600, "slow_attempts": 1}},
+    }
+    job_id = submit(client, body)
+    wait_for(lambda: job(url, job_id).get("s:flaky") == "running", timeout=30)
+    t0 = time.monotonic()
+    w.signal(signal.SIGQUIT)
+    w.proc.wait(60)  # bounded: it does not wait for the 600 s task
+    assert "Initiating Soft Shutdown" in w.log
+    cluster.worker("collect.flaky")
+    wait_all_terminal(url, [job_id], timeout=60)
+    recover = time.monotonic() - t0
+    h = job(url, job_id)
+    t = tally(url, [job_id])
+    fault_report(t.row("SIGQUIT worker: soft shutdown requeues", recover))
+    assert h["status"] == "succeeded"
+    assert json.loads(h["r:flaky"])["attempts"] == 2  # the requeued message ran again
+    assert h.get("k:flaky") is None  # the broker got it back; the reaper had nothing to do
+    assert (t.lost, t.duplicated) == (0, 0)

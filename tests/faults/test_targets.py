@@ -39,7 +39,7 @@ def test_breaker_opens_fails_fast_half_opens_and_closes(
     settings = {
         "COLLECTQ_BREAKER_FAIL_MAX": "3",
         "COLLECTQ_BREAKER_RESET_TIMEOUT": "2",
-        "COLLECTQ_MAX_RETRIES": "12",
+        "COLLECTQ_MAX_RETRIES": "20",  # fast-failed attempts count too: room to spare
         "COLLECTQ_RETRY_BACKOFF_BASE": "0.2",
         "COLLECTQ_RETRY_BACKOFF_MAX": "1",
     }

@@ -24,6 +24,26 @@ def _submit_many(client, n: int, body: dict, out: list[str | None], pause: float
         time.sleep(pause if out[-1] else 0.1)
 
 
+def _disrupt_while_submitting(
+    fault_app, cluster, url: str, n: int, pause: float, after: int, disrupt
+) -> tuple[list[str | None], list[str], float]:
+    """Submit `n` quick jobs, call `disrupt()` once `after` answers came back, then wait for
+    every accepted job to end. Returns (all answers, accepted ids, seconds to recover)."""
+    client = fault_app().test_client()
+    cluster.worker("collect.flaky", concurrency="8")
+    cluster.maintenance()
+    results: list[str | None] = []
+    sender = threading.Thread(target=_submit_many, args=(client, n, QUICK, results, pause))
+    sender.start()
+    wait_for(lambda: len(results) >= after, timeout=120)
+    t0 = time.monotonic()
+    disrupt()
+    sender.join(300)
+    accepted = [r for r in results if r]
+    wait_all_terminal(url, accepted, timeout=240)
+    return results, accepted, time.monotonic() - t0
+
+
 def _ready_depth(broker_url: str, queue: str) -> int:
     with Connection(broker_url) as conn:
         return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
@@ -33,20 +53,10 @@ def test_broker_restart_during_500_jobs(
     fault_app, cluster, fault_env, rabbit, fault_report
 ) -> None:
     url = fault_env["COLLECTQ_REDIS_URL"]
-    client = fault_app().test_client()
-    cluster.worker("collect.flaky", concurrency="8")
-    cluster.maintenance()
-    results: list[str | None] = []
-    sender = threading.Thread(target=_submit_many, args=(client, 500, QUICK, results, 0.005))
-    sender.start()
-    wait_for(lambda: len(results) >= 150, timeout=120)
-    t0 = time.monotonic()
-    rabbit.restart()
-    sender.join(300)
-    accepted = [r for r in results if r]
+    results, accepted, recover = _disrupt_while_submitting(
+        fault_app, cluster, url, 500, 0.005, 150, rabbit.restart
+    )
     refused = len(results) - len(accepted)
-    wait_all_terminal(url, accepted, timeout=240)
-    recover = time.monotonic() - t0
     t = tally(url, accepted)
     fault_report(t.row("broker restart during 500 jobs", recover, refused_503=refused))
     assert len(results) == 500
@@ -132,19 +142,9 @@ def test_redis_restart_with_aof_loses_no_job(
     fault_app, cluster, fault_env, redis_server, fault_report
 ) -> None:
     url = fault_env["COLLECTQ_REDIS_URL"]
-    client = fault_app().test_client()
-    cluster.worker("collect.flaky", concurrency="8")
-    cluster.maintenance()
-    results: list[str | None] = []
-    sender = threading.Thread(target=_submit_many, args=(client, 200, QUICK, results, 0.01))
-    sender.start()
-    wait_for(lambda: len(results) >= 60, timeout=60)
-    t0 = time.monotonic()
-    redis_server.restart()
-    sender.join(120)
-    accepted = [r for r in results if r]
-    wait_all_terminal(url, accepted, timeout=180)
-    recover = time.monotonic() - t0
+    results, accepted, recover = _disrupt_while_submitting(
+        fault_app, cluster, url, 200, 0.01, 60, redis_server.restart
+    )
     t = tally(url, accepted)
     fault_report(
         t.row("redis restart (AOF) mid-run", recover, refused_503=len(results) - len(accepted))

@@ -64,6 +64,8 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
             {collector_task(n): {"queue": collector_queue(n)} for n in collectors}
             | {REAP_TASK: {"queue": MAINTENANCE_QUEUE}}
         ],
+        # beat that reconnects after a broker restart (see app/beat.py)
+        "beat_scheduler": "app.beat:Scheduler",
         "beat_schedule": {
             "reap": {
                 "task": REAP_TASK,

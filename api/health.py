@@ -30,6 +30,13 @@ class StatusSchema(Schema):
     breakers = fields.Dict(
         required=True, metadata={"description": "circuit breaker per target host seen recently"}
     )
+    reaper = fields.Dict(
+        required=True,
+        metadata={
+            "description": "the reaper's last pass: seconds ago, what it did, on_time "
+            "(false: beat or the maintenance worker is not running)"
+        },
+    )
     collectors = fields.Dict(required=True)
     versions = fields.Dict(required=True)
 
@@ -66,5 +73,5 @@ def status_view() -> dict[str, Any]:
 @requires("jobs:read", "read")
 @blp.response(200, StatusSchema)
 def status() -> Any:
-    """Broker, Redis, workers online per queue, queue depths, versions."""
+    """Broker, Redis, workers online per queue, queue depths, breakers, reaper, versions."""
     return status_view()

@@ -29,14 +29,14 @@ from celery import Celery
 from redis.exceptions import RedisError
 
 from app.jobs import PUBLISH_ERRORS, publish
+from app.queues import queue_depths
 from app.runtime import Runtime
-from app.status import queue_depths
 from app.store import Watched
 from celeryconfig import collector_queue
 from collectors.base import CollectorError
 from schemas.status import CollectorStatus
 
-__all__ = ["Lost", "ReapReport", "reap"]
+__all__ = ["Lost", "ReapReport", "last_pass", "reap"]
 
 log = logging.getLogger("collectq.reaper")
 
@@ -94,7 +94,46 @@ def reap(rt: Runtime, celery: Celery, *, limit: int = 500) -> ReapReport:
         _resolve(rt, celery, w, now, report)
     if report.requeued or report.failed or report.expired:
         log.warning("reaper acted", extra=report.as_dict())
+    _note_pass(rt, now, report)
     return report
+
+
+def _last_pass_key(rt: Runtime) -> str:
+    return f"{rt.settings.redis_prefix}reaper:last"
+
+
+def _note_pass(rt: Runtime, now: float, report: ReapReport) -> None:
+    # What /v1/status shows: a reaper that stopped ticking (beat gone, no
+    # maintenance worker) is otherwise invisible until a job gets stuck.
+    rt.redis.hset(
+        _last_pass_key(rt),
+        mapping={
+            "at": now,
+            "requeued": len(report.requeued),
+            "failed": len(report.failed),
+            "expired": len(report.expired),
+            "postponed": report.postponed,
+        },
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def last_pass(rt: Runtime, now: float | None = None) -> dict[str, Any]:
+    """The reaper's last pass: when (seconds ago), what it did, and whether it is on time."""
+    raw = rt.redis.hgetall(_last_pass_key(rt))
+    if not raw:
+        return {"last_pass_ago_s": None, "on_time": False}
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    ago = (time.time() if now is None else now) - float(fields.pop("at"))
+    return {
+        "last_pass_ago_s": round(ago, 1),
+        # a few missed ticks are normal under load; many mean beat or the worker is gone
+        "on_time": ago <= 3 * rt.settings.reap_interval + 5,
+        **{k: int(v) for k, v in fields.items()},
+    }
 
 
 def _depths(rt: Runtime, celery: Celery, members: list[str]) -> dict[str, int | None]:

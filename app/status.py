@@ -10,11 +10,13 @@ from celery import Celery
 from redis.exceptions import RedisError
 
 from app.jobs import PUBLISH_ERRORS
+from app.queues import queue_depths
+from app.reaper import last_pass
 from app.runtime import Runtime
 from app.settings import redact_url
 from celeryconfig import MAINTENANCE_QUEUE, collector_queue
 
-__all__ = ["broker_ok", "queue_depths", "redis_ok", "service_status"]
+__all__ = ["broker_ok", "redis_ok", "service_status"]
 
 
 def redis_ok(rt: Runtime) -> tuple[bool, str | None]:
@@ -32,20 +34,6 @@ def broker_ok(celery: Celery, timeout: float) -> tuple[bool, str | None]:
     except PUBLISH_ERRORS as exc:
         return False, f"{type(exc).__name__}: {exc}"
     return True, None
-
-
-def queue_depths(celery: Celery, queues: list[str]) -> dict[str, int | None]:
-    depths: dict[str, int | None] = {}
-    with celery.connection_for_write() as conn:
-        channel: Any = conn.default_channel
-        for q in queues:
-            try:
-                depths[q] = channel.queue_declare(queue=q, passive=True).message_count
-            except PUBLISH_ERRORS:
-                # Redis: an empty queue has no key. RabbitMQ: no worker declared it yet.
-                depths[q] = 0 if conn.transport.driver_type == "redis" else None
-                channel = conn.channel()
-    return depths
 
 
 def _workers(celery: Celery, timeout: float) -> dict[str, list[str]]:
@@ -72,17 +60,20 @@ def service_status(rt: Runtime, celery: Celery) -> dict[str, Any]:
         except PUBLISH_ERRORS as exc:
             b_ok, b_err = False, f"{type(exc).__name__}: {exc}"
     breakers: dict[str, Any] = {}
+    reaper: dict[str, Any] = {}
     if r_ok:
         try:
             breakers = rt.breakers.states()
+            reaper = last_pass(rt)
         except RedisError:
-            breakers = {}
+            pass
     return {
         "status": "ok" if r_ok and b_ok else "degraded",
         "redis": {"ok": r_ok, "error": r_err, "url": redact_url(rt.settings.redis_url)},
         "broker": {"ok": b_ok, "error": b_err, "url": redact_url(rt.settings.broker_url)},
         "queues": {q: {"depth": depths.get(q), "workers": workers.get(q, [])} for q in queues},
         "breakers": breakers,
+        "reaper": reaper,
         "collectors": {
             i.name: {"available": i.available, "reason": i.reason} for i in rt.registry.infos()
         },

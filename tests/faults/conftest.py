@@ -214,6 +214,7 @@ class Tally:
     lost: int
     duplicated: int
     attempts: dict[int, int]
+    requeued: int = 0  # collectors the reaper had to publish again
 
     def row(self, scenario: str, recover_s: float | None, **extra: Any) -> dict[str, Any]:
         return {
@@ -224,6 +225,7 @@ class Tally:
             "duplicated": self.duplicated,
             "recover_s": None if recover_s is None else round(recover_s, 1),
             "attempts": {str(k): v for k, v in sorted(self.attempts.items())},
+            "reaper_requeued": self.requeued,
             **extra,
         }
 
@@ -232,7 +234,7 @@ def tally(redis_url: str, accepted: list[str]) -> Tally:
     """Accepted jobs that ended (completed), that did not (lost: missing or unfinished),
     and collectors whose terminal result was recorded more than once (duplicated)."""
     records = job_records(redis_url)
-    completed = lost = duplicated = 0
+    completed = lost = duplicated = requeued = 0
     attempts: dict[int, int] = {}
     for job_id in accepted:
         h = records.get(job_id)
@@ -242,9 +244,16 @@ def tally(redis_url: str, accepted: list[str]) -> Tally:
         completed += 1
         for name in json.loads(h["collectors"]):
             duplicated += max(0, int(h.get(f"t:{name}", "1")) - 1)
+            requeued += int(h.get(f"k:{name}", "0"))
             a = int(h.get(f"a:{name}", "0"))
             attempts[a] = attempts.get(a, 0) + 1
-    return Tally(len(accepted), completed, lost, duplicated, attempts)
+    return Tally(len(accepted), completed, lost, duplicated, attempts, requeued)
+
+
+def reaper_ticked_since(redis_url: str, wall_time: float, prefix: str = "cq:") -> bool:
+    """Whether the reaper finished a pass after `wall_time` (beat and its worker are alive)."""
+    at = redis.Redis.from_url(redis_url).hget(f"{prefix}reaper:last", "at")
+    return at is not None and float(at) > wall_time
 
 
 def wait_all_terminal(redis_url: str, ids: list[str], timeout: float) -> float:
@@ -255,8 +264,22 @@ def wait_all_terminal(redis_url: str, ids: list[str], timeout: float) -> float:
         records = job_records(redis_url)
         return all(records.get(i, {}).get("status") in TERMINAL for i in ids)
 
-    wait_for(done, timeout=timeout, interval=0.25)
+    try:
+        wait_for(done, timeout=timeout, interval=0.25)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; not terminal: {_stuck(redis_url, ids)}") from None
     return time.monotonic() - t0
+
+
+def _stuck(redis_url: str, ids: list[str], show: int = 5) -> str:
+    """The jobs of `ids` that are not terminal: a count per status and a few records."""
+    records = job_records(redis_url)
+    stuck = {i: records.get(i) for i in ids if records.get(i, {}).get("status") not in TERMINAL}
+    counts: dict[str, int] = {}
+    for h in stuck.values():
+        status = "missing" if h is None else h.get("status", "?")
+        counts[status] = counts.get(status, 0) + 1
+    return f"{counts} e.g. {dict(list(stuck.items())[:show])}"
 
 
 @pytest.fixture(scope="session")

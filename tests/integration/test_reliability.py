@@ -11,7 +11,7 @@ import redis
 from kombu import Connection
 
 from app.breaker import Breakers, CircuitOpen, host_of
-from app.reaper import reap
+from app.reaper import last_pass, reap
 from collectors.base import InvalidTarget, Result, TargetConnectError
 from tests.conftest import REDIS_URL
 
@@ -216,6 +216,22 @@ def test_status_shows_breakers(make_app) -> None:
     assert status["breakers"]["down.example"]["state"] == "open"
     assert "half_open_at" in status["breakers"]["down.example"]
     assert json.dumps(status)  # serialisable as is
+
+
+def test_status_shows_the_reapers_last_pass(make_app) -> None:
+    app = make_app(COLLECTQ_REAP_INTERVAL="1")
+    rt, celery = app.extensions["collectq"], app.extensions["celery"]
+    client = app.test_client()
+    assert client.get("/v1/status").json["reaper"] == {"last_pass_ago_s": None, "on_time": False}
+    _declare_queues(app)
+    job = _new(rt.store, ["noop"])
+    _overdue_now(rt.store, job, "noop")
+    reap(rt, celery)
+    reaper = client.get("/v1/status").json["reaper"]
+    assert reaper["on_time"] is True
+    assert 0 <= reaper["last_pass_ago_s"] < 5
+    assert (reaper["requeued"], reaper["failed"], reaper["expired"]) == (1, 0, 0)
+    assert last_pass(rt, now=time.time() + 60)["on_time"] is False  # ticks stopped
 
 
 def test_host_slots_cap_concurrent_calls_across_instances() -> None:

@@ -10,17 +10,22 @@ Reset in seconds) and, on 429, ``Retry-After``.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
 from flask import Flask, Response, g, request
 from flask_limiter import Limit, Limiter
+from limits.errors import StorageError
+from redis.exceptions import RedisError
 
 from api.identity import route_class
 from app.auth import Principal
 from app.runtime import runtime
 
 __all__ = ["EXPOSED_HEADERS", "client_key", "init_ratelimit"]
+
+log = logging.getLogger("collectq.ratelimit")
 
 EXPOSED_HEADERS = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy"]
 
@@ -67,11 +72,18 @@ def init_ratelimit(app: Flask) -> Limiter:
         if current is None:
             return response
         window = current.limit.get_expiry()
-        # limits rounds reset_at up to the next whole second: never promise more than a window
-        reset = min(window, max(0, math.ceil(current.reset_at - time.time())))
+        try:
+            # limits rounds reset_at up to the next whole second: never promise more than a window
+            reset = min(window, max(0, math.ceil(current.reset_at - time.time())))
+            remaining = current.remaining
+        except (RedisError, StorageError):
+            # Redis went away after the request was counted: the answer (a 202 for a job
+            # already accepted, or the 503 for Redis itself) matters more than its headers.
+            log.warning("rate-limit headers left out: Redis unreachable")
+            return response
         h = response.headers
         h["RateLimit-Limit"] = str(current.limit.amount)
-        h["RateLimit-Remaining"] = str(current.remaining)
+        h["RateLimit-Remaining"] = str(remaining)
         h["RateLimit-Reset"] = str(reset)
         h["RateLimit-Policy"] = f"{current.limit.amount};w={window}"
         if response.status_code == 429:

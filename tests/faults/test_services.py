@@ -193,3 +193,22 @@ def test_redis_stopped_at_submit_gives_503_and_publishes_nothing(
             "published": 0,
         }
     )
+
+
+def test_redis_lost_during_a_request_gives_503_not_500(fault_app, redis_server) -> None:
+    """Redis goes away after the request was counted by the rate limiter (here: during a
+    long poll): the answer is the 503 for Redis, not a 500 from writing the limit headers."""
+    client = fault_app().test_client()
+    job = submit(client, NOOP)  # no worker: it stays queued and the poll waits
+    assert job
+    stopper = threading.Timer(0.5, redis_server.stop)
+    stopper.start()
+    try:
+        resp = client.get(f"/v1/jobs/{job}?wait=5")
+    finally:
+        stopper.join()
+        redis_server.start()
+    assert resp.status_code == 503, resp.json
+    assert resp.json["dependency"] == "redis"
+    assert resp.headers["Retry-After"]
+    assert resp.mimetype == "application/problem+json"

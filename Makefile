@@ -30,7 +30,7 @@ chromium:
 run: venv chromium
 	$(BIN)/collectq up
 
-# Everything, then the fault tests (about 3.5 minutes) in a run of their own, then their
+# Everything, then the fault tests (about 4.5 minutes) in a run of their own, then their
 # table. Separate runs: tests that build time-bound data at collection time (JWT claims)
 # must not wait minutes behind the fault scenarios.
 test: venv chromium

@@ -88,7 +88,10 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
         ),
         "broker_pool_limit": 10,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Not on: a task-sent event is a second confirmed publish per collector on the
+        # submit path (it doubled its broker round trips). Flower sees a task from the
+        # worker's task-received on; the job envelope says `queued` before that.
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         # Celery 6 default: a task whose broker connection died is cancelled and, being
         # unacked, redelivered; recording is idempotent, so the re-run is safe.

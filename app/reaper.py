@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 from redis.exceptions import RedisError
@@ -117,16 +117,12 @@ def _note_pass(rt: Runtime, now: float, report: ReapReport) -> None:
     )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def last_pass(rt: Runtime, now: float | None = None) -> dict[str, Any]:
     """The reaper's last pass: when (seconds ago), what it did, and whether it is on time."""
-    raw = rt.redis.hgetall(_last_pass_key(rt))
+    raw = cast(dict[bytes, bytes], rt.redis.hgetall(_last_pass_key(rt)))
     if not raw:
         return {"last_pass_ago_s": None, "on_time": False}
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
     ago = (time.time() if now is None else now) - float(fields.pop("at"))
     return {
         "last_pass_ago_s": round(ago, 1),

@@ -10,30 +10,10 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from app.jobs.names import MAINTENANCE_QUEUE, REAP_TASK, collector_queue, collector_task
 from app.settings import Settings
 
-__all__ = [
-    "COLLECTOR_QUEUE_PREFIX",
-    "MAINTENANCE_QUEUE",
-    "REAP_TASK",
-    "build",
-    "collector_queue",
-    "collector_task",
-]
-
-MAINTENANCE_QUEUE = "maintenance"
-REAP_TASK = "maintenance.reap"
-COLLECTOR_QUEUE_PREFIX = "collect."
-
-
-def collector_queue(name: str) -> str:
-    """The queue that carries collector `name`'s tasks."""
-    return f"{COLLECTOR_QUEUE_PREFIX}{name}"
-
-
-def collector_task(name: str) -> str:
-    """The registered task name of collector `name`."""
-    return f"collect.{name}"
+__all__ = ["build"]
 
 
 def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:

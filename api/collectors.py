@@ -11,8 +11,8 @@ from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields
 
 from api.identity import requires
+from app.jobs.names import collector_queue
 from app.runtime import runtime
-from celeryconfig import collector_queue
 from collectors.registry import Registry
 
 __all__ = ["blp", "document_collectors", "json_schema"]

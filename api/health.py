@@ -10,8 +10,8 @@ from marshmallow import Schema, fields
 
 from api.identity import public, requires
 from app.errors import DependencyUnavailable
+from app.jobs.health import broker_ok, redis_ok, service_status
 from app.runtime import runtime
-from app.status import broker_ok, redis_ok, service_status
 
 __all__ = ["blp", "status_view"]
 

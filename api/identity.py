@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, g, request
 from flask_smorest import Blueprint
 
-from app.apikeys import ADMIN
-from app.auth import Principal, open_principal
+from app.auth.apikeys import ADMIN
+from app.auth.principal import Principal, open_principal
 from app.errors import Forbidden, Unauthorized
 from app.runtime import runtime
 

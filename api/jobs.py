@@ -12,10 +12,10 @@ from flask_smorest import Blueprint
 
 from api.identity import current_owner, owner_filter, requires
 from api.requests import request_id
-from app import jobs as service
 from app.errors import NotFound, ValidationFailed
+from app.jobs import service
+from app.jobs.store import ALL_OWNERS, ListFilter
 from app.runtime import runtime
-from app.store import ALL_OWNERS, ListFilter
 from schemas.job import (
     EnvelopeSchema,
     JobListArgsSchema,

@@ -20,7 +20,7 @@ from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from api.identity import route_class
-from app.auth import Principal
+from app.auth.principal import Principal
 from app.runtime import runtime
 
 __all__ = ["EXPOSED_HEADERS", "client_key", "init_ratelimit"]

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from redis import Redis
 
-from app.apikeys import KeyStore
-from app.auth import Authenticator
-from app.breaker import Breakers
-from app.hostcap import HostSlots
-from app.jwtauth import JwtVerifier, parse_key_set
+from app.auth.apikeys import KeyStore
+from app.auth.jwtauth import JwtVerifier, parse_key_set
+from app.auth.principal import Authenticator
+from app.jobs.breaker import Breakers
+from app.jobs.context import JobContext
+from app.jobs.hostcap import HostSlots
+from app.jobs.store import JobStore
 from app.settings import Settings
-from app.store import JobStore
 from collectors.base import NetworkPolicy
 from collectors.registry import Registry, load_registry
 
@@ -27,14 +28,9 @@ EXTENSION = "collectq"
 
 
 @dataclass
-class Runtime:
-    settings: Settings
-    redis: Redis
-    store: JobStore
-    registry: Registry
-    policy: NetworkPolicy
-    breakers: Breakers
-    host_slots: HostSlots
+class Runtime(JobContext):
+    """The job domain's services plus identity (what the API needs on top)."""
+
     keys: KeyStore
     auth: Authenticator
 

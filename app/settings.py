@@ -396,7 +396,7 @@ def _check(values: dict[str, Any]) -> dict[str, list[str]]:
         elif not is_loopback_host(values["api_host"]):
             bad("auth", "auth can only be off with a loopback COLLECTQ_API_HOST")
     if values.get("jwt_keys"):
-        from app.jwtauth import KeySetError, parse_key_set  # cryptography: load only when used
+        from app.auth.jwtauth import KeySetError, parse_key_set  # cryptography: load only when used
 
         try:
             parse_key_set(values["jwt_keys"])

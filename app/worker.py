@@ -10,7 +10,7 @@ import logging
 from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 
 from app import create_app
-from celeryconfig import collector_queue
+from app.jobs.names import collector_queue
 from collectors.base import CollectorError
 
 flask_app = create_app()

@@ -179,7 +179,7 @@ def cost_breakdown(env: dict[str, str], n: int = 200) -> dict[str, float]:
     """Where a submit spends its time, in-process against the real services (ms per submit)."""
     os.environ.update(env)
     from app import create_app
-    from app import jobs as service
+    from app.jobs import service
     from app.runtime import runtime
 
     app = create_app()
@@ -348,7 +348,7 @@ def _finish(rows: list[dict[str, Any]], extra: dict[str, Any]) -> int:
 
 def _bench_key(prefix: str) -> str:
     """An admin key in this run's Redis prefix (removed with the prefix at the end)."""
-    from app.apikeys import KeyStore
+    from app.auth.apikeys import KeyStore
 
     store = KeyStore(redis.Redis.from_url(REDIS), prefix)
     return store.create(owner="bench", name="bench", scopes=["admin"], rate_limits=UNLIMITED)[1]

@@ -17,11 +17,14 @@ from celery.exceptions import TimeLimitExceeded as HardTimeLimitExceeded
 from flask import Flask
 from redis.exceptions import RedisError
 
-from app.breaker import host_of
-from app.runtime import Runtime, runtime
+from app.jobs.backoff import backoff_delay
+from app.jobs.breaker import host_of
+from app.jobs.context import JobContext
+from app.jobs.heartbeat import heartbeat
+from app.jobs.names import collector_task
+from app.jobs.store import utcnow
+from app.runtime import runtime
 from app.settings import Settings
-from app.store import utcnow
-from celeryconfig import collector_task
 from collectors.base import (
     CollectContext,
     CollectorError,
@@ -30,8 +33,6 @@ from collectors.base import (
 )
 from collectors.runner import run_collector_once
 from schemas.status import CollectorStatus
-from tasks.backoff import backoff_delay
-from tasks.heartbeat import heartbeat
 
 __all__ = ["CollectorTask", "register_collector_tasks", "run_collector"]
 
@@ -83,7 +84,7 @@ class CollectorTask(Task):  # type: ignore[type-arg]
             rt.store.record(job_id, collector, CollectorStatus.FAILED, spec.attempt, body)
 
 
-def _artifacts(rt: Runtime, job_id: str, result: Result) -> list[dict[str, Any]]:
+def _artifacts(rt: JobContext, job_id: str, result: Result) -> list[dict[str, Any]]:
     infos: list[dict[str, Any]] = []
     budget = rt.settings.artifact_budget_bytes
     for art in result.artifacts:
@@ -124,7 +125,7 @@ def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: igno
 
 
 def _record(
-    rt: Runtime, job_id: str, collector: str, status: str, attempt: int, body: dict[str, Any]
+    rt: JobContext, job_id: str, collector: str, status: str, attempt: int, body: dict[str, Any]
 ) -> str:
     """Record a finished collection, riding out a short Redis outage (a few seconds)."""
     for pause in (0.2, 0.5, 1.0, 2.0):
@@ -203,7 +204,7 @@ def _run(task: Task, job_id: str, collector: str) -> str:  # type: ignore[type-a
 
 
 def _collect(
-    rt: Runtime, target: str, raw_options: dict[str, Any], collector: str, ctx: CollectContext
+    rt: JobContext, target: str, raw_options: dict[str, Any], collector: str, ctx: CollectContext
 ) -> Result | CollectorError:
     try:
         return run_collector_once(

@@ -1,4 +1,4 @@
-"""Maintenance tasks, on queue ``maintenance``: thin adapters over `app.reaper`."""
+"""Maintenance tasks, on queue ``maintenance``: thin adapters over `app.jobs.reaper`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
-from app.reaper import reap
+from app.jobs.names import MAINTENANCE_QUEUE, REAP_TASK
+from app.jobs.reaper import reap
 from app.runtime import runtime
-from celeryconfig import MAINTENANCE_QUEUE, REAP_TASK
 
 __all__ = ["register_maintenance_tasks"]
 

@@ -153,7 +153,7 @@ def make_app(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Ca
 
 def keyed(app: Any) -> Any:
     """Give `app` an admin key (owner `tests`) that its `test_client()` sends."""
-    from app.apikeys import format_token
+    from app.auth.apikeys import format_token
     from app.runtime import runtime
 
     try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from app.apikeys import format_token, parse_token
+from app.auth.apikeys import format_token, parse_token
 from app.runtime import runtime
 
 pytestmark = pytest.mark.integration

@@ -36,7 +36,7 @@ def _get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str,
 
 @pytest.fixture
 def two_apis(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[int, int, str]]:
-    from app.apikeys import KeyStore
+    from app.auth.apikeys import KeyStore
 
     env = {**os.environ, **service_env, "COLLECTQ_API_WORKERS": "1", "COLLECTQ_API_THREADS": "4",
            "COLLECTQ_RATE_LIMIT_READ": f"{LIMIT} per {WINDOW} seconds"}  # fmt: skip

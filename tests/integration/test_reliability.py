@@ -10,8 +10,8 @@ import pytest
 import redis
 from kombu import Connection
 
-from app.breaker import Breakers, CircuitOpen, host_of
-from app.reaper import last_pass, reap
+from app.jobs.breaker import Breakers, CircuitOpen, host_of
+from app.jobs.reaper import last_pass, reap
 from collectors.base import InvalidTarget, Result, TargetConnectError
 from tests.conftest import REDIS_URL
 
@@ -26,7 +26,7 @@ def _new(store, collectors=("a",)) -> str:
 
 @pytest.fixture
 def store():
-    from app.store import JobStore
+    from app.jobs.store import JobStore
 
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"t{uuid.uuid4().hex[:10]}:"
@@ -237,7 +237,7 @@ def test_status_shows_the_reapers_last_pass(make_app) -> None:
 def test_host_slots_cap_concurrent_calls_across_instances() -> None:
     import threading
 
-    from app.hostcap import HostBusy, HostSlots
+    from app.jobs.hostcap import HostBusy, HostSlots
 
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"t{uuid.uuid4().hex[:10]}:"
@@ -272,7 +272,7 @@ def test_host_slots_cap_concurrent_calls_across_instances() -> None:
 
 
 def test_host_slot_of_a_dead_holder_expires() -> None:
-    from app.hostcap import HostSlots
+    from app.jobs.hostcap import HostSlots
 
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"t{uuid.uuid4().hex[:10]}:"

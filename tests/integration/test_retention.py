@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from app.store import JobStore, ListFilter
+from app.jobs.store import JobStore, ListFilter
 from tests.conftest import REDIS_URL, wait_for
 
 pytestmark = pytest.mark.integration

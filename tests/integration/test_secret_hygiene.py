@@ -56,7 +56,7 @@ def broker_user(vhost: str):
 def test_no_secret_reaches_logs_errors_status_or_config_check(
     service_env, vhost, broker_user, start_worker, tmp_path: Path
 ) -> None:
-    from app.apikeys import KeyStore
+    from app.auth.apikeys import KeyStore
 
     user, broker_password = broker_user
     secret_key = secrets.token_urlsafe(32)

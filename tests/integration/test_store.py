@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from app.store import JobStore
+from app.jobs.store import JobStore
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration

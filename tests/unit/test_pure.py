@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from marshmallow import ValidationError
 
-from app.ids import id_floor, new_id
-from app.local import job_status_of
+from app.cli.local import job_status_of
+from app.jobs.backoff import backoff_delay
+from app.jobs.ids import id_floor, new_id
 from schemas.job import JobRequestSchema, validate_target
-from tasks.backoff import backoff_delay
 
 
 def test_ids_sort_by_creation_time() -> None:

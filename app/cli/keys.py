@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from app.apikeys import KeyStore
+from app.auth.apikeys import KeyStore
 from app.errors import CollectqError
 from app.settings import Settings
 from schemas.keys import SCOPES, KeyCreateSchema, KeyRotateSchema
@@ -36,7 +36,7 @@ def parse_duration(text: str) -> int:
 
 
 def _store() -> tuple[Settings, KeyStore]:
-    from app.cli import settings_or_exit
+    from app.cli.main import settings_or_exit
 
     s = settings_or_exit()
     return s, KeyStore(Redis.from_url(s.redis_url, socket_connect_timeout=2), s.redis_prefix)

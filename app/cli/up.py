@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from app.jobs.names import MAINTENANCE_QUEUE, collector_queue
 from app.runtime import load_collectors
 from app.settings import ConfigError, Settings, is_loopback_host, load_settings
-from celeryconfig import MAINTENANCE_QUEUE, collector_queue
 
 __all__ = ["run_up"]
 

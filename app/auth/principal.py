@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.apikeys import ADMIN, SCOPES, KeyStore, looks_like_key
+from app.auth.apikeys import ADMIN, SCOPES, KeyStore, looks_like_key
+from app.auth.jwtauth import JwtVerifier
 from app.errors import Unauthorized
-from app.jwtauth import JwtVerifier
 
 __all__ = ["OPEN_OWNER", "Authenticator", "Principal", "open_principal"]
 

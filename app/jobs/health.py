@@ -9,17 +9,16 @@ from typing import Any
 from celery import Celery
 from redis.exceptions import RedisError
 
-from app.jobs import PUBLISH_ERRORS
-from app.queues import queue_depths
-from app.reaper import last_pass
-from app.runtime import Runtime
+from app.jobs.broker import PUBLISH_ERRORS, queue_depths
+from app.jobs.context import JobContext
+from app.jobs.names import MAINTENANCE_QUEUE, collector_queue
+from app.jobs.reaper import last_pass
 from app.settings import redact_url
-from celeryconfig import MAINTENANCE_QUEUE, collector_queue
 
 __all__ = ["broker_ok", "redis_ok", "service_status"]
 
 
-def redis_ok(rt: Runtime) -> tuple[bool, str | None]:
+def redis_ok(rt: JobContext) -> tuple[bool, str | None]:
     try:
         rt.redis.ping()
     except RedisError as exc:
@@ -46,7 +45,7 @@ def _workers(celery: Celery, timeout: float) -> dict[str, list[str]]:
     return per_queue
 
 
-def service_status(rt: Runtime, celery: Celery) -> dict[str, Any]:
+def service_status(rt: JobContext, celery: Celery) -> dict[str, Any]:
     timeout = min(2.0, rt.settings.publish_timeout)
     r_ok, r_err = redis_ok(rt)
     b_ok, b_err = broker_ok(celery, timeout)

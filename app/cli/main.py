@@ -10,9 +10,9 @@ from typing import Any, NoReturn
 
 import click
 
-from app.keycli import keys
+from app.cli.keys import keys
+from app.jobs.names import COLLECTOR_QUEUE_PREFIX
 from app.settings import POOL_TYPES, ConfigError, Settings, is_loopback_host, load_settings
-from celeryconfig import COLLECTOR_QUEUE_PREFIX
 
 __all__ = ["main"]
 
@@ -69,7 +69,7 @@ def collect(
     screenshot: Path | None,
 ) -> None:
     """Run collectors in-process (no servers) and print the result envelope."""
-    from app.local import collect_locally
+    from app.cli.local import collect_locally
 
     settings = settings_or_exit()
     if settings.is_dev and settings.net_allow:
@@ -190,7 +190,7 @@ def beat(schedule: str) -> None:
 @main.command()
 def up() -> None:
     """Start the whole service (embedded Redis unless URLs are configured)."""
-    from app.up import run_up
+    from app.cli.up import run_up
 
     sys.exit(run_up())
 
@@ -245,7 +245,3 @@ def config_check() -> None:
         sys.exit(2)
     click.echo(json.dumps(settings.redacted(), indent=2))
     click.echo("configuration OK", err=True)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

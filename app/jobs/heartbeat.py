@@ -1,6 +1,6 @@
 """The heartbeat of a running collector: a thread that refreshes its watch entry.
 
-The reaper (`app.reaper`) treats a running collector whose heartbeat lapsed as
+The reaper (`app.jobs.reaper`) treats a running collector whose heartbeat lapsed as
 lost (killed worker, frozen process) and requeues it. A collector that runs
 past the hard time limit stops being kept alive even if its thread still
 runs (the thread pool cannot interrupt it), so a hung collector is reaped too.
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from redis.exceptions import RedisError
 
-from app.store import JobStore
+from app.jobs.store import JobStore
 
 __all__ = ["heartbeat"]
 

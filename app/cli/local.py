@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app.ids import new_id
+from app.jobs.ids import new_id
+from app.jobs.store import utcnow
 from app.runtime import load_collectors
 from app.settings import Settings
-from app.store import utcnow
 from collectors.base import CollectContext, CollectorError, NetworkPolicy
 from collectors.runner import run_collector_once
 from schemas import SCHEMA_VERSION

@@ -28,11 +28,10 @@ from typing import Any, cast
 from celery import Celery
 from redis.exceptions import RedisError
 
-from app.jobs import PUBLISH_ERRORS, publish
-from app.queues import queue_depths
-from app.runtime import Runtime
-from app.store import Watched
-from celeryconfig import collector_queue
+from app.jobs.broker import PUBLISH_ERRORS, publish, queue_depths
+from app.jobs.context import JobContext
+from app.jobs.names import collector_queue
+from app.jobs.store import Watched
 from collectors.base import CollectorError
 from schemas.status import CollectorStatus
 
@@ -67,7 +66,7 @@ def _age(created_at: str, now: float) -> float:
     return now - datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
 
 
-def reap(rt: Runtime, celery: Celery, *, limit: int = 500) -> ReapReport:
+def reap(rt: JobContext, celery: Celery, *, limit: int = 500) -> ReapReport:
     """One pass over the overdue collectors; returns what was done."""
     settings, store = rt.settings, rt.store
     report = ReapReport()
@@ -98,11 +97,11 @@ def reap(rt: Runtime, celery: Celery, *, limit: int = 500) -> ReapReport:
     return report
 
 
-def _last_pass_key(rt: Runtime) -> str:
+def _last_pass_key(rt: JobContext) -> str:
     return f"{rt.settings.redis_prefix}reaper:last"
 
 
-def _note_pass(rt: Runtime, now: float, report: ReapReport) -> None:
+def _note_pass(rt: JobContext, now: float, report: ReapReport) -> None:
     # What /v1/status shows: a reaper that stopped ticking (beat gone, no
     # maintenance worker) is otherwise invisible until a job gets stuck.
     rt.redis.hset(
@@ -117,7 +116,7 @@ def _note_pass(rt: Runtime, now: float, report: ReapReport) -> None:
     )
 
 
-def last_pass(rt: Runtime, now: float | None = None) -> dict[str, Any]:
+def last_pass(rt: JobContext, now: float | None = None) -> dict[str, Any]:
     """The reaper's last pass: when (seconds ago), what it did, and whether it is on time."""
     raw = cast(dict[bytes, bytes], rt.redis.hgetall(_last_pass_key(rt)))
     if not raw:
@@ -132,7 +131,7 @@ def last_pass(rt: Runtime, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def _depths(rt: Runtime, celery: Celery, members: list[str]) -> dict[str, int | None]:
+def _depths(rt: JobContext, celery: Celery, members: list[str]) -> dict[str, int | None]:
     names = {m.partition("|")[2] for m in members}
     try:
         return queue_depths(celery, [collector_queue(n) for n in names])
@@ -140,7 +139,7 @@ def _depths(rt: Runtime, celery: Celery, members: list[str]) -> dict[str, int | 
         return {}  # broker unreachable: nothing can be requeued now anyway
 
 
-def _resolve(rt: Runtime, celery: Celery, w: Watched, now: float, report: ReapReport) -> None:
+def _resolve(rt: JobContext, celery: Celery, w: Watched, now: float, report: ReapReport) -> None:
     settings, store = rt.settings, rt.store
     decision = store.claim_overdue(w, now=now, max_requeues=settings.reap_max_requeues)
     member = f"{w.job_id}|{w.collector}"

@@ -19,7 +19,7 @@ The job hash also counts, per collector, redeliveries after a crash (x:{c}),
 requeues by the reaper (k:{c}) and terminal records (t:{c}: an audit that
 the fault tests read; forward-only recording keeps it at 1).
 
-A collector's state only moves forward (Lua in `app.lua`, atomic): a
+A collector's state only moves forward (Lua in `app.jobs.lua`, atomic): a
 redelivered task can neither record twice nor move a finished collector back,
 and the job's final state is decided once, by whichever collector finishes last.
 """
@@ -37,8 +37,8 @@ from typing import Any, cast
 
 from redis import Redis
 
-from app import lua
-from app.ids import id_floor, new_id
+from app.jobs import lua
+from app.jobs.ids import id_floor, new_id
 from schemas import SCHEMA_VERSION
 from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB, CollectorStatus, JobStatus
 

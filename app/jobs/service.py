@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import KombuError, OperationalError
 from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
@@ -23,30 +22,16 @@ from app.errors import (
     QuotaExceeded,
     ValidationFailed,
 )
-from app.ids import new_id
-from app.runtime import Runtime
-from celeryconfig import collector_queue, collector_task
+from app.jobs.broker import PUBLISH_ERRORS, publish
+from app.jobs.context import JobContext
+from app.jobs.ids import new_id
 
 __all__ = ["cancel_job", "get_job", "submit_job", "wait_job"]
 
 log = logging.getLogger("collectq.jobs")
 
-# What a failed publish can raise: kombu wraps most, sockets and amqp leak some.
-PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    KombuError,
-    OSError,
-    TimeoutError,
-)
-try:
-    from amqp.exceptions import AMQPError
 
-    PUBLISH_ERRORS += (AMQPError,)
-except ImportError:  # pragma: no cover - amqp ships with celery[amqp]
-    pass
-
-
-def _check_collectors(rt: Runtime, names: list[str], options: dict[str, Any]) -> dict[str, Any]:
+def _check_collectors(rt: JobContext, names: list[str], options: dict[str, Any]) -> dict[str, Any]:
     """Validate collector names and their options; return the loaded options."""
     errors: dict[str, Any] = {}
     loaded: dict[str, Any] = {}
@@ -74,37 +59,8 @@ def _check_collectors(rt: Runtime, names: list[str], options: dict[str, Any]) ->
     return loaded
 
 
-def publish(
-    celery: Celery, rt: Runtime, job_id: str, collectors: list[str], request_id: str | None
-) -> None:
-    """Publish one message per collector and wait for the broker's confirms (bounded)."""
-    timeout = rt.settings.publish_timeout
-    headers = {"x_request_id": request_id} if request_id else {}
-    with celery.producer_or_acquire() as producer:
-        for name in collectors:
-            celery.send_task(
-                collector_task(name),
-                args=[job_id, name],
-                task_id=f"{job_id}.{name}",
-                queue=collector_queue(name),
-                headers=headers,
-                producer=producer,
-                # One quick reconnect covers a connection the broker dropped
-                # while idle; beyond that the client gets a 503, not a hang.
-                retry=True,
-                retry_policy={
-                    "max_retries": 1,
-                    "interval_start": 0,
-                    "interval_step": 0.2,
-                    "interval_max": 0.2,
-                },
-                timeout=timeout,
-                confirm_timeout=timeout,
-            )
-
-
 def submit_job(
-    rt: Runtime,
+    rt: JobContext,
     celery: Celery,
     data: dict[str, Any],
     *,
@@ -148,7 +104,7 @@ def submit_job(
     return envelope, True
 
 
-def _check_quota(rt: Runtime, owner: str) -> None:
+def _check_quota(rt: JobContext, owner: str) -> None:
     # Checked before the write, not atomically with it: concurrent submits can
     # overshoot by at most the number of in-flight requests, which is fine for a quota.
     cap = rt.settings.max_queued_jobs
@@ -158,7 +114,7 @@ def _check_quota(rt: Runtime, owner: str) -> None:
         )
 
 
-def _withdraw(rt: Runtime, job_id: str, owner: str, idempotency_key: str | None) -> None:
+def _withdraw(rt: JobContext, job_id: str, owner: str, idempotency_key: str | None) -> None:
     try:
         rt.store.delete(job_id, owner)
         if idempotency_key:
@@ -167,7 +123,7 @@ def _withdraw(rt: Runtime, job_id: str, owner: str, idempotency_key: str | None)
         log.exception("could not withdraw job", extra={"job_id": job_id})
 
 
-def get_job(rt: Runtime, job_id: str, owner: str | None) -> dict[str, Any]:
+def get_job(rt: JobContext, job_id: str, owner: str | None) -> dict[str, Any]:
     """The envelope; NotFound if missing or (when `owner` is set) someone else's."""
     envelope = rt.store.get(job_id)
     if envelope is None or (owner is not None and rt.store.owner_of(job_id) != owner):
@@ -175,7 +131,7 @@ def get_job(rt: Runtime, job_id: str, owner: str | None) -> dict[str, Any]:
     return envelope
 
 
-def wait_job(rt: Runtime, job_id: str, owner: str | None, wait: float) -> dict[str, Any]:
+def wait_job(rt: JobContext, job_id: str, owner: str | None, wait: float) -> dict[str, Any]:
     """Like get_job, but wait up to `wait` seconds (capped by settings) for a terminal state."""
     envelope = get_job(rt, job_id, owner)
     deadline = time.monotonic() + min(wait, rt.settings.max_wait)
@@ -189,7 +145,7 @@ def wait_job(rt: Runtime, job_id: str, owner: str | None, wait: float) -> dict[s
     return envelope
 
 
-def cancel_job(rt: Runtime, celery: Celery, job_id: str, owner: str | None) -> dict[str, Any]:
+def cancel_job(rt: JobContext, celery: Celery, job_id: str, owner: str | None) -> dict[str, Any]:
     envelope = get_job(rt, job_id, owner)
     if rt.store.is_terminal(envelope["status"]):
         raise Conflict(f"job {job_id} already finished as {envelope['status']}")

@@ -1,0 +1,1 @@
+"""The command line: `collectq` (collect, api, worker, beat, up, keys, config check)."""

@@ -1,0 +1,73 @@
+"""The broker side of the job domain: publishing collector messages, reading queue depths."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+
+from app.jobs.names import collector_queue, collector_task
+
+if TYPE_CHECKING:
+    from app.jobs.context import JobContext
+
+__all__ = ["PUBLISH_ERRORS", "publish", "queue_depths"]
+
+# What a failed publish can raise: kombu wraps most, sockets and amqp leak some.
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    KombuError,
+    OSError,
+    TimeoutError,
+)
+try:
+    from amqp.exceptions import AMQPError
+
+    PUBLISH_ERRORS += (AMQPError,)
+except ImportError:  # pragma: no cover - amqp ships with celery[amqp]
+    pass
+
+
+def publish(
+    celery: Celery, rt: JobContext, job_id: str, collectors: list[str], request_id: str | None
+) -> None:
+    """Publish one message per collector and wait for the broker's confirms (bounded)."""
+    timeout = rt.settings.publish_timeout
+    headers = {"x_request_id": request_id} if request_id else {}
+    with celery.producer_or_acquire() as producer:
+        for name in collectors:
+            celery.send_task(
+                collector_task(name),
+                args=[job_id, name],
+                task_id=f"{job_id}.{name}",
+                queue=collector_queue(name),
+                headers=headers,
+                producer=producer,
+                # One quick reconnect covers a connection the broker dropped
+                # while idle; beyond that the client gets a 503, not a hang.
+                retry=True,
+                retry_policy={
+                    "max_retries": 1,
+                    "interval_start": 0,
+                    "interval_step": 0.2,
+                    "interval_max": 0.2,
+                },
+                timeout=timeout,
+                confirm_timeout=timeout,
+            )
+
+
+def queue_depths(celery: Celery, queues: list[str]) -> dict[str, int | None]:
+    """How many ready messages the broker holds per queue (status page, reaper)."""
+    depths: dict[str, int | None] = {}
+    with celery.connection_for_write() as conn:
+        channel: Any = conn.default_channel
+        for q in queues:
+            try:
+                depths[q] = channel.queue_declare(queue=q, passive=True).message_count
+            except PUBLISH_ERRORS:
+                # Redis: an empty queue has no key. RabbitMQ: no worker declared it yet.
+                depths[q] = 0 if conn.transport.driver_type == "redis" else None
+                channel = conn.channel()
+    return depths

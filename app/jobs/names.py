@@ -1,0 +1,29 @@
+"""Queue and task names: the one place they are spelled.
+
+The API names a collector's queue without importing the Celery configuration;
+`celeryconfig` routes by these same names.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "COLLECTOR_QUEUE_PREFIX",
+    "MAINTENANCE_QUEUE",
+    "REAP_TASK",
+    "collector_queue",
+    "collector_task",
+]
+
+MAINTENANCE_QUEUE = "maintenance"
+REAP_TASK = "maintenance.reap"
+COLLECTOR_QUEUE_PREFIX = "collect."
+
+
+def collector_queue(name: str) -> str:
+    """The queue that carries collector `name`'s tasks."""
+    return f"{COLLECTOR_QUEUE_PREFIX}{name}"
+
+
+def collector_task(name: str) -> str:
+    """The registered task name of collector `name`."""
+    return f"collect.{name}"

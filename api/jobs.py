@@ -6,7 +6,7 @@ import base64
 import re
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -24,13 +24,26 @@ from schemas.job import (
     WaitArgsSchema,
 )
 
-__all__ = ["blp", "submit"]
+__all__ = ["blp", "render", "submit"]
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Collection jobs")
 
 _JOB_ID = re.compile(r"^j_[0-9A-HJKMNP-TV-Z]{26}$")
 MAX_IDEMPOTENCY_KEY = 256
 _ARTIFACT = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def render(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The envelope as a client sees it: each kept artifact gets the URL it is served at.
+
+    URLs are the API's (its routes, its mount point behind a gateway), so they are
+    computed here, never stored with the job.
+    """
+    for result in envelope["results"].values():
+        for art in result.get("artifacts") or ():
+            if "dropped" not in art:
+                art["url"] = url_for("jobs.artifact", job_id=envelope["id"], name=art["name"])
+    return envelope
 
 
 def _job_id(job_id: str) -> str:
@@ -57,7 +70,7 @@ def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     headers = {"Location": f"/v1/jobs/{envelope['id']}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return envelope, 202, headers
+    return render(envelope), 202, headers
 
 
 @blp.route("")
@@ -85,7 +98,7 @@ class Jobs(MethodView):
         items, cursor = runtime().store.list(
             owner_filter() or ALL_OWNERS, flt, limit=args["limit"], cursor=args.get("cursor")
         )
-        return {"items": items, "next_cursor": cursor}
+        return {"items": [render(env) for env in items], "next_cursor": cursor}
 
 
 @blp.route("/<job_id>")
@@ -98,16 +111,18 @@ class Job(MethodView):
         """The result envelope; `?wait=N` waits up to N s for a terminal state."""
         rt = runtime()
         if args["wait"] > 0:
-            return service.wait_job(rt, _job_id(job_id), owner_filter(), args["wait"])
-        return service.get_job(rt, _job_id(job_id), owner_filter())
+            return render(service.wait_job(rt, _job_id(job_id), owner_filter(), args["wait"]))
+        return render(service.get_job(rt, _job_id(job_id), owner_filter()))
 
     @requires("jobs:write", "submit")
     @blp.response(200, EnvelopeSchema)
     @blp.alt_response(409, description="The job already finished")
     def delete(self, job_id: str) -> Any:
         """Cancel: queued work is skipped, running work revoked."""
-        return service.cancel_job(
-            runtime(), current_app.extensions["celery"], _job_id(job_id), owner_filter()
+        return render(
+            service.cancel_job(
+                runtime(), current_app.extensions["celery"], _job_id(job_id), owner_filter()
+            )
         )
 
 
@@ -119,7 +134,7 @@ def artifact(job_id: str, name: str) -> Response:
     """An artifact (response body, screenshot) of a job."""
     rt = runtime()
     service.get_job(rt, _job_id(job_id), owner_filter())
-    found = rt.store.get_artifact(job_id, name) if _ARTIFACT.match(name) else None
+    found = rt.store.artifacts.get(job_id, name) if _ARTIFACT.match(name) else None
     if found is None:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
     body, content_type = found

@@ -21,6 +21,8 @@ from redis.exceptions import RedisError
 
 from api.identity import route_class
 from app.auth.principal import Principal
+from app.redisclient import redis_options
+from app.rediskeys import RedisKeys
 from app.runtime import runtime
 
 __all__ = ["EXPOSED_HEADERS", "client_key", "init_ratelimit"]
@@ -59,8 +61,8 @@ def init_ratelimit(app: Flask) -> Limiter:
         default_limits=[Limit(_limit, scope=_scope, shared=True)],
         strategy="fixed-window",
         storage_uri=settings.redis_url,
-        storage_options={"socket_connect_timeout": 2, "socket_timeout": 5},
-        key_prefix=f"{settings.redis_prefix}rl",
+        storage_options=redis_options(),
+        key_prefix=RedisKeys(settings.redis_prefix).rate_limits,
         headers_enabled=False,  # written below, with the standard names and Reset in seconds
         enabled=settings.rate_limit_enabled,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Flask, current_app
-from redis import Redis
 
 from app.auth.apikeys import KeyStore
 from app.auth.jwtauth import JwtVerifier, parse_key_set
@@ -18,6 +17,7 @@ from app.jobs.breaker import Breakers
 from app.jobs.context import JobContext
 from app.jobs.hostcap import HostSlots
 from app.jobs.store import JobStore
+from app.redisclient import redis_client
 from app.settings import Settings
 from collectors.base import NetworkPolicy
 from collectors.registry import Registry, load_registry
@@ -44,13 +44,7 @@ def load_collectors(settings: Settings) -> Registry:
 
 def build_runtime(settings: Settings) -> Runtime:
     """Create clients and load collectors. Connections open lazily, on first use."""
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=2,
-        socket_timeout=max(10, settings.max_wait + 5),
-        health_check_interval=30,
-        retry_on_timeout=False,
-    )
+    redis = redis_client(settings.redis_url, read_timeout=max(10, settings.max_wait + 5))
     breakers = Breakers(
         settings.redis_url,
         settings.redis_prefix,

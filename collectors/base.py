@@ -95,7 +95,7 @@ class TransientResponse(CollectorError):
     """The target answered, but with something worth retrying (429, 5xx).
 
     `result` holds that answer: when retries run out it is recorded as the
-    collector's data, since the target's own answer is data (DESIGN §3).
+    collector's data, since the target's own answer is data (docs/architecture.md).
     """
 
     type = "transient_status"

@@ -8,7 +8,7 @@ from celery import Celery, Task
 from flask import Flask
 
 from app.jobs.names import MAINTENANCE_QUEUE, REAP_TASK
-from app.jobs.reaper import reap
+from app.jobs.reaper import reap_exclusively
 from app.runtime import runtime
 
 __all__ = ["register_maintenance_tasks"]
@@ -18,19 +18,7 @@ def register_maintenance_tasks(celery: Celery, flask_app: Flask) -> None:
     """Register ``maintenance.reap`` (run by beat every ``REAP_INTERVAL``)."""
 
     def reap_task(task: Task) -> dict[str, Any]:  # type: ignore[type-arg]
-        rt = runtime(flask_app)
-        # One reaper at a time: a pass that overlaps another would only race it.
-        lock = rt.redis.lock(
-            f"{rt.settings.redis_prefix}lock:reap",
-            timeout=max(30.0, rt.settings.reap_interval * 2),
-            blocking=False,
-        )
-        if not lock.acquire():
-            return {"skipped": "another reaper is running"}
-        try:
-            return reap(rt, celery).as_dict()
-        finally:
-            lock.release()
+        return reap_exclusively(runtime(flask_app), celery)
 
     celery.task(  # type: ignore[call-overload]
         reap_task,

@@ -29,6 +29,7 @@ from typing import Any, cast
 from redis import Redis
 
 from app.errors import Conflict, NotFound, Unauthorized
+from app.rediskeys import RedisKeys
 from schemas.keys import ADMIN, SCOPES
 
 __all__ = [
@@ -187,15 +188,15 @@ class KeyStore:
 
     def __init__(self, redis: Redis, prefix: str, last_used_interval: int = 60) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.names = RedisKeys(prefix)
         self.last_used_interval = last_used_interval
 
     def _key(self, key_prefix: str) -> str:
-        return f"{self.prefix}key:{key_prefix}"
+        return self.names.api_key(key_prefix)
 
     @property
     def _index(self) -> str:
-        return f"{self.prefix}keys"
+        return self.names.api_keys
 
     def _load(self, key_prefix: str) -> tuple[ApiKey, str] | None:
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self._key(key_prefix)))

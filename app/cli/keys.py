@@ -14,11 +14,11 @@ from typing import Any
 
 import click
 from marshmallow import ValidationError
-from redis import Redis
 from redis.exceptions import RedisError
 
 from app.auth.apikeys import KeyStore
 from app.errors import CollectqError
+from app.redisclient import redis_client
 from app.settings import Settings
 from schemas.keys import SCOPES, KeyCreateSchema, KeyRotateSchema
 
@@ -39,7 +39,7 @@ def _store() -> tuple[Settings, KeyStore]:
     from app.cli.main import settings_or_exit
 
     s = settings_or_exit()
-    return s, KeyStore(Redis.from_url(s.redis_url, socket_connect_timeout=2), s.redis_prefix)
+    return s, KeyStore(redis_client(s.redis_url), s.redis_prefix)
 
 
 def _fail(msg: str, code: int = 1) -> None:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app.jobs.envelope import Stopwatch, build_envelope, failed_body, succeeded_body, utcnow
 from app.jobs.ids import new_id
-from app.jobs.store import utcnow
 from app.runtime import load_collectors
 from app.settings import Settings
 from collectors.base import CollectContext, CollectorError, NetworkPolicy
 from collectors.runner import run_collector_once
-from schemas import SCHEMA_VERSION
-from schemas.status import CollectorStatus, JobStatus
+from schemas.status import CollectorStatus, JobStatus, final_job_status
 
-__all__ = ["collect_locally", "job_status_of"]
-
-
-def job_status_of(statuses: list[str]) -> str:
-    """The job's final state from its collectors' (mirrors the store's Lua rule)."""
-    ok = statuses.count(CollectorStatus.SUCCEEDED)
-    if ok == len(statuses):
-        return JobStatus.SUCCEEDED
-    if statuses.count(CollectorStatus.CANCELLED) == len(statuses):
-        return JobStatus.CANCELLED
-    return JobStatus.FAILED if ok == 0 else JobStatus.PARTIAL
+__all__ = ["collect_locally"]
 
 
 def collect_locally(
@@ -60,20 +48,19 @@ def collect_locally(
             )
     finally:
         registry.close()
-    status = job_status_of([r["status"] for r in results.values()])
-    envelope = {
-        "id": job_id,
-        "schema_version": SCHEMA_VERSION,
-        "status": status,
-        "target": target,
-        "collectors": names,
-        "created_at": created,
-        "started_at": created,
-        "finished_at": utcnow(),
-        "labels": {},
-        "schedule_id": None,
-        "results": results,
-    }
+    status = final_job_status(r["status"] for r in results.values()) or JobStatus.FAILED
+    envelope = build_envelope(
+        job_id=job_id,
+        status=status,
+        target=target,
+        collectors=names,
+        created_at=created,
+        started_at=created,
+        finished_at=utcnow(),
+        labels={},
+        schedule_id=None,
+        results=results,
+    )
     return (0 if status == JobStatus.SUCCEEDED else 1), envelope
 
 
@@ -87,7 +74,7 @@ def _run_one(
     artifacts_dir: Path | None,
     save: Mapping[str, Path],
 ) -> dict[str, Any]:
-    started, t0 = utcnow(), time.perf_counter()
+    watch = Stopwatch()
     try:
         collector = registry.get(name)
     except KeyError:
@@ -100,20 +87,9 @@ def _run_one(
         outcome = run_collector_once(
             collector, target, options, CollectContext(policy=policy, job_id=job_id)
         )
-    timing = {
-        "started_at": started,
-        "finished_at": utcnow(),
-        "duration_ms": round((time.perf_counter() - t0) * 1000, 1),
-    }
     if isinstance(outcome, CollectorError):
-        return {
-            "status": CollectorStatus.FAILED,
-            "attempts": 1,
-            **timing,
-            "data": None,
-            "artifacts": [],
-            "error": outcome.to_dict(),
-        }
+        body = failed_body(outcome, **watch.timing())
+        return {"status": CollectorStatus.FAILED, "attempts": 1, **body}
     artifacts = []
     for art in outcome.artifacts:
         meta: dict[str, Any] = {
@@ -127,11 +103,5 @@ def _run_one(
             path.write_bytes(art.body)
             meta["path"] = str(path)
         artifacts.append(meta)
-    return {
-        "status": CollectorStatus.SUCCEEDED,
-        "attempts": 1,
-        **timing,
-        "data": outcome.data,
-        "artifacts": artifacts,
-        "error": None,
-    }
+    body = succeeded_body(outcome.data, artifacts, **watch.timing())
+    return {"status": CollectorStatus.SUCCEEDED, "attempts": 1, **body}

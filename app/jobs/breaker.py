@@ -28,27 +28,14 @@ import pybreaker
 from redis import Redis
 from redis.exceptions import RedisError
 
+from app.jobs.errors import CircuitOpen
+from app.redisclient import redis_client
+from app.rediskeys import RedisKeys
 from collectors.base import CollectorError, Result
 
-__all__ = ["Breakers", "CircuitOpen", "host_of"]
+__all__ = ["Breakers", "host_of"]
 
 Outcome = Result | CollectorError
-
-
-class CircuitOpen(CollectorError):
-    type = "circuit_open"
-    retryable = True
-
-    def __init__(self, host: str, half_open_at: float) -> None:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(half_open_at))
-        super().__init__(
-            f"circuit for {host} is open after repeated failures; half-opens at {when}",
-            retry_after=max(0.0, half_open_at - time.time()),
-        )
-        self.half_open_at = when
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "half_open_at": self.half_open_at}
 
 
 class _Transient(Exception):
@@ -79,7 +66,7 @@ class Breakers:
         key_ttl: int = 24 * 3600,
     ) -> None:
         self._url = redis_url
-        self._prefix = f"{prefix}cb:"
+        self._names = RedisKeys(prefix)
         self.fail_max = fail_max
         self.reset_timeout = reset_timeout
         self._key_ttl = max(key_ttl, int(reset_timeout * 10))
@@ -92,13 +79,13 @@ class Breakers:
     @property
     def redis(self) -> Redis:
         if self._redis is None or self._pid != os.getpid():  # first use, or a forked child
-            self._redis = Redis.from_url(self._url, socket_connect_timeout=2, socket_timeout=5)
+            self._redis = redis_client(self._url)
             self._pid = os.getpid()
             self._by_host = {}
         return self._redis
 
     def _namespace(self, host: str) -> str:
-        return f"{self._prefix}{host}"
+        return self._names.breaker_namespace(host)
 
     def _keys(self, host: str) -> list[str]:
         ns = self._namespace(host)
@@ -130,8 +117,8 @@ class Breakers:
         pipe = self.redis.pipeline(transaction=False)
         for key in self._keys(host):
             pipe.expire(key, self._key_ttl)
-        pipe.zadd(f"{self._prefix}hosts", {host: time.time()})
-        pipe.zremrangebyscore(f"{self._prefix}hosts", "-inf", time.time() - self._key_ttl)
+        pipe.zadd(self._names.breaker_hosts, {host: time.time()})
+        pipe.zremrangebyscore(self._names.breaker_hosts, "-inf", time.time() - self._key_ttl)
         pipe.execute()
 
     # use ------------------------------------------------------------------------
@@ -187,7 +174,7 @@ class Breakers:
     def states(self, limit: int = 100) -> dict[str, dict[str, Any]]:
         """Every host's breaker seen recently: state, consecutive failures, half-open time."""
         hosts = cast(
-            list[bytes], self.redis.zrevrange(f"{self._prefix}hosts", 0, max(0, limit - 1))
+            list[bytes], self.redis.zrevrange(self._names.breaker_hosts, 0, max(0, limit - 1))
         )
         out: dict[str, dict[str, Any]] = {}
         for raw in hosts:

@@ -16,9 +16,10 @@ from typing import cast
 
 from redis import Redis
 
-from collectors.base import CollectorError
+from app.jobs.errors import HostBusy
+from app.rediskeys import RedisKeys
 
-__all__ = ["HostBusy", "HostSlots"]
+__all__ = ["HostSlots"]
 
 # KEYS slots. ARGV: now, expires at, token, cap. Returns 1 if the slot was taken.
 _ACQUIRE = """
@@ -30,15 +31,10 @@ return 1
 """
 
 
-class HostBusy(CollectorError):
-    type = "host_busy"
-    retryable = True
-
-
 class HostSlots:
     def __init__(self, redis: Callable[[], Redis], prefix: str, cap: int) -> None:
         self._redis = redis  # a callable: the client is created lazily, after fork
-        self._prefix = f"{prefix}hc:"
+        self._keys = RedisKeys(prefix)
         self.cap = cap
 
     @contextmanager
@@ -47,7 +43,7 @@ class HostSlots:
         if self.cap <= 0 or not host:
             yield None
             return
-        redis, key, token = self._redis(), f"{self._prefix}{host}", uuid.uuid4().hex
+        redis, key, token = self._redis(), self._keys.host_slots(host), uuid.uuid4().hex
         acquire = redis.register_script(_ACQUIRE)
         deadline, pause = time.monotonic() + wait_max, 0.05
         while True:

@@ -1,5 +1,12 @@
 """The job store's Lua scripts: every state move of a job is one atomic script.
 
+The scripts share their vocabulary with Python: status values, the terminal sets
+and the final-status rule come from `schemas.status`, the watch-member separator
+and key prefixes from `app.rediskeys`; they are rendered into the script text once,
+when the module is imported (a pure string substitution), and key prefixes travel
+as ARGV. tests/integration/test_lua_rules.py runs the rule in Redis against
+`final_job_status` on every combination of collector states.
+
 Keys: KEYS[1] is the job hash, KEYS[2] (where used) the watch sorted set of
 unfinished collectors (member ``{job}|{collector}``, score = the time by which
 the reaper expects news of it). A collector's state only moves forward, so a
@@ -9,24 +16,67 @@ and the job's final state is decided once, by whichever collector ends last.
 
 from __future__ import annotations
 
-__all__ = ["BEGIN", "CLOSE", "PUT_ARTIFACT", "REAP_CLAIM", "RECORD"]
+import json
+from collections.abc import Iterable
+from string import Template
 
-# Shared helpers, prepended to the scripts that need them.
+from app.rediskeys import WATCH_SEPARATOR
+from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB, CollectorStatus, JobStatus
+
+__all__ = ["BEGIN", "CLOSE", "PUT_ARTIFACT", "REAP_CLAIM", "RECORD", "render"]
+
+
+def _lua_str(value: str) -> str:
+    return json.dumps(str(value))  # a JSON string of ASCII is a valid Lua string literal
+
+
+def _lua_set(values: Iterable[str]) -> str:
+    return "{" + ", ".join(f"[{_lua_str(v)}]=true" for v in sorted(values)) + "}"
+
+
+_VOCABULARY = {
+    "CTERMINAL": _lua_set(TERMINAL_COLLECTOR),
+    "JTERMINAL": _lua_set(TERMINAL_JOB),
+    "C_SUCCEEDED": _lua_str(CollectorStatus.SUCCEEDED),
+    "C_CANCELLED": _lua_str(CollectorStatus.CANCELLED),
+    "C_RUNNING": _lua_str(CollectorStatus.RUNNING),
+    "J_QUEUED": _lua_str(JobStatus.QUEUED),
+    "J_RUNNING": _lua_str(JobStatus.RUNNING),
+    "J_SUCCEEDED": _lua_str(JobStatus.SUCCEEDED),
+    "J_PARTIAL": _lua_str(JobStatus.PARTIAL),
+    "J_FAILED": _lua_str(JobStatus.FAILED),
+    "J_CANCELLED": _lua_str(JobStatus.CANCELLED),
+    "SEP": _lua_str(WATCH_SEPARATOR),
+}
+
+
+def render(source: str) -> str:
+    """`source` with ``$NAME`` replaced by the Lua form of that Python value."""
+    return Template(source).substitute(_VOCABULARY)
+
+
+# Shared by every script: the terminal sets.
+_SETS = """
+local cterminal = $CTERMINAL
+local jterminal = $JTERMINAL
+"""
+
+# The final-status rule (schemas.status.final_job_status), for a job whose
+# collectors may all be done: nil while one is unfinished.
 _FINALIZE = """
-local cterminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
-local jterminal = {succeeded=true, partial=true, failed=true, cancelled=true, expired=true}
 local function finalize(key, now, ttl)
   local names = cjson.decode(redis.call('HGET', key, 'collectors'))
   local ok, cancelled = 0, 0
   for _, name in ipairs(names) do
     local s = redis.call('HGET', key, 's:' .. name)
     if not cterminal[s] then return nil end
-    if s == 'succeeded' then ok = ok + 1 elseif s == 'cancelled' then cancelled = cancelled + 1 end
+    if s == $C_SUCCEEDED then ok = ok + 1 end
+    if s == $C_CANCELLED then cancelled = cancelled + 1 end
   end
-  local final = 'partial'
-  if ok == #names then final = 'succeeded'
-  elseif cancelled == #names then final = 'cancelled'
-  elseif ok == 0 then final = 'failed' end
+  local final = $J_PARTIAL
+  if ok == #names then final = $J_SUCCEEDED
+  elseif cancelled == #names then final = $J_CANCELLED
+  elseif ok == 0 then final = $J_FAILED end
   redis.call('HSET', key, 'status', final, 'finished_at', now)
   redis.call('EXPIRE', key, ttl)
   return final
@@ -34,35 +84,37 @@ end
 """
 
 # A job that leaves `queued` leaves its owner's queued set (the per-owner quota).
+# `queued_prefix`: app.rediskeys.RedisKeys.queued_prefix.
 _DEQUEUE = """
-local function dequeue(key, prefix)
+local function dequeue(key, queued_prefix)
   local owner, id = unpack(redis.call('HMGET', key, 'owner', 'id'))
-  redis.call('ZREM', prefix .. 'queued:' .. owner, id)
+  redis.call('ZREM', queued_prefix .. owner, id)
 end
 """
 
 # KEYS job, watch. ARGV: collector, status, attempt, result JSON, now, ttl, watch score
 # ('' = leave the watch entry as it is; a terminal status always removes it), member,
-# key prefix.
+# queued-set prefix.
 # Returns {outcome, job status}; outcome is ok | final | stale | missing.
-RECORD = (
-    _FINALIZE
+RECORD = render(
+    _SETS
+    + _FINALIZE
     + _DEQUEUE
     + """
 local key, watch = KEYS[1], KEYS[2]
 local c, new, res, now = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local attempt, ttl, score, member = tonumber(ARGV[3]), tonumber(ARGV[6]), ARGV[7], ARGV[8]
-local prefix = ARGV[9]
+local queued_prefix = ARGV[9]
 local cur = redis.call('HGET', key, 's:' .. c)
 if not cur then return {'missing', ''} end
 local jstatus = redis.call('HGET', key, 'status')
 if cterminal[cur] then return {'stale', jstatus} end
 if attempt < tonumber(redis.call('HGET', key, 'a:' .. c) or '0') then return {'stale', jstatus} end
 redis.call('HSET', key, 's:' .. c, new, 'a:' .. c, attempt, 'r:' .. c, res)
-if jstatus == 'queued' then
-  redis.call('HSET', key, 'status', 'running', 'started_at', now)
-  dequeue(key, prefix)
-  jstatus = 'running'
+if jstatus == $J_QUEUED then
+  redis.call('HSET', key, 'status', $J_RUNNING, 'started_at', now)
+  dequeue(key, queued_prefix)
+  jstatus = $J_RUNNING
 end
 if cterminal[new] then
   redis.call('HINCRBY', key, 't:' .. c, 1)  -- terminal records: an audit, always 1
@@ -79,31 +131,31 @@ return {'ok', jstatus}
 
 # A delivery of a collector's task starts. KEYS job, watch.
 # ARGV: collector, now, watch score (heartbeat deadline), max redeliveries, running JSON,
-# member, key prefix.
+# member, queued-set prefix.
 # A start that finds the collector already `running` follows a delivery that
 # died without recording anything (worker killed, process crashed): it counts
 # as a redelivery, and past the limit the collector is not run again.
 # Returns {outcome, attempt}: ok | limit | done | missing.
-BEGIN = (
-    _DEQUEUE
+BEGIN = render(
+    _SETS
+    + _DEQUEUE
     + """
 local key, watch = KEYS[1], KEYS[2]
 local c, now, score, res, member = ARGV[1], ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 local maxr = tonumber(ARGV[4])
-local prefix = ARGV[7]
-local terminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
+local queued_prefix = ARGV[7]
 local cur = redis.call('HGET', key, 's:' .. c)
 if not cur then return {'missing', 0} end
-if terminal[cur] then return {'done', 0} end
+if cterminal[cur] then return {'done', 0} end
 local attempt = tonumber(redis.call('HGET', key, 'a:' .. c) or '0') + 1
-if cur == 'running' then
+if cur == $C_RUNNING then
   local crashes = redis.call('HINCRBY', key, 'x:' .. c, 1)
   if crashes > maxr then return {'limit', attempt} end
 end
-redis.call('HSET', key, 's:' .. c, 'running', 'a:' .. c, attempt, 'r:' .. c, res)
-if redis.call('HGET', key, 'status') == 'queued' then
-  redis.call('HSET', key, 'status', 'running', 'started_at', now)
-  dequeue(key, prefix)
+redis.call('HSET', key, 's:' .. c, $C_RUNNING, 'a:' .. c, attempt, 'r:' .. c, res)
+if redis.call('HGET', key, 'status') == $J_QUEUED then
+  redis.call('HSET', key, 'status', $J_RUNNING, 'started_at', now)
+  dequeue(key, queued_prefix)
 end
 redis.call('ZADD', watch, score, member)
 return {'ok', attempt}
@@ -112,25 +164,24 @@ return {'ok', attempt}
 
 # Close a job that has not finished: every unfinished collector gets `cstatus`
 # with `result`, the job gets `jstatus`. KEYS job, watch.
-# ARGV: now, ttl, result JSON, cstatus, jstatus, key prefix.
+# ARGV: now, ttl, result JSON, cstatus, jstatus, queued-set prefix.
 # Returns the job status after ('' if unknown).
-CLOSE = (
-    _DEQUEUE
+CLOSE = render(
+    _SETS
+    + _DEQUEUE
     + """
 local key, watch = KEYS[1], KEYS[2]
 local jstatus = redis.call('HGET', key, 'status')
 if not jstatus then return '' end
-local jterminal = {succeeded=true, partial=true, failed=true, cancelled=true, expired=true}
 if jterminal[jstatus] then return jstatus end
 dequeue(key, ARGV[6])
-local cterminal = {succeeded=true, failed=true, cancelled=true, skipped=true}
 local id = redis.call('HGET', key, 'id')
 for _, name in ipairs(cjson.decode(redis.call('HGET', key, 'collectors'))) do
   if not cterminal[redis.call('HGET', key, 's:' .. name)] then
     redis.call('HSET', key, 's:' .. name, ARGV[4], 'r:' .. name, ARGV[3])
     redis.call('HINCRBY', key, 't:' .. name, 1)
   end
-  redis.call('ZREM', watch, id .. '|' .. name)
+  redis.call('ZREM', watch, id .. $SEP .. name)
 end
 redis.call('HSET', key, 'status', ARGV[5], 'finished_at', ARGV[1])
 redis.call('EXPIRE', key, tonumber(ARGV[2]))
@@ -157,7 +208,8 @@ return 'requeue'
 
 # Store an artifact within its owner's byte budget. KEYS job, art key, owner's ledger
 # (zset member → time stored), owner's sizes (hash member → bytes, `_total`).
-# ARGV: body, content_type, ttl, member ({job}:{name}), now, budget (0 = none), art prefix.
+# ARGV: body, content_type, ttl, member ({job}:{name}), now, budget (0 = none), art prefix
+# (prefix .. member is an artifact's key: app.rediskeys.RedisKeys.artifact).
 # Entries older than ttl (their keys expired) leave the ledger first; then the
 # owner's oldest artifacts are evicted until the new one fits. One artifact larger
 # than the whole budget is refused. Returns {stored 1|0, evicted count}.

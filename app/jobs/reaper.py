@@ -30,20 +30,16 @@ from redis.exceptions import RedisError
 
 from app.jobs.broker import PUBLISH_ERRORS, publish, queue_depths
 from app.jobs.context import JobContext
+from app.jobs.envelope import failed_body
+from app.jobs.errors import Lost
 from app.jobs.names import collector_queue
 from app.jobs.store import Watched
-from collectors.base import CollectorError
+from app.rediskeys import split_watch_member, watch_member
 from schemas.status import CollectorStatus
 
-__all__ = ["Lost", "ReapReport", "last_pass", "reap"]
+__all__ = ["ReapReport", "last_pass", "reap", "reap_exclusively"]
 
 log = logging.getLogger("collectq.reaper")
-
-
-class Lost(CollectorError):
-    """No delivery of the collector finished, however often it was requeued."""
-
-    type = "lost"
 
 
 @dataclass
@@ -64,6 +60,22 @@ class ReapReport:
 
 def _age(created_at: str, now: float) -> float:
     return now - datetime.fromisoformat(created_at.replace("Z", "+00:00")).timestamp()
+
+
+def reap_exclusively(rt: JobContext, celery: Celery) -> dict[str, Any]:
+    """One pass, unless another reaper holds the lock (a pass that overlaps another
+    would only race it); returns what was done, as the task reports it."""
+    lock = rt.redis.lock(
+        rt.store.keys.reaper_lock,
+        timeout=max(30.0, rt.settings.reap_interval * 2),
+        blocking=False,
+    )
+    if not lock.acquire():
+        return {"skipped": "another reaper is running"}
+    try:
+        return reap(rt, celery).as_dict()
+    finally:
+        lock.release()
 
 
 def reap(rt: JobContext, celery: Celery, *, limit: int = 500) -> ReapReport:
@@ -97,15 +109,11 @@ def reap(rt: JobContext, celery: Celery, *, limit: int = 500) -> ReapReport:
     return report
 
 
-def _last_pass_key(rt: JobContext) -> str:
-    return f"{rt.settings.redis_prefix}reaper:last"
-
-
 def _note_pass(rt: JobContext, now: float, report: ReapReport) -> None:
     # What /v1/status shows: a reaper that stopped ticking (beat gone, no
     # maintenance worker) is otherwise invisible until a job gets stuck.
     rt.redis.hset(
-        _last_pass_key(rt),
+        rt.store.keys.reaper_last_pass,
         mapping={
             "at": now,
             "requeued": len(report.requeued),
@@ -118,7 +126,7 @@ def _note_pass(rt: JobContext, now: float, report: ReapReport) -> None:
 
 def last_pass(rt: JobContext, now: float | None = None) -> dict[str, Any]:
     """The reaper's last pass: when (seconds ago), what it did, and whether it is on time."""
-    raw = cast(dict[bytes, bytes], rt.redis.hgetall(_last_pass_key(rt)))
+    raw = cast(dict[bytes, bytes], rt.redis.hgetall(rt.store.keys.reaper_last_pass))
     if not raw:
         return {"last_pass_ago_s": None, "on_time": False}
     fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -132,7 +140,7 @@ def last_pass(rt: JobContext, now: float | None = None) -> dict[str, Any]:
 
 
 def _depths(rt: JobContext, celery: Celery, members: list[str]) -> dict[str, int | None]:
-    names = {m.partition("|")[2] for m in members}
+    names = {split_watch_member(m)[1] for m in members}
     try:
         return queue_depths(celery, [collector_queue(n) for n in names])
     except PUBLISH_ERRORS:
@@ -142,14 +150,13 @@ def _depths(rt: JobContext, celery: Celery, members: list[str]) -> dict[str, int
 def _resolve(rt: JobContext, celery: Celery, w: Watched, now: float, report: ReapReport) -> None:
     settings, store = rt.settings, rt.store
     decision = store.claim_overdue(w, now=now, max_requeues=settings.reap_max_requeues)
-    member = f"{w.job_id}|{w.collector}"
+    member = watch_member(w.job_id, w.collector)
     if decision == "fail":
         error = Lost(
             f"no delivery finished after {settings.reap_max_requeues} requeues "
             f"(last seen {w.status})"
         )
-        body: dict[str, Any] = {"data": None, "artifacts": [], "error": error.to_dict()}
-        store.record(w.job_id, w.collector, CollectorStatus.FAILED, w.attempt, body)
+        store.record(w.job_id, w.collector, CollectorStatus.FAILED, w.attempt, failed_body(error))
         report.failed.append(member)
     elif decision == "requeue":
         try:

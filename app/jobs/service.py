@@ -1,8 +1,8 @@
 """Job service: the one call each API view makes (submit, get, wait, cancel).
 
-Submit order (DESIGN §5): validate → write the record → publish with broker
-confirms and a bounded wait → 202. If the broker cannot take the messages the
-record is deleted again, so no phantom `queued` job is left behind.
+Submit order (docs/architecture.md, "Reliability"): validate → write the record →
+publish with broker confirms and a bounded wait → 202. If the broker cannot take
+the messages the record is deleted again, so no phantom `queued` job is left behind.
 """
 
 from __future__ import annotations

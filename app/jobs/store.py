@@ -1,13 +1,11 @@
-"""The job store: job records, per-collector results and artifacts in Redis.
+"""The job store: job records and per-collector results in Redis (artifacts: `artifacts`).
 
-Layout (all keys under the configured prefix ``p``)::
+Layout (all keys under the configured prefix ``p``; names in `app.rediskeys`,
+lifetimes in docs/architecture.md)::
 
     p job:{id}          hash  id owner target collectors options labels created_at
                               status started_at finished_at schedule_id
                               s:{c} a:{c} r:{c}   status, attempt, result JSON per collector
-    p art:{id}:{name}   hash  body content_type       raw bytes, never base64
-    p artl:{owner}      zset  {id}:{name} → time stored (the owner's artifact ledger)
-    p arts:{owner}      hash  {id}:{name} → bytes, _total (against ARTIFACT_BUDGET_BYTES)
     p idx:{owner}       zset  job ids (score 0, ordered by id = by time)
     p idx:*             zset  every job id (admin listing)
     p idem:{owner}:{h}  str   job id for an Idempotency-Key
@@ -27,29 +25,24 @@ and the job's final state is decided once, by whichever collector finishes last.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from redis import Redis
 
 from app.jobs import lua
+from app.jobs.artifacts import ArtifactStore
+from app.jobs.envelope import build_envelope, utcnow
 from app.jobs.ids import id_floor, new_id
-from schemas import SCHEMA_VERSION
+from app.rediskeys import RedisKeys, split_watch_member, watch_member
 from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB, CollectorStatus, JobStatus
 
-__all__ = ["Begin", "JobSpec", "JobStore", "ListFilter", "Transition", "Watched", "utcnow"]
+__all__ = ["ALL_OWNERS", "Begin", "JobSpec", "JobStore", "ListFilter", "Transition", "Watched"]
 
 ALL_OWNERS = "*"
-
-
-def utcnow() -> str:
-    """ISO 8601 UTC with milliseconds, the one timestamp format of the API."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -123,49 +116,25 @@ class JobStore:
         queued_grace: float = 300.0,
     ) -> None:
         self.redis = redis
-        self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self.ttl = ttl
         self.queued_grace = queued_grace
+        self.artifacts = ArtifactStore(redis, self.keys, ttl)
         self._record = redis.register_script(lua.RECORD)
         self._begin = redis.register_script(lua.BEGIN)
         self._close = redis.register_script(lua.CLOSE)
         self._reap_claim = redis.register_script(lua.REAP_CLAIM)
-        self._put_artifact = redis.register_script(lua.PUT_ARTIFACT)
-
-    # keys -----------------------------------------------------------------
-    def _job(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
-
-    def _art(self, job_id: str, name: str) -> str:
-        return f"{self.prefix}art:{job_id}:{name}"
-
-    def _idx(self, owner: str) -> str:
-        return f"{self.prefix}idx:{owner}"
-
-    @property
-    def _watch(self) -> str:
-        return f"{self.prefix}watch"
-
-    @staticmethod
-    def _member(job_id: str, collector: str) -> str:
-        return f"{job_id}|{collector}"
-
-    def _queued(self, owner: str) -> str:
-        return f"{self.prefix}queued:{owner}"
-
-    def _idem(self, owner: str, key: str) -> str:
-        return f"{self.prefix}idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
 
     # create / delete ----------------------------------------------------------
     def claim_idempotency_key(self, owner: str, key: str, job_id: str) -> str | None:
         """Bind `key` to `job_id`; return the job id bound earlier, if any."""
-        k = self._idem(owner, key)
+        k = self.keys.idempotency(owner, key)
         if self.redis.set(k, job_id, nx=True, ex=self.ttl):
             return None
         return _s(cast(bytes | None, self.redis.get(k)))
 
     def release_idempotency_key(self, owner: str, key: str) -> None:
-        self.redis.delete(self._idem(owner, key))
+        self.redis.delete(self.keys.idempotency(owner, key))
 
     def create(
         self,
@@ -198,31 +167,31 @@ class JobStore:
             fields |= {f"s:{name}": CollectorStatus.QUEUED, f"a:{name}": 0, f"r:{name}": queued}
         floor = id_floor("j_", time.time() - self.ttl)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self._job(job_id), mapping=fields)
-        pipe.expire(self._job(job_id), self.ttl)
+        pipe.hset(self.keys.job(job_id), mapping=fields)
+        pipe.expire(self.keys.job(job_id), self.ttl)
         for owner_key in (owner, ALL_OWNERS):
-            pipe.zadd(self._idx(owner_key), {job_id: 0})
-            pipe.zremrangebylex(self._idx(owner_key), "-", f"({floor}")
+            pipe.zadd(self.keys.index(owner_key), {job_id: 0})
+            pipe.zremrangebylex(self.keys.index(owner_key), "-", f"({floor}")
         due = time.time() + self.queued_grace
-        pipe.zadd(self._watch, {self._member(job_id, name): due for name in collectors})
+        pipe.zadd(self.keys.watch, {watch_member(job_id, name): due for name in collectors})
 
-        pipe.zadd(self._queued(owner), {job_id: time.time()})
+        pipe.zadd(self.keys.queued(owner), {job_id: time.time()})
         pipe.execute()
         return self._envelope({k: str(v) for k, v in fields.items()})
 
     def delete(self, job_id: str, owner: str) -> None:
         """Remove a job that was never accepted (its publish failed)."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self._job(job_id))
+        pipe.delete(self.keys.job(job_id))
         for owner_key in (owner, ALL_OWNERS):
-            pipe.zrem(self._idx(owner_key), job_id)
-        pipe.zrem(self._queued(owner), job_id)
+            pipe.zrem(self.keys.index(owner_key), job_id)
+        pipe.zrem(self.keys.queued(owner), job_id)
         pipe.execute()
         # the members of the watch set go with the reaper's next pass (job missing)
 
     def queued_count(self, owner: str) -> int:
         """Jobs of `owner` still queued (an expired record no longer counts)."""
-        key = self._queued(owner)
+        key = self.keys.queued(owner)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zremrangebyscore(key, "-inf", f"({time.time() - self.ttl}")
         pipe.zcard(key)
@@ -230,11 +199,11 @@ class JobStore:
 
     # read -------------------------------------------------------------------
     def owner_of(self, job_id: str) -> str | None:
-        return _s(cast(bytes | None, self.redis.hget(self._job(job_id), "owner")))
+        return _s(cast(bytes | None, self.redis.hget(self.keys.job(job_id), "owner")))
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The result envelope, or None if there is no such job."""
-        raw = cast(dict[bytes, bytes], self.redis.hgetall(self._job(job_id)))
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.job(job_id)))
         if not raw:
             return None
         return self._envelope({k.decode(): v.decode() for k, v in raw.items()})
@@ -242,29 +211,28 @@ class JobStore:
     @staticmethod
     def _envelope(h: dict[str, str]) -> dict[str, Any]:
         collectors = json.loads(h["collectors"])
-        return {
-            "id": h["id"],
-            "schema_version": SCHEMA_VERSION,
-            "status": h["status"],
-            "target": h["target"],
-            "collectors": collectors,
-            "created_at": h["created_at"],
-            "started_at": h.get("started_at"),
-            "finished_at": h.get("finished_at"),
-            "labels": json.loads(h["labels"]),
-            "schedule_id": h.get("schedule_id"),
-            "results": {name: json.loads(h[f"r:{name}"]) for name in collectors},
-        }
+        return build_envelope(
+            job_id=h["id"],
+            status=h["status"],
+            target=h["target"],
+            collectors=collectors,
+            created_at=h["created_at"],
+            started_at=h.get("started_at"),
+            finished_at=h.get("finished_at"),
+            labels=json.loads(h["labels"]),
+            schedule_id=h.get("schedule_id"),
+            results={name: json.loads(h[f"r:{name}"]) for name in collectors},
+        )
 
     def status(self, job_id: str) -> str | None:
-        return _s(cast(bytes | None, self.redis.hget(self._job(job_id), "status")))
+        return _s(cast(bytes | None, self.redis.hget(self.keys.job(job_id), "status")))
 
     def spec(self, job_id: str, collector: str) -> JobSpec | None:
         """What the task for `collector` needs, or None if the job is gone."""
         target, options, status, cstatus, attempt = cast(
             list[bytes | None],
             self.redis.hmget(
-                self._job(job_id),
+                self.keys.job(job_id),
                 ["target", "options", "status", f"s:{collector}", f"a:{collector}"],
             ),
         )
@@ -281,7 +249,7 @@ class JobStore:
 
     def iter_ids(self, owner: str, cursor: str | None) -> Iterator[str]:
         """Job ids of `owner` (or ALL_OWNERS), newest first, after `cursor`."""
-        key = self._idx(owner)
+        key = self.keys.index(owner)
         upper = f"({cursor}" if cursor else "+"
         while True:
             batch = cast(list[bytes], self.redis.zrevrangebylex(key, upper, "-", start=0, num=200))
@@ -306,7 +274,7 @@ class JobStore:
             env = self.get(job_id)
             if env is None:  # expired: drop it from the index
                 for owner_key in (owner, ALL_OWNERS):
-                    self.redis.zrem(self._idx(owner_key), job_id)
+                    self.redis.zrem(self.keys.index(owner_key), job_id)
             elif flt.matches(env["status"], env["collectors"], env["labels"]):
                 items.append(env)
                 if len(items) == limit:
@@ -336,7 +304,7 @@ class JobStore:
         out = cast(
             list[bytes],
             self._record(
-                keys=[self._job(job_id), self._watch],
+                keys=[self.keys.job(job_id), self.keys.watch],
                 args=[
                     collector,
                     status,
@@ -345,8 +313,8 @@ class JobStore:
                     utcnow(),
                     self.ttl,
                     score,
-                    self._member(job_id, collector),
-                    self.prefix,
+                    watch_member(job_id, collector),
+                    self.keys.queued_prefix,
                 ],
             ),
         )
@@ -362,15 +330,15 @@ class JobStore:
         out = cast(
             list[Any],
             self._begin(
-                keys=[self._job(job_id), self._watch],
+                keys=[self.keys.job(job_id), self.keys.watch],
                 args=[
                     collector,
                     started_at,
                     repr(time.time() + heartbeat_timeout),
                     max_redeliveries,
                     body,
-                    self._member(job_id, collector),
-                    self.prefix,
+                    watch_member(job_id, collector),
+                    self.keys.queued_prefix,
                 ],
             ),
         )
@@ -378,16 +346,16 @@ class JobStore:
 
     def beat(self, job_id: str, collector: str, heartbeat_timeout: float) -> bool:
         """Refresh a running collector's heartbeat; False once it is no longer watched."""
-        entry = {self._member(job_id, collector): time.time() + heartbeat_timeout}
-        return bool(self.redis.zadd(self._watch, entry, xx=True, ch=True))
+        entry = {watch_member(job_id, collector): time.time() + heartbeat_timeout}
+        return bool(self.redis.zadd(self.keys.watch, entry, xx=True, ch=True))
 
     def _close_job(self, job_id: str, cstatus: str, jstatus: str, error: dict[str, Any]) -> str:
         body = json.dumps({"status": cstatus, "attempts": 0, "error": error})
         out = cast(
             bytes,
             self._close(
-                keys=[self._job(job_id), self._watch],
-                args=[utcnow(), self.ttl, body, cstatus, jstatus, self.prefix],
+                keys=[self.keys.job(job_id), self.keys.watch],
+                args=[utcnow(), self.ttl, body, cstatus, jstatus, self.keys.queued_prefix],
             ),
         )
         return out.decode()
@@ -422,22 +390,22 @@ class JobStore:
     # reaper --------------------------------------------------------------------
     def overdue(self, now: float, limit: int = 500) -> builtins.list[str]:
         """Watch members (``{job}|{collector}``) whose time passed, oldest first."""
-        found = self.redis.zrangebyscore(self._watch, "-inf", now, start=0, num=limit)
+        found = self.redis.zrangebyscore(self.keys.watch, "-inf", now, start=0, num=limit)
         raw = cast(builtins.list[bytes], found)
         return [m.decode() for m in raw]
 
     def watched(self, member: str) -> Watched | None:
         """The state of a watch member, or None (and the member dropped) if it is done."""
-        job_id, _, collector = member.partition("|")
+        job_id, collector = split_watch_member(member)
         status, attempt, requeues, created_at, owner = cast(
             builtins.list[bytes | None],
             self.redis.hmget(
-                self._job(job_id),
+                self.keys.job(job_id),
                 [f"s:{collector}", f"a:{collector}", f"k:{collector}", "created_at", "owner"],
             ),
         )
         if status is None or created_at is None or status.decode() in TERMINAL_COLLECTOR:
-            self.redis.zrem(self._watch, member)
+            self.redis.zrem(self.keys.watch, member)
             return None
         return Watched(
             job_id=job_id,
@@ -451,16 +419,16 @@ class JobStore:
 
     def postpone(self, member: str, seconds: float) -> None:
         """Look at `member` again in `seconds` (if it is still watched)."""
-        self.redis.zadd(self._watch, {member: time.time() + seconds}, xx=True)
+        self.redis.zadd(self.keys.watch, {member: time.time() + seconds}, xx=True)
 
     def claim_overdue(self, w: Watched, *, now: float, max_requeues: int) -> str:
         """requeue | fail | skip, decided atomically against concurrent tasks."""
         out = cast(
             bytes,
             self._reap_claim(
-                keys=[self._job(w.job_id), self._watch],
+                keys=[self.keys.job(w.job_id), self.keys.watch],
                 args=[
-                    self._member(w.job_id, w.collector),
+                    watch_member(w.job_id, w.collector),
                     w.collector,
                     now,
                     repr(time.time() + self.queued_grace),
@@ -474,47 +442,3 @@ class JobStore:
     @staticmethod
     def is_terminal(status: str | None) -> bool:
         return status in TERMINAL_JOB
-
-    # artifacts ------------------------------------------------------------------
-    def put_artifact(
-        self, job_id: str, name: str, content_type: str, body: bytes, *, budget: int = 0
-    ) -> tuple[bool, int]:
-        """Store an artifact within its owner's byte `budget` (0: none).
-
-        Returns (stored, how many of the owner's oldest artifacts were evicted
-        to make room). An artifact larger than the whole budget is not stored.
-        """
-        owner = self.owner_of(job_id) or "public"
-        out = cast(
-            builtins.list[int],
-            self._put_artifact(
-                keys=[
-                    self._job(job_id),
-                    self._art(job_id, name),
-                    f"{self.prefix}artl:{owner}",
-                    f"{self.prefix}arts:{owner}",
-                ],
-                args=[
-                    body,
-                    content_type,
-                    self.ttl,
-                    f"{job_id}:{name}",
-                    time.time(),
-                    budget,
-                    f"{self.prefix}art:",
-                ],
-            ),
-        )
-        return bool(out[0]), int(out[1])
-
-    def artifact_bytes(self, owner: str) -> int:
-        """Bytes of artifacts `owner` holds (as of the last store)."""
-        return int(cast(bytes | None, self.redis.hget(f"{self.prefix}arts:{owner}", "_total")) or 0)
-
-    def get_artifact(self, job_id: str, name: str) -> tuple[bytes, str] | None:
-        body, ctype = cast(
-            list[bytes | None], self.redis.hmget(self._art(job_id, name), ["body", "content_type"])
-        )
-        if body is None or ctype is None:
-            return None
-        return body, ctype.decode()

@@ -119,7 +119,7 @@ def _setup(make_app: Any) -> Ctx:
     tokens["malformed"] = good[:-1] + ("x" if good[-1] != "x" else "y")  # checksum wrong
     ctx = Ctx(app, app.test_client(), tokens, "")
     ctx.job_a = ctx.new_job()
-    runtime(app).store.put_artifact(ctx.job_a, "http.body", "text/plain", b"owned by a")
+    runtime(app).store.artifacts.put(ctx.job_a, "http.body", "text/plain", b"owned by a")
     return ctx
 
 

@@ -49,6 +49,6 @@ def test_cancel_while_running_on_threads_discards_the_late_result(make_app, star
     store = app.extensions["collectq"].store
     # the collector finishes its call, tries to record, and is refused
     wait_for(lambda: f"{job_id}.flaky] succeeded" in worker.log_path.read_text(), timeout=20)
-    raw = store.redis.hgetall(store._job(job_id))
+    raw = store.redis.hgetall(store.keys.job(job_id))
     assert json.loads(raw[b"r:flaky"])["status"] == "cancelled"
     assert raw[b"t:flaky"] == b"1"  # one terminal record: the cancel

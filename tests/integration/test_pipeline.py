@@ -174,7 +174,7 @@ def test_broker_unreachable_gives_503_and_leaves_no_job(make_app) -> None:
     assert resp.headers["Retry-After"]
     assert resp.json["dependency"] == "broker"
     assert list(store.iter_ids("*", None)) == before
-    assert store.redis.keys(f"{store.prefix}job:*") == []
+    assert store.redis.keys(store.keys.job("*")) == []
     assert client.get("/ready").status_code == 503
 
 

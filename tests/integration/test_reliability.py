@@ -10,7 +10,8 @@ import pytest
 import redis
 from kombu import Connection
 
-from app.jobs.breaker import Breakers, CircuitOpen, host_of
+from app.jobs.breaker import Breakers, host_of
+from app.jobs.errors import CircuitOpen
 from app.jobs.reaper import last_pass, reap
 from collectors.base import InvalidTarget, Result, TargetConnectError
 from tests.conftest import REDIS_URL
@@ -61,9 +62,9 @@ def test_heartbeat_keeps_watch_until_finished(store) -> None:
     store.record(job, "a", "succeeded", 1, {})
     assert not store.beat(job, "a", 5)  # finished: no longer watched, never re-added
     assert store.overdue(time.time() + 3600) == []
-    assert store.redis.hget(store._job(job), "t:a") == b"1"
+    assert store.redis.hget(store.keys.job(job), "t:a") == b"1"
     assert store.record(job, "a", "succeeded", 1, {}).outcome == "stale"
-    assert store.redis.hget(store._job(job), "t:a") == b"1"
+    assert store.redis.hget(store.keys.job(job), "t:a") == b"1"
 
 
 def test_cancel_and_expire_end_the_watch(store) -> None:
@@ -80,7 +81,7 @@ def test_cancel_and_expire_end_the_watch(store) -> None:
 
 
 def _overdue_now(store, job: str, collector: str) -> None:
-    store.redis.zadd(store._watch, {f"{job}|{collector}": 0})
+    store.redis.zadd(store.keys.watch, {f"{job}|{collector}": 0})
 
 
 def _declare_queues(app) -> None:
@@ -95,7 +96,7 @@ def test_reaper_expires_a_job_past_its_deadline(make_app) -> None:
     app = make_app(COLLECTQ_JOB_DEADLINE="10")
     rt, celery = app.extensions["collectq"], app.extensions["celery"]
     job = _new(rt.store, ["noop"])
-    rt.store.redis.hset(rt.store._job(job), "created_at", "2020-01-01T00:00:00.000Z")
+    rt.store.redis.hset(rt.store.keys.job(job), "created_at", "2020-01-01T00:00:00.000Z")
     _overdue_now(rt.store, job, "noop")
     report = reap(rt, celery)
     assert report.expired == [job]
@@ -168,7 +169,7 @@ def test_breaker_opens_fails_fast_half_opens_and_closes(breakers) -> None:
     assert calls == ["x", "x"]  # the open breaker made no call
     assert breakers.states()["h.example"]["state"] == "open"
     # another worker (another instance, same Redis) sees the same state
-    other = Breakers(REDIS_URL, breakers._prefix[: -len("cb:")], fail_max=2, reset_timeout=1)
+    other = Breakers(REDIS_URL, breakers._names.prefix, fail_max=2, reset_timeout=1)
     assert isinstance(other.call("h.example", ok), CircuitOpen)
     time.sleep(2.1)
     assert isinstance(breakers.call("h.example", ok), Result)  # the probe
@@ -190,7 +191,7 @@ def test_breaker_is_off_with_fail_max_0() -> None:
 
 def test_breaker_keys_expire(breakers) -> None:
     breakers.call("h3", lambda: TargetConnectError("x"))
-    for key in breakers.redis.scan_iter(f"{breakers._prefix}h3:*"):
+    for key in breakers.redis.scan_iter(f"{breakers._names.breaker_namespace('h3')}:*"):
         assert 0 < breakers.redis.ttl(key) <= 24 * 3600
 
 
@@ -237,7 +238,8 @@ def test_status_shows_the_reapers_last_pass(make_app) -> None:
 def test_host_slots_cap_concurrent_calls_across_instances() -> None:
     import threading
 
-    from app.jobs.hostcap import HostBusy, HostSlots
+    from app.jobs.errors import HostBusy
+    from app.jobs.hostcap import HostSlots
 
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"t{uuid.uuid4().hex[:10]}:"

@@ -35,31 +35,31 @@ def test_artifact_budget_evicts_the_owners_oldest(prefix) -> None:
     store = _store(prefix, 600)
     jobs = [_job(store) for _ in range(3)]
     other = _job(store, owner="bob")
-    store.put_artifact(other, "b", "text/plain", b"b" * 900, budget=1000)
-    results = [store.put_artifact(j, "x", "text/plain", b"x" * 400, budget=1000) for j in jobs]
+    store.artifacts.put(other, "b", "text/plain", b"b" * 900, budget=1000)
+    results = [store.artifacts.put(j, "x", "text/plain", b"x" * 400, budget=1000) for j in jobs]
     assert results == [(True, 0), (True, 0), (True, 1)]
-    assert store.get_artifact(jobs[0], "x") is None  # evicted
-    assert store.get_artifact(jobs[2], "x") == (b"x" * 400, "text/plain")
-    assert store.artifact_bytes("alice") == 800
-    assert store.get_artifact(other, "b") is not None  # another owner's budget
-    assert store.put_artifact(jobs[1], "huge", "text/plain", b"h" * 1001, budget=1000) == (
+    assert store.artifacts.get(jobs[0], "x") is None  # evicted
+    assert store.artifacts.get(jobs[2], "x") == (b"x" * 400, "text/plain")
+    assert store.artifacts.bytes_held("alice") == 800
+    assert store.artifacts.get(other, "b") is not None  # another owner's budget
+    assert store.artifacts.put(jobs[1], "huge", "text/plain", b"h" * 1001, budget=1000) == (
         False,
         0,
     )
-    assert store.get_artifact(jobs[1], "huge") is None
+    assert store.artifacts.get(jobs[1], "huge") is None
     # storing under the same name again replaces, it does not count twice
-    store.put_artifact(jobs[2], "x", "text/plain", b"y" * 100, budget=1000)
-    assert store.artifact_bytes("alice") == 500
+    store.artifacts.put(jobs[2], "x", "text/plain", b"y" * 100, budget=1000)
+    assert store.artifacts.bytes_held("alice") == 500
 
 
 def test_expired_artifacts_leave_the_budget(prefix) -> None:
     short = _store(prefix, 1)
     job = _job(short)
-    short.put_artifact(job, "x", "text/plain", b"x" * 900, budget=1000)
-    wait_for(lambda: short.get_artifact(job, "x") is None, timeout=10, interval=0.1)
+    short.artifacts.put(job, "x", "text/plain", b"x" * 900, budget=1000)
+    wait_for(lambda: short.artifacts.get(job, "x") is None, timeout=10, interval=0.1)
     later = _job(short)
-    assert short.put_artifact(later, "y", "text/plain", b"y" * 900, budget=1000) == (True, 0)
-    assert short.artifact_bytes("alice") == 900
+    assert short.artifacts.put(later, "y", "text/plain", b"y" * 900, budget=1000) == (True, 0)
+    assert short.artifacts.bytes_held("alice") == 900
 
 
 def test_listing_stays_correct_after_expiry(prefix) -> None:

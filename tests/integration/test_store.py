@@ -84,10 +84,10 @@ def test_cancel_stops_unfinished_collectors_only(store: JobStore) -> None:
 
 def test_finished_job_gets_the_retention_ttl_and_artifacts_are_raw(store: JobStore) -> None:
     job = _job(store, ["a"])
-    store.put_artifact(job, "x.bin", "application/octet-stream", b"\x00\xff\x10")
+    store.artifacts.put(job, "x.bin", "application/octet-stream", b"\x00\xff\x10")
     store.record(job, "a", "succeeded", 1, {})
-    assert 0 < store.redis.ttl(f"{store.prefix}job:{job}") <= 600
-    assert store.get_artifact(job, "x.bin") == (b"\x00\xff\x10", "application/octet-stream")
+    assert 0 < store.redis.ttl(store.keys.job(job)) <= 600
+    assert store.artifacts.get(job, "x.bin") == (b"\x00\xff\x10", "application/octet-stream")
 
 
 def test_unknown_job_records_nothing(store: JobStore) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from marshmallow import ValidationError
 
-from app.cli.local import job_status_of
 from app.jobs.backoff import backoff_delay
 from app.jobs.ids import id_floor, new_id
 from schemas.job import JobRequestSchema, validate_target
+from schemas.status import final_job_status
 
 
 def test_ids_sort_by_creation_time() -> None:
@@ -95,4 +95,4 @@ def test_request_schema_refuses_repeats_and_stray_options() -> None:
     ],
 )
 def test_job_status_rule(statuses: list[str], job: str) -> None:
-    assert job_status_of(statuses) == job
+    assert final_job_status(statuses) == job

@@ -1,0 +1,207 @@
+"""Collect: run one collector of one job and record what happened (no Celery here).
+
+The Celery task (`tasks.collect`) only adapts this command: it calls `collect`,
+turns a `Retry` into ``task.retry`` and a Redis outage into a later delivery.
+The steps, each against the store's atomic scripts (docs/architecture.md,
+"The way of a job"):
+
+1. begin: the collector becomes `running` (attempt + 1), unless the job is gone,
+   the collector finished already (cancelled, expired, a redelivery of done work)
+   or too many deliveries died before recording (a poison message: `failed`);
+2. run the collector under a heartbeat, the host's concurrency slot and its
+   circuit breaker;
+3. a retryable failure with attempts left is recorded `retrying` and returned as
+   a `Retry` (exponential backoff with full jitter, honouring Retry-After);
+   anything else is recorded `succeeded` or `failed`, artifacts stored first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from app.jobs.backoff import backoff_delay
+from app.jobs.breaker import host_of
+from app.jobs.context import JobContext
+from app.jobs.envelope import Stopwatch, failed_body, succeeded_body
+from app.jobs.errors import RedeliveryLimit, TimeLimitExceeded
+from app.jobs.heartbeat import heartbeat
+from app.jobs.store import JobSpec
+from collectors.base import CollectContext, CollectorError, Result, TransientResponse
+from collectors.runner import run_collector_once
+from schemas.status import CollectorStatus
+
+__all__ = ["Retry", "collect", "outage_delay", "record_hard_time_limit"]
+
+log = logging.getLogger("collectq.collect")
+
+# Pauses between tries to record a finished collection while Redis restarts.
+RECORD_PAUSES = (0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Deliver the collector again in `delay` seconds (its `retrying` state is recorded)."""
+
+    delay: float
+    error: CollectorError
+
+
+def collect(
+    ctx: JobContext,
+    job_id: str,
+    collector: str,
+    *,
+    interrupts: tuple[type[BaseException], ...] = (),
+) -> str | Retry:
+    """Run `collector` of `job_id` once; return the store's outcome, or a Retry.
+
+    `interrupts`: exceptions that end the call from outside (Celery's soft time
+    limit); the collector is then recorded failed with `time_limit`. A RedisError
+    propagates: the caller delivers the collector again later.
+    """
+    settings = ctx.settings
+    begin = ctx.store.begin(
+        job_id,
+        collector,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        max_redeliveries=settings.max_redeliveries,
+    )
+    if begin.outcome == "missing":
+        log.info("job gone, skipping", extra={"job_id": job_id, "collector": collector})
+        return "missing"
+    if begin.outcome == "done":
+        return "skipped"
+    if begin.outcome == "limit":
+        error = RedeliveryLimit(
+            f"every delivery died before recording; gave up after "
+            f"{settings.max_redeliveries} redeliveries"
+        )
+        return ctx.store.record(
+            job_id, collector, CollectorStatus.FAILED, begin.attempt, failed_body(error)
+        ).outcome
+    spec = ctx.store.spec(job_id, collector)
+    if spec is None:
+        return "missing"
+    watch = Stopwatch()
+    outcome = _run_guarded(ctx, spec, collector, begin.attempt, interrupts)
+    return _conclude(ctx, spec, collector, begin.attempt, outcome, watch)
+
+
+def _run_guarded(
+    ctx: JobContext,
+    spec: JobSpec,
+    collector: str,
+    attempt: int,
+    interrupts: tuple[type[BaseException], ...],
+) -> Result | CollectorError:
+    """The collector's call under its heartbeat, the host's slot and its breaker."""
+    settings, limits = ctx.settings, ctx.settings.pool_for(collector)
+    call_ctx = CollectContext(policy=ctx.policy, job_id=spec.id, attempt=attempt)
+
+    def call() -> Result | CollectorError:
+        try:
+            return run_collector_once(
+                ctx.registry.get(collector), spec.target, spec.options, call_ctx, interrupts
+            )
+        except interrupts:
+            return TimeLimitExceeded("collector exceeded its soft time limit")
+
+    host = host_of(spec.target)
+    with (
+        heartbeat(
+            ctx.store,
+            spec.id,
+            collector,
+            interval=settings.heartbeat_interval,
+            timeout=settings.heartbeat_timeout,
+            max_runtime=limits.hard_time_limit + settings.heartbeat_interval,
+        ),
+        ctx.host_slots.slot(
+            host, hold_max=limits.hard_time_limit, wait_max=limits.soft_time_limit / 2
+        ) as busy,
+    ):
+        return busy or ctx.breakers.call(host, call)
+
+
+def _conclude(
+    ctx: JobContext,
+    spec: JobSpec,
+    collector: str,
+    attempt: int,
+    outcome: Result | CollectorError,
+    watch: Stopwatch,
+) -> str | Retry:
+    settings = ctx.settings
+    if isinstance(outcome, CollectorError):
+        if outcome.retryable and attempt <= settings.max_retries:
+            return _retry_later(ctx, spec.id, collector, attempt, outcome, watch)
+        if isinstance(outcome, TransientResponse):
+            outcome = outcome.result  # retries exhausted: the target's own answer is data
+    if isinstance(outcome, CollectorError):
+        body = failed_body(outcome, **watch.timing())
+        return _record(ctx, spec.id, collector, CollectorStatus.FAILED, attempt, body)
+    artifacts = ctx.store.artifacts.put_all(
+        spec.id, outcome.artifacts, budget=settings.artifact_budget_bytes
+    )
+    body = succeeded_body(outcome.data, artifacts, **watch.timing())
+    return _record(ctx, spec.id, collector, CollectorStatus.SUCCEEDED, attempt, body)
+
+
+def _retry_later(
+    ctx: JobContext,
+    job_id: str,
+    collector: str,
+    attempt: int,
+    error: CollectorError,
+    watch: Stopwatch,
+) -> Retry:
+    settings = ctx.settings
+    delay = backoff_delay(
+        attempt,
+        base=settings.retry_backoff_base,
+        cap=settings.retry_backoff_max,
+        retry_after=error.retry_after,
+    )
+    body = failed_body(error, **watch.timing(), retry_in_s=round(delay, 3))
+    ctx.store.record(
+        job_id,
+        collector,
+        CollectorStatus.RETRYING,
+        attempt,
+        body,
+        watch_in=delay + settings.reap_queued_after,
+    )
+    return Retry(delay, error)
+
+
+def _record(
+    ctx: JobContext, job_id: str, collector: str, status: str, attempt: int, body: dict[str, object]
+) -> str:
+    """Record a finished collection, riding out a short Redis outage (a few seconds)."""
+    for pause in RECORD_PAUSES:
+        try:
+            return ctx.store.record(job_id, collector, status, attempt, body).outcome
+        except RedisError:
+            time.sleep(pause)
+    return ctx.store.record(job_id, collector, status, attempt, body).outcome
+
+
+def outage_delay(ctx: JobContext, deliveries: int) -> float:
+    """When to deliver a collector again after Redis was unreachable (celery#8588:
+    a failed task is acked and its record never written, so it must not fail)."""
+    return backoff_delay(deliveries, base=1.0, cap=max(1.0, ctx.settings.retry_backoff_max))
+
+
+def record_hard_time_limit(ctx: JobContext, job_id: str, collector: str) -> None:
+    """The hard time limit killed the process running `collector`: it fails with
+    `time_limit` now, instead of staying `running` until the reaper notices."""
+    spec = ctx.store.spec(job_id, collector)
+    if spec is None:
+        return
+    limit = ctx.settings.pool_for(collector).hard_time_limit
+    error = TimeLimitExceeded(f"killed after the hard time limit ({limit}s)")
+    ctx.store.record(job_id, collector, CollectorStatus.FAILED, spec.attempt, failed_body(error))

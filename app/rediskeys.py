@@ -1,0 +1,112 @@
+"""Every Redis key collectq writes, named in one place.
+
+All keys live under the configured prefix ``p`` (``COLLECTQ_REDIS_PREFIX``), so
+several deployments can share one Redis. The Lua scripts get their key names
+from here too (as KEYS, or as a prefix in ARGV), never as literals of their own.
+What each key holds and how long it lives: docs/architecture.md, "State in Redis".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+__all__ = ["WATCH_SEPARATOR", "RedisKeys", "split_watch_member", "watch_member"]
+
+# A watch member is ``{job id}|{collector}``: neither a job id nor a collector name has a `|`.
+WATCH_SEPARATOR = "|"
+
+
+def watch_member(job_id: str, collector: str) -> str:
+    """The watch-set member of one collector of one job."""
+    return f"{job_id}{WATCH_SEPARATOR}{collector}"
+
+
+def split_watch_member(member: str) -> tuple[str, str]:
+    """(job id, collector) of a watch-set member."""
+    job_id, _, collector = member.partition(WATCH_SEPARATOR)
+    return job_id, collector
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Key names under one prefix."""
+
+    prefix: str = "cq:"
+
+    # jobs -------------------------------------------------------------------
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def index(self, owner: str) -> str:
+        """An owner's job ids (``*``: every job, for admins)."""
+        return f"{self.prefix}idx:{owner}"
+
+    def idempotency(self, owner: str, key: str) -> str:
+        return f"{self.prefix}idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    @property
+    def watch(self) -> str:
+        """Unfinished collectors, scored by when the reaper expects news of them."""
+        return f"{self.prefix}watch"
+
+    @property
+    def queued_prefix(self) -> str:
+        return f"{self.prefix}queued:"
+
+    def queued(self, owner: str) -> str:
+        """An owner's jobs still queued (the per-owner quota)."""
+        return f"{self.queued_prefix}{owner}"
+
+    # artifacts --------------------------------------------------------------
+    @property
+    def artifact_prefix(self) -> str:
+        return f"{self.prefix}art:"
+
+    @staticmethod
+    def artifact_member(job_id: str, name: str) -> str:
+        """An artifact's name in its owner's ledger; the artifact key is prefix + this."""
+        return f"{job_id}:{name}"
+
+    def artifact(self, job_id: str, name: str) -> str:
+        return f"{self.artifact_prefix}{self.artifact_member(job_id, name)}"
+
+    def artifact_ledger(self, owner: str) -> str:
+        return f"{self.prefix}artl:{owner}"
+
+    def artifact_sizes(self, owner: str) -> str:
+        return f"{self.prefix}arts:{owner}"
+
+    # reaper -----------------------------------------------------------------
+    @property
+    def reaper_last_pass(self) -> str:
+        return f"{self.prefix}reaper:last"
+
+    @property
+    def reaper_lock(self) -> str:
+        return f"{self.prefix}lock:reap"
+
+    # target hosts -----------------------------------------------------------
+    def breaker_namespace(self, host: str) -> str:
+        """pybreaker's own keys live below this (``…:pybreaker:state`` and the like)."""
+        return f"{self.prefix}cb:{host}"
+
+    @property
+    def breaker_hosts(self) -> str:
+        return f"{self.prefix}cb:hosts"
+
+    def host_slots(self, host: str) -> str:
+        return f"{self.prefix}hc:{host}"
+
+    # identity ---------------------------------------------------------------
+    def api_key(self, key_prefix: str) -> str:
+        return f"{self.prefix}key:{key_prefix}"
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.prefix}keys"
+
+    @property
+    def rate_limits(self) -> str:
+        """flask-limiter's key prefix (it names the keys below it itself)."""
+        return f"{self.prefix}rl"

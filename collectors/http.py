@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urljoin
@@ -206,72 +207,49 @@ class HttpCollector(Collector):
         timeout: float = options["timeout"]
         deadline = time.monotonic() + timeout
         manager = self._manager(ctx.policy)
-        method: str = options["method"]
         headers = HTTPHeaderDict({"User-Agent": USER_AGENT, "Accept": "*/*"})
         for key, value in options["headers"].items():
             headers[key] = value  # replaces a default case-insensitively
         url = netguard.target_url(target)
-        parts = netguard.check_url(url)
-        redirects: list[dict[str, Any]] = []
-        connect_s = 0.0
+        chain = _Chain(url, netguard.check_url(url), options["method"], headers)
         started = time.perf_counter()
-        while True:
-            resp = self._send(manager, method, parts, headers, deadline, timeout)
-            if isinstance(resp.connection, _GuardedConnection):
-                connect_s += resp.connection.pop_connect_seconds()
-            location = resp.headers.get("Location")
-            if not (options["follow_redirects"] and resp.status in REDIRECT_STATUSES and location):
-                break
-            _discard(resp)
-            if len(redirects) >= options["max_redirects"]:
-                raise TooManyRedirects(f"more than {options['max_redirects']} redirects from {url}")
-            redirects.append({"status_code": resp.status, "url": url})
-            next_url = urljoin(url, location.strip()).split("#", 1)[0]
-            try:
-                next_parts = netguard.check_url(next_url)
-            except InvalidTarget as exc:
-                raise InvalidTarget(f"redirect from {url}: {exc.detail}") from exc
-            if _origin(next_parts) != _origin(parts):
-                for name in CROSS_ORIGIN_STRIP:
-                    headers.discard(name)
-            if resp.status == 303 and method != "HEAD":
-                method = "GET"
-            url, parts = next_url, next_parts
+        resp = self._follow(manager, chain, options, deadline, timeout)
         ttfb_s = time.perf_counter() - started
         body, truncated = _read_body(resp, options["max_body_bytes"], deadline, timeout)
         total_s = time.perf_counter() - started
-
-        content_type = resp.headers.get("Content-Type")
-        data = {
-            "status_code": resp.status,
-            "reason": resp.reason or "",
-            "headers": {name: resp.headers[name] for name in resp.headers},  # repeats joined
-            "http_version": resp.version_string,
-            "final_url": url,
-            "redirects": redirects,
-            "body_size": len(body),
-            "body_truncated": truncated,
-            "body_sha256": None if method == "HEAD" else hashlib.sha256(body).hexdigest(),
-            "content_type": content_type,
-            "timing": {
-                "connect_ms": round(connect_s * 1000, 2),
-                "ttfb_ms": round(ttfb_s * 1000, 2),
-                "total_ms": round(total_s * 1000, 2),
-            },
+        timing = {
+            "connect_ms": round(chain.connect_s * 1000, 2),
+            "ttfb_ms": round(ttfb_s * 1000, 2),
+            "total_ms": round(total_s * 1000, 2),
         }
-        artifacts = []
-        if body and method != "HEAD":
-            artifacts.append(
-                Artifact("http.body", content_type or "application/octet-stream", body)
-            )
-        result = Result(data=data, artifacts=artifacts)
+        result = _result(resp, chain, body, truncated, timing)
         if resp.status == 429 or resp.status >= 500:
             raise TransientResponse(
-                f"{url} answered {resp.status} {resp.reason or ''}".rstrip(),
+                f"{chain.url} answered {resp.status} {resp.reason or ''}".rstrip(),
                 result,
                 retry_after=parse_retry_after(resp.headers.get("Retry-After")),
             )
         return result
+
+    def _follow(
+        self,
+        manager: _GuardedPoolManager,
+        chain: _Chain,
+        options: dict[str, Any],
+        deadline: float,
+        timeout: float,
+    ) -> BaseHTTPResponse:
+        """Send the request, then each redirect if they are followed: the last response,
+        its body unread."""
+        while True:
+            resp = self._send(manager, chain.method, chain.parts, chain.headers, deadline, timeout)
+            if isinstance(resp.connection, _GuardedConnection):
+                chain.connect_s += resp.connection.pop_connect_seconds()
+            location = resp.headers.get("Location")
+            if not (options["follow_redirects"] and resp.status in REDIRECT_STATUSES and location):
+                return resp
+            _discard(resp)
+            chain.redirect(resp.status, location, options["max_redirects"])
 
     @staticmethod
     def _send(
@@ -307,6 +285,62 @@ class HttpCollector(Collector):
             raise InvalidTarget(f"{url}: {exc}") from exc
         except (HTTPError, OSError) as exc:
             raise TargetConnectError(f"{url}: {exc}") from exc
+
+
+@dataclass
+class _Chain:
+    """The request as its redirects are followed: where it goes, how, and where it went."""
+
+    url: str
+    parts: SplitResult
+    method: str
+    headers: HTTPHeaderDict
+    redirects: list[dict[str, Any]] = field(default_factory=list)
+    connect_s: float = 0.0
+
+    def redirect(self, status: int, location: str, max_redirects: int) -> None:
+        """Move on to `location` (checked by the network guard), as a redirect does."""
+        if len(self.redirects) >= max_redirects:
+            raise TooManyRedirects(f"more than {max_redirects} redirects from {self.url}")
+        self.redirects.append({"status_code": status, "url": self.url})
+        next_url = urljoin(self.url, location.strip()).split("#", 1)[0]
+        try:
+            next_parts = netguard.check_url(next_url)
+        except InvalidTarget as exc:
+            raise InvalidTarget(f"redirect from {self.url}: {exc.detail}") from exc
+        if _origin(next_parts) != _origin(self.parts):
+            for name in CROSS_ORIGIN_STRIP:
+                self.headers.discard(name)
+        if status == 303 and self.method != "HEAD":
+            self.method = "GET"
+        self.url, self.parts = next_url, next_parts
+
+
+def _result(
+    resp: BaseHTTPResponse,
+    chain: _Chain,
+    body: bytes,
+    truncated: bool,
+    timing: dict[str, float],
+) -> Result:
+    content_type = resp.headers.get("Content-Type")
+    data = {
+        "status_code": resp.status,
+        "reason": resp.reason or "",
+        "headers": {name: resp.headers[name] for name in resp.headers},  # repeats joined
+        "http_version": resp.version_string,
+        "final_url": chain.url,
+        "redirects": chain.redirects,
+        "body_size": len(body),
+        "body_truncated": truncated,
+        "body_sha256": None if chain.method == "HEAD" else hashlib.sha256(body).hexdigest(),
+        "content_type": content_type,
+        "timing": timing,
+    }
+    artifacts = []
+    if body and chain.method != "HEAD":
+        artifacts.append(Artifact("http.body", content_type or "application/octet-stream", body))
+    return Result(data=data, artifacts=artifacts)
 
 
 def _discard(resp: BaseHTTPResponse) -> None:

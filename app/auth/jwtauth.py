@@ -52,6 +52,13 @@ class TokenClaims:
 
 
 def _load_entry(i: int, entry: Any) -> VerifyKey:
+    kid, alg = _kid_and_alg(i, entry)
+    key = _load_key(kid, alg, entry)
+    _check_strength(kid, alg, key)
+    return VerifyKey(kid, alg, key)
+
+
+def _kid_and_alg(i: int, entry: Any) -> tuple[str, str]:
     if not isinstance(entry, dict):
         raise KeySetError(f"keys[{i}] must be an object")
     kid, alg = entry.get("kid"), entry.get("alg")
@@ -59,21 +66,28 @@ def _load_entry(i: int, entry: Any) -> VerifyKey:
         raise KeySetError(f"keys[{i}]: kid is required")
     if alg not in ALGORITHMS:
         raise KeySetError(f"key {kid!r}: alg must be one of {', '.join(ALGORITHMS)}")
+    return kid, alg
+
+
+def _load_key(kid: str, alg: str, entry: dict[str, Any]) -> Any:
+    """The public key (or HMAC secret) of one entry: a PEM, or else a JWK."""
     if "pem" in entry:
         if alg == "HS256":
             raise KeySetError(f"key {kid!r}: an HS256 key is a secret 'k', not a PEM")
         try:
-            key: Any = load_pem_public_key(str(entry["pem"]).encode())
+            return load_pem_public_key(str(entry["pem"]).encode())
         except ValueError:
             raise KeySetError(f"key {kid!r}: pem is not a public key") from None
-    else:
-        kty = ALGORITHMS[alg]
-        if entry.get("kty", kty) != kty:
-            raise KeySetError(f"key {kid!r}: kty must be {kty} for {alg}")
-        try:
-            key = jwt.PyJWK({**entry, "kty": kty}, algorithm=alg).key
-        except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, KeyError, TypeError):
-            raise KeySetError(f"key {kid!r}: not a valid {kty} JWK") from None
+    kty = ALGORITHMS[alg]
+    if entry.get("kty", kty) != kty:
+        raise KeySetError(f"key {kid!r}: kty must be {kty} for {alg}")
+    try:
+        return jwt.PyJWK({**entry, "kty": kty}, algorithm=alg).key
+    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, KeyError, TypeError):
+        raise KeySetError(f"key {kid!r}: not a valid {kty} JWK") from None
+
+
+def _check_strength(kid: str, alg: str, key: Any) -> None:
     if alg == "HS256" and (not isinstance(key, bytes) or len(key) < MIN_HMAC_BYTES):
         raise KeySetError(f"key {kid!r}: an HS256 secret needs at least {MIN_HMAC_BYTES} bytes")
     if alg == "RS256" and not (isinstance(key, rsa.RSAPublicKey) and key.key_size >= MIN_RSA_BITS):
@@ -82,7 +96,6 @@ def _load_entry(i: int, entry: Any) -> VerifyKey:
         isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
     ):
         raise KeySetError(f"key {kid!r}: ES256 needs a P-256 public key")
-    return VerifyKey(kid, alg, key)
 
 
 def parse_key_set(raw: str) -> dict[str, VerifyKey]:
@@ -120,6 +133,11 @@ class JwtVerifier:
         self.scopes_claim = scopes_claim
 
     def verify(self, token: str) -> TokenClaims:
+        key = self._key_for(token)
+        return self._token_claims(self._decode(token, key))
+
+    def _key_for(self, token: str) -> VerifyKey:
+        """The configured key the token's header names, if its algorithm is that key's."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -129,8 +147,11 @@ class JwtVerifier:
             raise Unauthorized("unknown key id (kid)")
         if header.get("alg") != key.alg:
             raise Unauthorized(f"token algorithm does not match key {key.kid!r}")
+        return key
+
+    def _decode(self, token: str, key: VerifyKey) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            return jwt.decode(
                 token,
                 key.key,
                 algorithms=[key.alg],
@@ -151,6 +172,8 @@ class JwtVerifier:
             raise Unauthorized(f"token lacks the {exc.claim!r} claim") from None
         except jwt.InvalidTokenError:
             raise Unauthorized("invalid token") from None
+
+    def _token_claims(self, claims: dict[str, Any]) -> TokenClaims:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthorized("token subject must be a non-empty string")

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: venv chromium run test test-faults bench lint clean
+.PHONY: venv chromium run test test-fast test-faults bench lint clean
 
 $(BIN)/collectq: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -30,27 +30,35 @@ chromium:
 run: venv chromium
 	$(BIN)/collectq up
 
-# Everything, then the fault tests (about 4.5 minutes) in a run of their own, then their
-# table. Separate runs: tests that build time-bound data at collection time (JWT claims)
-# must not wait minutes behind the fault scenarios.
+# The whole suite in one run: unit, collectors against local servers, integration against
+# the real Redis and RabbitMQ, e2e, and the fault tests (tests/faults: their own redis-server
+# and RabbitMQ node, broken on purpose); then the fault table. The slowest tests are listed.
 test: venv chromium
-	$(BIN)/python -m pytest --ignore=tests/faults
-	$(BIN)/python -m pytest tests/faults
+	$(BIN)/python -m pytest --durations=15
 	$(BIN)/python -m tests.faults.report
+
+# Tests that need no service (no Redis, no RabbitMQ): unit tests and collectors against
+# local HTTP/DNS/TLS servers and Chromium. Seconds, not minutes.
+test-fast: venv
+	$(BIN)/python -m pytest -m "not integration and not e2e and not faults" --durations=5
 
 # Only the fault tests (tests/faults): they start their own redis-server and RabbitMQ
 # node and break them, and real workers, on purpose. Prints the table of the run.
 test-faults: venv
-	$(BIN)/python -m pytest tests/faults
+	$(BIN)/python -m pytest tests/faults --durations=15
 	$(BIN)/python -m tests.faults.report
 
 bench: venv chromium
 	$(BIN)/python -m benchmarks
 
+# Ruff (lint and format), mypy (the packages strict; tests and benchmarks relaxed, see
+# [tool.mypy] in pyproject.toml), and the layering rules between app/jobs, app/auth, app/cli,
+# api, tasks, collectors and schemas (lint-imports, [tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results

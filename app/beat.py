@@ -45,7 +45,7 @@ class ReconnectingMixin:
         if connection is not None:
             try:
                 connection.collect()  # release the dead socket without talking to it
-            except Exception:  # noqa: BLE001 - it is being thrown away
+            except Exception:  # it is being thrown away
                 log.debug("beat: discarding the old connection failed", exc_info=True)
         log.warning("beat: send failed, reconnecting to the broker for the next tick")
 

@@ -23,7 +23,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOP_SECONDS = 6.0
@@ -32,7 +35,7 @@ LOOP_MAX = 5000
 SHOT_PAGES = 40
 PAGE = b"""<!doctype html><title>bench</title>
 <body style="margin:0;background:#224488"><h1>collectq</h1><p>screenshot bench</p></body>"""
-VIEWPORT = {"width": 800, "height": 600}
+VIEWPORT: ViewportSize = {"width": 800, "height": 600}
 CHROMIUM = os.environ.get("COLLECTQ_CHROMIUM_PATH", "/usr/bin/chromium")
 
 
@@ -116,7 +119,7 @@ def page_server() -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's name
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(PAGE)))

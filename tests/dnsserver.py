@@ -22,7 +22,7 @@ www.example.test.  120  IN CNAME example.test.
 """
 
 
-class TestResolver(BaseResolver):
+class TestResolver(BaseResolver):  # type: ignore[misc]  # dnslib ships no type hints
     """The zone above, NXDOMAIN for unknown names, and a name that answers slowly."""
 
     def __init__(self) -> None:

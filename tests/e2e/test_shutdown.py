@@ -61,7 +61,7 @@ def test_api_finishes_in_flight_requests_on_sigterm(make_app, service_env, tmp_p
             api.kill()
             api.wait()
         log.close()
-    status, body = answer[0]
+    status, raw = answer[0]
     assert status == 200, (tmp_path / "api.log").read_text()[-2000:]
-    assert json.loads(body)["status"] == "queued"
+    assert json.loads(raw)["status"] == "queued"
     assert _get(f"{base}/health", 1)[0] == 0  # and it is gone

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -200,7 +200,7 @@ def job_records(redis_url: str, prefix: str = "cq:") -> dict[str, dict[str, str]
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     out = {}
     for key in client.scan_iter(f"{prefix}job:*", count=1000):
-        out[key.split(":", 2)[2]] = client.hgetall(key)
+        out[key.split(":", 2)[2]] = cast(dict[str, str], client.hgetall(key))
     return out
 
 
@@ -283,7 +283,7 @@ def _stuck(redis_url: str, ids: list[str], show: int = 5) -> str:
 
 
 @pytest.fixture(scope="session")
-def fault_report() -> Iterator[Callable[[dict[str, Any]], None]]:
+def fault_report() -> Callable[[dict[str, Any]], None]:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("")
 
@@ -304,5 +304,13 @@ def submit(client: Any, body: dict[str, Any]) -> str | None:
     return str(resp.json["id"])
 
 
+def accepted(client: Any, body: dict[str, Any]) -> str:
+    """submit() where no 503 is expected: the job's id."""
+    job_id = submit(client, body)
+    assert job_id is not None, "the API answered 503"
+    return job_id
+
+
 def job(redis_url: str, job_id: str) -> dict[str, str]:
-    return redis.Redis.from_url(redis_url, decode_responses=True).hgetall(f"cq:job:{job_id}")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    return cast(dict[str, str], client.hgetall(f"cq:job:{job_id}"))

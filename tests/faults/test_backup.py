@@ -75,6 +75,6 @@ def test_rabbitmq_definitions_backup_and_restore(rabbit, tmp_path) -> None:
     _run("rabbitmq-restore.sh", path, env=env)
     try:
         with Connection(rabbit.url(vhost)) as conn:
-            conn.default_channel.queue_declare(queue="kept", passive=True)  # exists again
+            conn.default_channel.queue_declare(queue="kept", passive=True)  # type: ignore[attr-defined]  # exists again
     finally:
         rabbit.ctl("delete_vhost", vhost)

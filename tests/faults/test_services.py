@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from kombu import Connection
@@ -56,7 +57,8 @@ def _disrupt_while_submitting(
 
 def _ready_depth(broker_url: str, queue: str) -> int:
     with Connection(broker_url) as conn:
-        return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+        channel: Any = conn.default_channel  # an AMQP channel; the stubs know only StdChannel
+        return int(channel.queue_declare(queue=queue, passive=True).message_count)
 
 
 def test_broker_restart_during_500_jobs(

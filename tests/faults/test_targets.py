@@ -10,7 +10,7 @@ import pytest
 from werkzeug import Request, Response
 
 from tests.conftest import wait_for
-from tests.faults.conftest import job, submit, tally, wait_all_terminal
+from tests.faults.conftest import accepted, job, tally, wait_all_terminal
 
 pytestmark = pytest.mark.faults
 
@@ -49,7 +49,7 @@ def test_breaker_opens_fails_fast_half_opens_and_closes(
     client, breakers = app.test_client(), app.extensions["collectq"].breakers
     cluster.worker("collect.http", **settings)
     body = {"target": httpserver.url_for("/flaky"), "collectors": ["http"]}
-    ids = [submit(client, body) for _ in range(8)]
+    ids = [accepted(client, body) for _ in range(8)]
     t0 = time.monotonic()
     # straight from Redis (what /v1/status shows, without its worker inspection round trip)
     seen_open = wait_for(
@@ -101,7 +101,7 @@ def test_503_four_times_then_200_succeeds_on_attempt_5_within_backoff(
     httpserver.expect_request("/later").respond_with_handler(target)
     client = fault_app(**settings).test_client()
     cluster.worker("collect.http", **settings)
-    job_id = submit(client, {"target": httpserver.url_for("/later"), "collectors": ["http"]})
+    job_id = accepted(client, {"target": httpserver.url_for("/later"), "collectors": ["http"]})
     t0 = time.monotonic()
     wait_all_terminal(url, [job_id], timeout=60)
     recover = time.monotonic() - t0

@@ -10,7 +10,7 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from tests.conftest import wait_for
-from tests.faults.conftest import job, submit, tally, wait_all_terminal
+from tests.faults.conftest import accepted, job, tally, wait_all_terminal
 
 pytestmark = pytest.mark.faults
 
@@ -25,7 +25,7 @@ def test_killed_worker_jobs_complete_once(fault_app, cluster, fault_env, fault_r
     url = fault_env["COLLECTQ_REDIS_URL"]
     client = fault_app().test_client()
     doomed = cluster.worker("collect.flaky")
-    ids = [submit(client, SLOW) for _ in range(12)]
+    ids = [accepted(client, SLOW) for _ in range(12)]
     assert all(ids)
     wait_for(lambda: _running(url, ids) >= 2, timeout=30)
     doomed.kill_group()  # SIGKILL: no ack, no goodbye
@@ -47,7 +47,7 @@ def test_sigterm_worker_finishes_task_and_exits_0(
     client = fault_app().test_client()
     w = cluster.worker("collect.flaky")
     body = {"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"sleep": 3}}}
-    job_id = submit(client, body)
+    job_id = accepted(client, body)
     wait_for(lambda: job(url, job_id).get("s:flaky") == "running", timeout=30)
     t0 = time.monotonic()
     w.signal(signal.SIGTERM)
@@ -74,7 +74,7 @@ def test_reaper_resolves_a_message_stuck_with_a_frozen_worker(
         "collectors": ["flaky"],
         "options": {"flaky": {"sleep": 600, "slow_attempts": 1}},
     }
-    job_id = submit(client, body)
+    job_id = accepted(client, body)
     wait_for(lambda: job(url, job_id).get("s:flaky") == "running", timeout=30)
     frozen.signal(signal.SIGSTOP)  # holds the message unacked, sends no heartbeat
     t0 = time.monotonic()
@@ -103,14 +103,14 @@ def test_hard_time_limit_fails_job_and_worker_lives(
         "collectors": ["flaky"],
         "options": {"flaky": {"sleep": 60, "stubborn": True}},
     }
-    job_id = submit(client, body)
+    job_id = accepted(client, body)
     t0 = time.monotonic()
     wait_all_terminal(url, [job_id], timeout=60)
     recover = time.monotonic() - t0
     h = job(url, job_id)
     assert h["status"] == "failed"
     assert json.loads(h["r:flaky"])["error"]["type"] == "time_limit"
-    after = submit(client, {"target": "example.org", "collectors": ["noop"]})
+    after = accepted(client, {"target": "example.org", "collectors": ["noop"]})
     wait_all_terminal(url, [after], timeout=30)
     assert job(url, after)["status"] == "succeeded"
     assert w.proc.poll() is None
@@ -128,12 +128,14 @@ def test_poison_message_fails_after_redelivery_limit(
     client = fault_app().test_client()
     cluster.worker("collect.flaky,collect.noop", COLLECTQ_WORKER_POOL="prefork", concurrency="2")
     cluster.maintenance()
-    poison = submit(
+    poison = accepted(
         client,
         {"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"crash": True}}},
     )
     t0 = time.monotonic()
-    others = [submit(client, {"target": "example.org", "collectors": ["noop"]}) for _ in range(10)]
+    others = [
+        accepted(client, {"target": "example.org", "collectors": ["noop"]}) for _ in range(10)
+    ]
     wait_all_terminal(url, [poison, *others], timeout=120)
     recover = time.monotonic() - t0
     h = job(url, poison)
@@ -164,7 +166,7 @@ def test_pickle_message_is_refused(fault_app, cluster, fault_env, rabbit, fault_
             headers={"task": "collect.noop", "id": f"{target}.noop", "lang": "py"},
         )
     wait_for(lambda: "ContentDisallowed" in w.log or "pickle" in w.log, timeout=30)
-    control = submit(client, {"target": "example.org", "collectors": ["noop"]})
+    control = accepted(client, {"target": "example.org", "collectors": ["noop"]})
     wait_all_terminal(url, [control], timeout=30)  # the worker consumes, yet ...
     assert job(url, target)["status"] == "queued"  # ... the pickled task never ran
     assert job(url, target)["a:noop"] == "0"
@@ -191,7 +193,7 @@ def test_cold_shutdown_requeues_what_the_worker_holds(
         "collectors": ["flaky"],
         "options": {"flaky": {"sleep": 600, "slow_attempts": 1}},
     }
-    job_id = submit(client, body)
+    job_id = accepted(client, body)
     wait_for(lambda: job(url, job_id).get("s:flaky") == "running", timeout=30)
     t0 = time.monotonic()
     w.signal(signal.SIGQUIT)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -263,7 +263,8 @@ def test_last_used_is_recorded_and_keys_api_never_shows_secrets(make_app) -> Non
     listing = admin.get("/v1/keys").data.decode()
     assert token not in listing
     assert token.rsplit("_", 1)[1] not in listing
-    raw = runtime(app).redis.hgetall(f"{runtime(app).settings.redis_prefix}key:{shown['prefix']}")
+    key = f"{runtime(app).settings.redis_prefix}key:{shown['prefix']}"
+    raw = cast(dict[bytes, bytes], runtime(app).redis.hgetall(key))
     assert token.encode() not in b"".join(raw.values())
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from tests.conftest import ROOT
 from tests.tlsserver import certificates, tls_server
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.collectors
 
 CHROMIUM = os.environ.get("COLLECTQ_CHROMIUM_PATH", "/usr/bin/chromium")
 CA, CERTS = certificates()

@@ -7,7 +7,7 @@ import pytest
 from collectors.base import BlockedAddress, CollectContext, NetworkPolicy, TargetTimeout
 from collectors.dns import DnsCollector
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.collectors
 LOOPBACK = CollectContext(policy=NetworkPolicy.from_strings(["127.0.0.0/8"]))
 
 

@@ -58,7 +58,9 @@ def test_one_job_fans_out_to_all_four_collectors(
     assert results["tls"]["data"]["verification"]["verified"] is True
     shot = results["screenshot"]["data"]
     assert (shot["title"], shot["width"], shot["height"]) == ("Fan-out", 320, 240)
-    png = client.get(f"/v1/jobs/{env['id']}/artifacts/screenshot.png")
+    [art] = results["screenshot"]["artifacts"]
+    assert art["url"] == f"/v1/jobs/{env['id']}/artifacts/screenshot.png"  # rendered by the API
+    png = client.get(art["url"])
     assert png.status_code == 200
     assert png.headers["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(png.data)).convert("RGB").getpixel((160, 120)) == (16, 160, 80)
@@ -85,7 +87,7 @@ def test_screenshot_over_its_soft_limit_fails_and_the_next_job_works(
                   "options": {"screenshot": {"timeout": 30}}},
         )  # fmt: skip
         assert resp.status_code == 202, resp.json
-        return client.get(f"{resp.headers['Location']}?wait=30").json  # type: ignore[no-any-return]
+        return client.get(f"{resp.headers['Location']}?wait=30").json
 
     hung = run("/hang")
     assert hung["status"] == "failed", hung

@@ -35,7 +35,7 @@ from collectors.base import (
 from collectors.http import HttpCollector, TlsError, TooManyRedirects, parse_retry_after
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.collectors
 
 LOOPBACK = CollectContext(policy=NetworkPolicy.from_strings(["127.0.0.0/8", "::1/128"]))
 ONLY_127_0_0_1 = CollectContext(policy=NetworkPolicy.from_strings(["127.0.0.1/32"]))
@@ -333,7 +333,7 @@ def test_connections_are_pooled_until_close(collector, keepalive_server) -> None
     collector.close()
     third = collector.collect(url, opts(), LOOPBACK)
     collector.close()  # before the server stops: its handler threads wait on our sockets
-    ports = keepalive_server.client_ports  # type: ignore[attr-defined]
+    ports = keepalive_server.client_ports
     assert len(ports) == 3
     assert ports[0] == ports[1] != ports[2]
     assert first.data["timing"]["connect_ms"] > 0

@@ -22,7 +22,7 @@ def _submit(client: Any, body: dict[str, Any], **headers: str) -> Any:
 def _wait_terminal(client: Any, location: str) -> dict[str, Any]:
     resp = client.get(f"{location}?wait=20")
     assert resp.status_code == 200
-    return resp.json  # type: ignore[no-any-return]
+    return resp.json
 
 
 def test_http_job_succeeds_through_real_worker(make_app, start_worker, httpserver) -> None:

@@ -58,7 +58,11 @@ def two_apis(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[int,
     _, token = store.create(owner="rl", name="rl", scopes=["jobs:read"])
     try:
         for port in ports:
-            wait_for(lambda p=port: _get(p, "/health")[0] == 200, timeout=30, interval=0.1)
+
+            def up(p: int = port) -> bool:
+                return _get(p, "/health")[0] == 200
+
+            wait_for(up, timeout=30, interval=0.1)
         yield ports[0], ports[1], token
     finally:
         for p in procs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -113,7 +114,8 @@ def test_reaper_requeues_a_vanished_message_then_gives_up_as_lost(make_app) -> N
     first = reap(rt, celery)
     assert first.requeued == [f"{job}|noop"]
     with Connection(celery.conf.broker_url) as conn:
-        depth = conn.default_channel.queue_declare(queue="collect.noop", passive=True)
+        channel: Any = conn.default_channel  # an AMQP channel; the stubs know only StdChannel
+        depth = channel.queue_declare(queue="collect.noop", passive=True)
         assert depth.message_count == 1  # the requeued message
 
     _overdue_now(rt.store, job, "noop")
@@ -164,6 +166,7 @@ def test_breaker_opens_fails_fast_half_opens_and_closes(breakers) -> None:
     fast = breakers.call("h.example", failing)
     assert isinstance(fast, CircuitOpen)
     assert fast.retryable
+    assert fast.retry_after is not None
     assert 0 <= fast.retry_after <= 1
     assert fast.to_dict()["half_open_at"].endswith("Z")
     assert calls == ["x", "x"]  # the open breaker made no call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import pytest
 import redis
@@ -70,5 +71,5 @@ def test_listing_stays_correct_after_expiry(prefix) -> None:
     items, cursor = long.list("alice", ListFilter(), limit=10, cursor=None)
     assert [e["id"] for e in items] == list(reversed(kept))
     assert cursor is None
-    index = long.redis.zrange(f"{prefix}idx:alice", 0, -1)
+    index = cast(list[bytes], long.redis.zrange(f"{prefix}idx:alice", 0, -1))
     assert sorted(i.decode() for i in index) == sorted(kept)  # expired ids left the index

@@ -29,7 +29,7 @@ from collectors.base import (
 from collectors.screenshot import ScreenshotCollector, SelectorNotFound, png_size
 from tests.canary import Canary
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.collectors
 
 CHROMIUM = os.environ.get("COLLECTQ_CHROMIUM_PATH", "/usr/bin/chromium")
 ONLY_SITE = CollectContext(policy=NetworkPolicy.from_strings(["127.0.0.1/32"]))

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.ssrf import NON_LOOPBACK_HOSTS
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.collectors
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from collectors.base import BlockedAddress, CollectContext, Collector, NetworkPo
 from tests.canary import Canary
 from tests.ssrf import COLLECTORS, LOOPBACK_HOSTS, probe_cases
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.collectors
 
 CHROMIUM = os.environ.get("COLLECTQ_CHROMIUM_PATH", "/usr/bin/chromium")
 NOTHING = CollectContext(policy=NetworkPolicy())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import redis
@@ -25,6 +26,12 @@ def store() -> Iterator[JobStore]:
         client.delete(*keys)
 
 
+def _env(store: JobStore, job: str) -> dict[str, Any]:
+    env = store.get(job)
+    assert env is not None
+    return env
+
+
 def _job(store: JobStore, collectors: list[str]) -> str:
     return store.create(owner="o", target="a.org", collectors=collectors, options={}, labels={})[
         "id"
@@ -38,15 +45,15 @@ def test_redelivered_result_is_not_recorded_twice(store: JobStore) -> None:
     again = store.record(job, "a", "succeeded", 1, {"data": {"n": 2}})
     assert (first.outcome, first.job_status) == ("final", "succeeded")
     assert again.outcome == "stale"
-    assert store.get(job)["results"]["a"]["data"] == {"n": 1}
+    assert _env(store, job)["results"]["a"]["data"] == {"n": 1}
 
 
 def test_finished_collector_never_moves_backwards(store: JobStore) -> None:
     job = _job(store, ["a", "b"])
     store.record(job, "a", "failed", 1, {})
     assert store.record(job, "a", "running", 2, {}).outcome == "stale"
-    assert store.get(job)["results"]["a"]["status"] == "failed"
-    assert store.get(job)["status"] == "running"
+    assert _env(store, job)["results"]["a"]["status"] == "failed"
+    assert _env(store, job)["status"] == "running"
 
 
 def test_older_attempt_cannot_overwrite_newer(store: JobStore) -> None:
@@ -68,14 +75,14 @@ def test_final_state_is_decided_exactly_once_under_concurrency(store: JobStore) 
             )
         )
     assert outcomes.count("final") == 1
-    assert store.get(job)["status"] == "partial"
+    assert _env(store, job)["status"] == "partial"
 
 
 def test_cancel_stops_unfinished_collectors_only(store: JobStore) -> None:
     job = _job(store, ["a", "b"])
     store.record(job, "a", "succeeded", 1, {"data": {}})
     assert store.cancel(job) == "cancelled"
-    env = store.get(job)
+    env = _env(store, job)
     assert env["results"]["a"]["status"] == "succeeded"
     assert env["results"]["b"]["status"] == "cancelled"
     assert store.record(job, "b", "succeeded", 1, {}).outcome == "stale"

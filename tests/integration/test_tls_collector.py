@@ -11,7 +11,7 @@ from collectors.tls import TlsCollector
 from tests.conftest import free_port
 from tests.tlsserver import certificates, tls_server
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.collectors
 LOOPBACK = CollectContext(policy=NetworkPolicy.from_strings(["127.0.0.0/8"]))
 CA, CERTS = certificates()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 
 import pytest
 
@@ -248,7 +249,7 @@ def test_numeric_spellings_are_checked_as_the_real_address(host: str) -> None:
 
 def _fake_resolver(answers: list[str]):
     def getaddrinfo(host, port, *args, **kwargs):
-        out = []
+        out: list[tuple[Any, ...]] = []
         for a in answers:
             if ":" in a:
                 out.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, port, 0, 0)))

@@ -4,15 +4,19 @@ A collector knows nothing about Flask, Celery or Redis. It takes a target, its
 validated options and a context, and returns a :class:`Result` or raises a
 :class:`CollectorError`.
 
-Exception tree::
+Exception tree (every `error` an envelope can hold)::
 
     CollectorError                 (type, detail, retryable, retry_after)
     ├── BlockedAddress             blocked_address   the network guard refused
-    ├── InvalidTarget              invalid_target    target unusable for this collector
+    ├── InvalidTarget              invalid_target    target or options unusable here
     ├── TargetTimeout              timeout           retryable
     ├── TargetConnectError         connect_error     retryable
     ├── TransientResponse          transient_status  retryable; carries the Result
-    └── CollectorUnavailable       unavailable       dependency missing (registry reports it)
+    ├── TlsError                   tls_error         certificate or handshake failure
+    ├── CollectorUnavailable       unavailable       dependency missing (registry reports it)
+    ├── CollectorCrashed           collector_crashed a bug in a collector (collectors.runner)
+    └── the job domain's: TimeLimitExceeded, RedeliveryLimit, Lost, CircuitOpen,
+        HostBusy (app.jobs.errors, which draws them)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `collectq` command line: collect, api, worker, beat, up, config check."""
+"""The `collectq` command line: collect, api, worker, beat, up, config check/table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import click
 
 from app.cli.keys import keys
 from app.jobs.names import COLLECTOR_QUEUE_PREFIX
-from app.settings import POOL_TYPES, ConfigError, Settings, is_loopback_host, load_settings
+from app.settings import (
+    POOL_TYPES,
+    ConfigError,
+    Settings,
+    is_loopback_host,
+    load_settings,
+    settings_table_markdown,
+    with_settings_table,
+)
 
 __all__ = ["main"]
 
@@ -245,3 +253,20 @@ def config_check() -> None:
         sys.exit(2)
     click.echo(json.dumps(settings.redacted(), indent=2))
     click.echo("configuration OK", err=True)
+
+
+@config.command("table")
+@click.option(
+    "--readme",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="rewrite the table between the settings-table markers of this file instead",
+)
+def config_table(readme: Path | None) -> None:
+    """Print the markdown table of every setting (the README's), from the declarations."""
+    if readme is None:
+        click.echo(settings_table_markdown(), nl=False)
+        return
+    try:
+        readme.write_text(with_settings_table(readme.read_text()))
+    except ValueError as exc:
+        raise click.ClickException(f"{readme}: {exc}") from None

@@ -22,10 +22,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from app.jobs.names import MAINTENANCE_QUEUE, collector_queue
 from app.runtime import load_collectors
-from app.settings import ConfigError, Settings, is_loopback_host, load_settings
+from app.settings import (
+    ConfigError,
+    Settings,
+    as_environ,
+    configured,
+    is_loopback_host,
+    load_settings,
+    read_setting,
+)
 
 __all__ = ["run_up"]
 
@@ -49,18 +58,25 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _configured(name: str) -> bool:
-    return bool(os.environ.get(f"COLLECTQ_{name}") or os.environ.get(f"COLLECTQ_{name}_FILE"))
-
-
-def _open_in_dev() -> bool:
+def _open_quick_start(settings: Settings) -> bool:
     """`collectq up` is the quick start: in the dev profile on loopback it runs open
 
     unless COLLECTQ_AUTH is set. Every other way of running the API is secure by default.
     """
-    env_name = os.environ.get("COLLECTQ_ENV", "dev")
-    host = os.environ.get("COLLECTQ_API_HOST", "127.0.0.1")
-    return env_name == "dev" and not _configured("AUTH") and is_loopback_host(host)
+    return settings.is_dev and not configured("auth") and is_loopback_host(settings.api_host)
+
+
+def _embedded_urls(port: int) -> dict[str, Any]:
+    return {"redis_url": f"redis://127.0.0.1:{port}/0", "broker_url": f"redis://127.0.0.1:{port}/1"}
+
+
+def _child_env(overrides: dict[str, Any]) -> dict[str, str]:
+    """Our environment plus the overrides, which children load as variables."""
+    env = dict(os.environ)
+    for var, text in as_environ(**overrides).items():
+        env.pop(f"{var}_FILE", None)  # a file would win over the variable
+        env[var] = text
+    return env
 
 
 @dataclass
@@ -149,38 +165,42 @@ def _children(settings: Settings) -> list[Child]:
     return kids
 
 
-def run_up() -> int:
-    """Run the service until SIGINT/SIGTERM; return the exit code."""
-    env = dict(os.environ)
-    redis_proc: subprocess.Popen[bytes] | None = None
-    embedded = not _configured("REDIS_URL") and not _configured("BROKER_URL")
-    port = int(env.get("COLLECTQ_EMBEDDED_REDIS_PORT", "6390"))
-    if not embedded and not (_configured("REDIS_URL") and _configured("BROKER_URL")):
+def _prepare() -> tuple[Settings, dict[str, str], int | None] | int:
+    """The settings, the children's environment and the embedded Redis port (None when
+    URLs are configured); or the exit code when `up` cannot start."""
+    urls = configured("redis_url"), configured("broker_url")
+    if any(urls) and not all(urls):
         _say("set both COLLECTQ_REDIS_URL and COLLECTQ_BROKER_URL, or neither (embedded Redis)")
         return 2
-    if embedded:
-        if not _port_free("127.0.0.1", port):
-            _say(f"port {port} on 127.0.0.1 is in use (set COLLECTQ_EMBEDDED_REDIS_PORT)")
-            return 1
-        env["COLLECTQ_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        env["COLLECTQ_BROKER_URL"] = f"redis://127.0.0.1:{port}/1"
-        os.environ.update({k: env[k] for k in ("COLLECTQ_REDIS_URL", "COLLECTQ_BROKER_URL")})
-    open_dev = _open_in_dev()
-    if open_dev:
-        env["COLLECTQ_AUTH"] = os.environ["COLLECTQ_AUTH"] = "off"
     try:
-        settings = load_settings()
+        overrides = {} if all(urls) else _embedded_urls(read_setting("embedded_redis_port"))
+        settings = load_settings(**overrides)
+        if _open_quick_start(settings):
+            overrides["auth"] = False
+            settings = load_settings(**overrides)
     except ConfigError as exc:
         _say(str(exc))
         return 2
+    redis_port = None if all(urls) else settings.embedded_redis_port
+    if redis_port is not None and not _port_free("127.0.0.1", redis_port):
+        _say(f"port {redis_port} on 127.0.0.1 is in use (set COLLECTQ_EMBEDDED_REDIS_PORT)")
+        return 1
     if not _port_free(settings.api_host, settings.api_port):
         _say(f"port {settings.api_port} on {settings.api_host} is in use (set COLLECTQ_API_PORT)")
         return 1
+    return settings, _child_env(overrides), redis_port
+
+
+def _announce(settings: Settings) -> None:
     if settings.is_dev:
         _say(f"DEV PROFILE: targets on {', '.join(settings.net_allow)} are allowed")
     if not settings.auth:
         _say(f"AUTH IS OFF: anyone who reaches {settings.api_host} may use the API as admin;")
         _say("set COLLECTQ_AUTH=on (and create a key: collectq keys create) to require keys")
+
+
+def _stop_on_signals() -> Callable[[], bool]:
+    """Turn SIGINT/SIGTERM into a flag that the supervisor polls."""
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -189,9 +209,21 @@ def run_up() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    if embedded:
+    return lambda: stopping
+
+
+def run_up() -> int:
+    """Run the service until SIGINT/SIGTERM; return the exit code."""
+    prepared = _prepare()
+    if isinstance(prepared, int):
+        return prepared
+    settings, env, redis_port = prepared
+    _announce(settings)
+    stopping = _stop_on_signals()
+    redis_proc: subprocess.Popen[bytes] | None = None
+    if redis_port is not None:
         try:
-            redis_proc = _start_embedded_redis(port)
+            redis_proc = _start_embedded_redis(redis_port)
         except RuntimeError as exc:
             _say(str(exc))
             return 1
@@ -204,7 +236,7 @@ def run_up() -> int:
         base = f"http://{settings.api_host}:{settings.api_port}"
         if _wait_healthy(f"{base}/health", children):
             _say(f"API on {base}  (docs: {base}/docs)  — Ctrl-C to stop")
-        code = _supervise(children, env, lambda: stopping)
+        code = _supervise(children, env, stopping)
     finally:
         _stop_all(children, redis_proc, settings.soft_shutdown_timeout)
     return code

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from app.settings import ConfigError, load_settings, redact_url
+from app.options import TABLE_END, TABLE_START, declared, settings_table_markdown
+from app.settings import ConfigError, as_environ, load_settings, read_setting, redact_url
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_dev_defaults_allow_loopback_only() -> None:
@@ -247,3 +252,129 @@ def test_reliability_settings_reach_celery() -> None:
     assert conf["task_routes"][0]["maintenance.reap"] == {"queue": "maintenance"}
     assert conf["worker_soft_shutdown_timeout"] == 12.0
     assert conf["broker_heartbeat"] == 9.0
+
+
+def test_a_non_secret_can_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    port = tmp_path / "port"
+    port.write_text("8123\n")  # as `echo 8123 > port` writes it
+    monkeypatch.setenv("COLLECTQ_API_PORT_FILE", str(port))
+    monkeypatch.setenv("COLLECTQ_API_PORT", "9999")  # the file wins
+    assert load_settings().api_port == 8123
+    port.write_text("99999")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {"COLLECTQ_API_PORT"}
+
+
+def test_an_unreadable_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("COLLECTQ_SECRET_KEY_FILE", str(tmp_path / "missing"))
+    monkeypatch.setenv("COLLECTQ_POOL_DNS_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {"COLLECTQ_SECRET_KEY", "COLLECTQ_POOL_DNS"}
+    assert "COLLECTQ_SECRET_KEY_FILE" in info.value.errors["COLLECTQ_SECRET_KEY"][0]
+
+
+def test_pool_settings_can_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    spec = tmp_path / "pool"
+    spec.write_text("concurrency=6,prefetch=2\n")
+    monkeypatch.setenv("COLLECTQ_POOL_SCREENSHOT_FILE", str(spec))
+    shot = load_settings().pool_for("screenshot")
+    assert (shot.pool, shot.concurrency, shot.prefetch) == ("prefork", 6, 2)
+    spec.write_text("concurrency=none")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.errors == {
+        "COLLECTQ_POOL_SCREENSHOT": ["concurrency must be a positive integer"]
+    }
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "redis"])
+def test_embedded_redis_port_is_validated_by_name(monkeypatch, value) -> None:
+    assert load_settings().embedded_redis_port == 6390
+    monkeypatch.setenv("COLLECTQ_EMBEDDED_REDIS_PORT", value)
+    for load in (load_settings, lambda: read_setting("embedded_redis_port")):
+        with pytest.raises(ConfigError) as info:
+            load()
+        assert set(info.value.errors) == {"COLLECTQ_EMBEDDED_REDIS_PORT"}
+
+
+def test_a_bad_value_brings_no_second_error_about_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_HEARTBEAT_INTERVAL", "often")
+    monkeypatch.setenv("COLLECTQ_HEARTBEAT_TIMEOUT", "15")  # < 2 x the default interval
+    monkeypatch.setenv("COLLECTQ_HARD_TIME_LIMIT", "long")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {"COLLECTQ_HEARTBEAT_INTERVAL", "COLLECTQ_HARD_TIME_LIMIT"}
+
+
+def test_overrides_win_and_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_API_PORT", "not-a-port")
+    assert load_settings(api_port=8001).api_port == 8001
+    with pytest.raises(ConfigError) as info:
+        load_settings(api_port=8001, broker_url="http://nope")
+    assert set(info.value.errors) == {"COLLECTQ_BROKER_URL"}
+    with pytest.raises(TypeError):
+        load_settings(no_such_setting=1)
+
+
+def test_as_environ_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `collectq up` hands its children loads back as the same values."""
+    values = {
+        "auth": False,
+        "redis_url": "redis://127.0.0.1:6390/0",
+        "max_wait": 5,
+        "cors_methods": ("GET", "POST"),
+        "publish_timeout": 2.5,
+        "log_json": True,
+    }
+    for var, text in as_environ(**values).items():
+        monkeypatch.setenv(var, text)
+    s = load_settings()
+    assert {name: getattr(s, name) for name in values} == values
+
+
+def test_every_setting_is_in_config_check_and_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.cli.main import main
+
+    names = {f"COLLECTQ_{s.name.upper()}" for s in declared()}
+    assert set(load_settings().redacted()) == names
+    monkeypatch.setenv("COLLECTQ_SECRET_KEY", "a-secret-never-printed")
+    result = CliRunner().invoke(main, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert set(shown) == names
+    assert shown["COLLECTQ_SECRET_KEY"] == "***"
+    assert shown["COLLECTQ_EMBEDDED_REDIS_PORT"] == 6390
+
+
+def test_every_setting_is_declared_completely() -> None:
+    for s in declared():
+        assert s.option.help, s.name
+        assert s.var == f"COLLECTQ_{s.name.upper()}" or s.kind == "pools"
+        assert s.kind in {"str", "int", "float", "bool", "list", "switch", "pools"}
+
+
+def test_readme_table_is_generated_from_the_declarations() -> None:
+    text = README.read_text()
+    assert TABLE_START in text
+    assert TABLE_END in text, f"README.md lacks the {TABLE_END} marker"
+    table = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0].strip("\n") + "\n"
+    assert table == settings_table_markdown(), (
+        "README.md's settings table differs from app/options.py; regenerate it with "
+        "`.venv/bin/collectq config table --readme README.md`"
+    )
+
+
+def test_config_table_prints_and_rewrites_the_table(tmp_path) -> None:
+    from app.cli.main import main
+
+    printed = CliRunner().invoke(main, ["config", "table"])
+    assert printed.exit_code == 0
+    assert printed.stdout == settings_table_markdown()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{TABLE_START}\n| stale |\n{TABLE_END}\nafter\n")
+    assert CliRunner().invoke(main, ["config", "table", "--readme", str(readme)]).exit_code == 0
+    assert readme.read_text() == f"intro\n{TABLE_START}\n{printed.stdout}{TABLE_END}\nafter\n"
+    readme.write_text("no markers")
+    assert CliRunner().invoke(main, ["config", "table", "--readme", str(readme)]).exit_code == 1

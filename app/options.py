@@ -1,0 +1,473 @@
+"""Every setting, declared once: name, type, default (per profile), secret, validation, help.
+
+`Options` is the table, after Celery's ``app/defaults.py``: one field per setting, its
+type the annotation, the rest in `option(...)`. The loader, the Settings object, `config
+check` and the README's table (`settings_table_markdown`) are all derived from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from limits import parse_many
+from marshmallow import ValidationError
+from marshmallow.validate import OneOf, Range
+
+__all__ = [
+    "HARDENED",
+    "POOL_DEFAULTS",
+    "POOL_TYPES",
+    "PREFIX",
+    "PROFILES",
+    "Option",
+    "Options",
+    "PoolSettings",
+    "Setting",
+    "declared",
+    "env_text",
+    "option",
+    "settings_table_markdown",
+    "with_settings_table",
+]
+
+PREFIX = "COLLECTQ_"
+PROFILES = ("dev", "test", "staging", "prod")
+HARDENED = ("staging", "prod")
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+POOL_TYPES = ("threads", "prefork", "solo")
+TABLE_START = "<!-- settings-table:start -->"
+TABLE_END = "<!-- settings-table:end -->"
+
+T = TypeVar("T")
+Check = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one setting is read, checked and documented (the metadata of its field)."""
+
+    help: str
+    default: Any = None
+    profiles: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    required: tuple[str, ...] = ()  # profiles in which an empty value is refused
+    kind: str | None = None  # parser, when the field's type does not say it
+    var: str | None = None  # variable name without the prefix, when not NAME
+    doc_default: str | None = None
+    check: Check | None = None
+
+    def default_in(self, profile: str) -> Any:
+        return self.profiles.get(profile, self.default)
+
+    def validators(self) -> list[Check]:
+        checks: list[Check] = []
+        if self.min is not None or self.max is not None:
+            checks.append(Range(min=self.min, max=self.max))
+        if self.choices:
+            checks.append(OneOf(self.choices))
+        if self.check is not None:
+            checks.append(self.check)
+        return checks
+
+
+def option(
+    default: T,
+    help: str,
+    *,
+    profiles: Mapping[str, Any] | None = None,
+    secret: bool = False,
+    choices: tuple[str, ...] = (),
+    min: float | None = None,
+    max: float | None = None,
+    required: tuple[str, ...] = (),
+    kind: str | None = None,
+    check: Check | None = None,
+) -> T:
+    """Declare a setting: a dataclass field whose metadata is its `Option`."""
+    opt = Option(
+        help=help,
+        default=default,
+        profiles=MappingProxyType(dict(profiles or {})),
+        secret=secret,
+        choices=choices,
+        min=min,
+        max=max,
+        required=required,
+        kind=kind,
+        check=check,
+    )
+    return field(default=default, repr=not secret, metadata={"option": opt})
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How the worker of one collector's queue runs (``COLLECTQ_POOL_<NAME>``)."""
+
+    pool: str
+    concurrency: int
+    prefetch: int
+    soft_time_limit: int
+    hard_time_limit: int
+
+
+# I/O-bound collectors wait on the network: many threads, a few messages prefetched.
+# A browser page is heavy (CPU, ~100 MB): few processes, one message at a time.
+POOL_DEFAULTS: Mapping[str, PoolSettings] = MappingProxyType(
+    {
+        "http": PoolSettings("threads", 32, 4, 60, 90),
+        "dns": PoolSettings("threads", 32, 4, 60, 90),
+        "tls": PoolSettings("threads", 32, 4, 60, 90),
+        "screenshot": PoolSettings("prefork", 2, 1, 60, 90),
+    }
+)
+
+
+def _schemes(*schemes: str) -> Check:
+    def check(url: str) -> None:
+        if urlsplit(url).scheme not in schemes:
+            raise ValidationError(f"scheme must be one of {', '.join(schemes)}")
+
+    return check
+
+
+def _networks(cidrs: tuple[str, ...]) -> None:
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValidationError(f"{cidr!r} is not an IP network") from None
+
+
+def _rate_limit(value: str) -> None:
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValidationError("not a rate limit (e.g. 100/minute; 10/second)") from None
+
+
+_REDIS = _schemes("redis", "rediss", "unix")
+_BROKER = _schemes("amqp", "amqps", "pyamqp", "redis", "rediss")
+_NOT_IN_PROD = {"staging": None, "prod": None}
+_CORS_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "X-Request-ID")
+
+
+def _pools_option() -> Any:
+    """`POOL_<NAME>`: a family of variables, one per collector, read by the loader."""
+    opt = Option(
+        "one collector's worker: `pool=…,concurrency=…,prefetch=…,soft_time_limit=…,"
+        "hard_time_limit=…` (any subset)",
+        MappingProxyType({}),
+        kind="pools",
+        var="POOL_<NAME>",
+        doc_default="see below",
+    )
+    return field(default_factory=lambda: MappingProxyType({}), metadata={"option": opt})
+
+
+@dataclass(frozen=True)
+class Options:
+    """The settings table; `app.settings.Settings` adds behaviour, never fields."""
+
+    env: str = option("dev", "profile (changes defaults only)", choices=PROFILES)
+    redis_url: str = option(
+        "redis://127.0.0.1:6379/0",
+        "job store",
+        profiles=_NOT_IN_PROD,
+        required=PROFILES,
+        check=_REDIS,
+    )
+    broker_url: str = option(
+        "amqp://guest:guest@127.0.0.1:5672//",
+        "Celery broker (RabbitMQ in production)",
+        profiles=_NOT_IN_PROD,
+        required=PROFILES,
+        check=_BROKER,
+    )
+    redis_prefix: str = option("cq:", "key prefix (several deployments can share a Redis)")
+    api_host: str = option("127.0.0.1", "address `collectq api`/`up` listen on")
+    api_port: int = option(8000, "port `collectq api`/`up` listen on", min=1, max=65535)
+    api_workers: int = option(2, "gunicorn gthread workers", min=1)
+    api_threads: int = option(8, "threads per gunicorn worker", min=1)
+    max_body_bytes: int = option(1024 * 1024, "request body limit (413 above)", min=1024)
+    publish_timeout: float = option(
+        5.0, "seconds the API waits for the broker's confirm before answering 503", min=0.1, max=60
+    )
+    job_ttl: int = option(
+        7 * 24 * 3600,
+        "seconds a finished job and its artifacts are kept (then they expire; listings skip them)",
+        min=60,
+    )
+    job_deadline: int = option(
+        24 * 3600,
+        "a job not finished after this many seconds becomes `expired` (≤ `JOB_TTL`)",
+        min=10,
+    )
+    artifact_budget_bytes: int = option(
+        1024**3,
+        "artifact bytes kept per owner; the owner's oldest are evicted to fit a new one, one "
+        "larger than the budget is dropped (`dropped` in the envelope); `0` = no budget",
+        min=0,
+    )
+    max_wait: int = option(30, "cap of `?wait=` in seconds", min=0, max=300)
+    net_allow: tuple[str, ...] = option(
+        (),
+        "CIDRs the network guard lets collectors reach besides global addresses",
+        profiles={"dev": LOOPBACK},
+        check=_networks,
+    )
+    max_retries: int = option(
+        3, "retries of a transient failure (connect error, timeout, 429/5xx)", min=0, max=20
+    )
+    retry_backoff_base: float = option(
+        1.0, "first retry delay, seconds (exponential backoff with full jitter)", min=0
+    )
+    retry_backoff_max: float = option(
+        60.0,
+        "longest retry delay, seconds (≥ `RETRY_BACKOFF_BASE`); `Retry-After` is honoured up to it",
+        min=0,
+    )
+    heartbeat_interval: float = option(
+        10.0, "a running collector refreshes its heartbeat this often, seconds", min=0.1, max=300
+    )
+    heartbeat_timeout: float = option(
+        30.0,
+        "a collector whose heartbeat is silent this long is lapsed (≥ 2 × `HEARTBEAT_INTERVAL`)",
+        min=0.3,
+    )
+    reap_interval: float = option(
+        30.0, "seconds between reaper passes (`maintenance.reap`, ticked by beat)", min=0.5
+    )
+    reap_queued_after: float = option(
+        300.0,
+        "a collector queued/retrying this long, with no message ready in its queue, is requeued",
+        min=1,
+    )
+    reap_max_requeues: int = option(
+        3, "requeues by the reaper before the collector fails with `lost`", min=0, max=100
+    )
+    max_redeliveries: int = option(
+        3,
+        "deliveries that died before recording (killed process, poison message) before the "
+        "collector fails with `redelivery_limit`",
+        min=0,
+        max=100,
+    )
+    breaker_fail_max: int = option(
+        5,
+        "consecutive transient failures of one target host that open its circuit breaker; "
+        "`0` = no breakers",
+        min=0,
+    )
+    breaker_reset_timeout: float = option(
+        30.0, "seconds a breaker stays open before one probe call may pass (half-open)", min=1
+    )
+    host_concurrency: int = option(
+        0,
+        "at most this many calls in flight per target host across all workers (`0` = no cap); "
+        "a call waits up to half its soft time limit for a slot, then is retried (`host_busy`)",
+        min=0,
+    )
+    soft_shutdown_timeout: float = option(
+        30.0,
+        "on a cold shutdown (SIGQUIT) a worker gives running tasks this long, then puts their "
+        "messages back",
+        min=0,
+        max=3600,
+    )
+    broker_heartbeat: float = option(
+        60.0,
+        "AMQP heartbeat, seconds: a hung broker or network is noticed within two of them "
+        "(`0` = off)",
+        min=0,
+        max=600,
+    )
+    soft_time_limit: int = option(
+        60,
+        "soft time limit of plugin collectors' tasks, seconds (built-ins: see `POOL_<NAME>`)",
+        min=1,
+    )
+    hard_time_limit: int = option(
+        90, "hard time limit of plugin collectors' tasks, seconds (> `SOFT_TIME_LIMIT`)", min=1
+    )
+    worker_pool: str = option(
+        "threads",
+        "pool of a worker for several queues, and of plugin collectors",
+        choices=POOL_TYPES,
+    )
+    worker_concurrency: int = option(16, "concurrency of such a worker", min=1)
+    pools: Mapping[str, PoolSettings] = _pools_option()
+    chromium_path: str = option("/usr/bin/chromium", "the browser of the screenshot collector")
+    plugins: tuple[str, ...] = option(
+        (),
+        "extra collectors as `name=module:Class`, besides the `collectq.collectors` entry points",
+    )
+    log_level: str = option("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_json: bool = option(
+        False, "JSON logs, one line per event", profiles={"staging": True, "prod": True}
+    )
+    auth: bool = option(
+        True,
+        "`off` only in the dev profile with a loopback `API_HOST` (what `collectq up` does by "
+        "default)",
+        kind="switch",
+    )
+    key_rotation_overlap: int = option(
+        24 * 3600, "seconds a rotated key keeps working", min=0, max=90 * 86400
+    )
+    key_last_used_interval: int = option(
+        60, "a key's `last_used_at` is written at most this often, seconds", min=0
+    )
+    jwt_keys: str | None = option(
+        None, "JSON key set (see Authentication); enables JWT", secret=True
+    )
+    jwt_issuer: str | None = option(None, "the `iss` a JWT must carry; required with `JWT_KEYS`")
+    jwt_audience: str | None = option(None, "the `aud` a JWT must carry; required with `JWT_KEYS`")
+    jwt_scopes_claim: str = option("scope", "claim holding the scopes")
+    jwt_leeway: int = option(30, "clock skew allowed, seconds", min=0, max=300)
+    rate_limit_submit: str = option(
+        "120/minute",
+        "limit per client of submitting jobs; a key may override it",
+        check=_rate_limit,
+    )
+    rate_limit_read: str = option(
+        "1200/minute", "limit per client of reading; a key may override it", check=_rate_limit
+    )
+    rate_limit_admin: str = option(
+        "60/minute", "limit per client of admin calls; a key may override it", check=_rate_limit
+    )
+    rate_limit_enabled: bool = option(True, "`false` turns rate limiting off")
+    trusted_proxies: int = option(
+        0, "proxies in front that append `X-Forwarded-For` (ProxyFix hops)", min=0, max=10
+    )
+    max_queued_jobs: int = option(1000, "queued jobs per owner (`0`: no cap)", min=0)
+    cors_origins: tuple[str, ...] = option(
+        (), "allowed origins; CORS off when empty (wildcard refused in staging/prod)"
+    )
+    cors_credentials: bool = option(
+        False, "let browsers send credentials (no wildcard origin then)"
+    )
+    cors_methods: tuple[str, ...] = option(
+        ("GET", "POST", "DELETE"), "methods allowed cross-origin"
+    )
+    cors_headers: tuple[str, ...] = option(_CORS_HEADERS, "request headers allowed cross-origin")
+    cors_max_age: int = option(
+        600, "seconds a browser may cache a preflight answer", min=0, max=86400
+    )
+    debug: bool = option(False, "Flask debug mode; refused in staging/prod")
+    secret_key: str | None = option(
+        None, "Flask secret key; at least 16 chars, not a default", secret=True, required=HARDENED
+    )
+    sentry_dsn: str | None = option(None, "Sentry DSN; never printed", secret=True)
+    flower_basic_auth: str | None = option(
+        None, "`user:password[,user:password]`; required for Flower in staging/prod", secret=True
+    )
+    flower_host: str = option("127.0.0.1", "address `collectq flower` listens on")
+    flower_port: int = option(5555, "port `collectq flower` listens on", min=1, max=65535)
+    embedded_redis_port: int = option(
+        6390, "port of the embedded Redis of `collectq up`", min=1, max=65535
+    )
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting: its field name, variable, parser kind and `Option`."""
+
+    name: str
+    var: str
+    kind: str
+    option: Option
+
+    def default_in(self, profile: str) -> Any:
+        return self.option.default_in(profile)
+
+
+# The parser (an environs method, or our own) of each annotation in the table.
+_KINDS: dict[object, str] = {
+    str: "str",
+    str | None: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    tuple[str, ...]: "list",
+}
+
+
+@functools.cache
+def declared() -> tuple[Setting, ...]:
+    """The settings of `Options`, in table order."""
+    hints = typing.get_type_hints(Options)
+    out = []
+    for f in dataclasses.fields(Options):
+        opt: Option = f.metadata["option"]
+        kind = opt.kind or _KINDS.get(hints[f.name])
+        if kind is None:
+            raise TypeError(f"Options.{f.name}: no parser for {hints[f.name]}; set kind=")
+        var = PREFIX + (opt.var or f.name.upper())
+        out.append(Setting(f.name, var, kind, opt))
+    return tuple(out)
+
+
+def env_text(kind: str, value: Any) -> str:
+    """`value` as its variable would spell it."""
+    if kind == "switch":
+        return "on" if value else "off"
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "list":
+        return ",".join(value)
+    if kind == "float":  # `5`, not `5.0`, but never a rounded value
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
+
+
+def _doc_default(s: Setting) -> str:
+    if s.option.doc_default is not None:
+        return s.option.doc_default
+    groups: dict[str, list[str]] = {}
+    for profile in PROFILES:
+        value = s.default_in(profile)
+        if value not in (None, "", ()):
+            shown = f"`{env_text(s.kind, value)}`"
+        elif profile in s.option.required:
+            shown = "required"
+        else:
+            shown = "—"
+        groups.setdefault(shown, []).append(profile)
+    if len(groups) == 1:
+        return next(iter(groups))
+    parts = []
+    for shown, profiles in groups.items():
+        where = "/".join(profiles)
+        parts.append(f"required in {where}" if shown == "required" else f"{shown} ({where})")
+    return "; ".join(parts)
+
+
+def settings_table_markdown() -> str:
+    """The README's table of settings (variable | default | meaning)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in declared():
+        meaning = ("secret; " if s.option.secret else "") + s.option.help
+        if s.option.choices:
+            meaning += "; one of " + ", ".join(f"`{c}`" for c in s.option.choices)
+        rows.append(f"| `{s.var.removeprefix(PREFIX)}` | {_doc_default(s)} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def with_settings_table(text: str) -> str:
+    """`text` (the README) with the table between the settings-table markers regenerated."""
+    head, start, rest = text.partition(TABLE_START)
+    _, end, tail = rest.partition(TABLE_END)
+    if not start or not end:
+        raise ValueError(f"no {TABLE_START} … {TABLE_END} markers")
+    return f"{head}{start}\n{settings_table_markdown()}{end}{tail}"

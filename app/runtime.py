@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from app.auth.apikeys import KeyStore
-from app.auth.jwtauth import JwtVerifier, parse_key_set
+from app.auth.jwtauth import JwtVerifier
 from app.auth.principal import Authenticator
 from app.jobs.breaker import Breakers
 from app.jobs.context import JobContext
 from app.jobs.hostcap import HostSlots
 from app.jobs.store import JobStore
+from app.jwks import parse_key_set
 from app.redisclient import redis_client
 from app.settings import Settings
 from collectors.base import NetworkPolicy

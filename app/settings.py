@@ -361,7 +361,7 @@ def _auth_off(v: Mapping[str, Any], bad: Bad) -> None:
 def _jwt(v: Mapping[str, Any], bad: Bad) -> None:
     if not v["jwt_keys"]:
         return
-    from app.auth.jwtauth import KeySetError, parse_key_set  # cryptography: load only when used
+    from app.jwks import KeySetError, parse_key_set  # cryptography: load only when used
 
     try:
         parse_key_set(v["jwt_keys"])

@@ -92,4 +92,5 @@ def test_close_leaves_exactly_the_python_terminal_job_states_alone(store: JobSto
 def test_lua_sources_spell_no_status_of_their_own() -> None:
     source = inspect.getsource(lua)
     for state in {*JobStatus, *CollectorStatus}:
-        assert f"'{state}'" not in source and f'"{state}"' not in source, state
+        assert f"'{state}'" not in source, state
+        assert f'"{state}"' not in source, state

@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from app.auth.jwtauth import JwtVerifier, KeySetError, parse_key_set
+from app.auth.jwtauth import JwtVerifier
 from app.errors import Unauthorized
+from app.jwks import KeySetError, parse_key_set
 
 HS_SECRET = b"0123456789abcdef0123456789abcdef-hs"
 ISS, AUD = "https://idp.test", "collectq"

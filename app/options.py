@@ -34,6 +34,7 @@ __all__ = [
     "declared",
     "env_text",
     "option",
+    "pool_table_markdown",
     "settings_table_markdown",
     "with_settings_table",
 ]
@@ -45,6 +46,8 @@ LOOPBACK = ("127.0.0.0/8", "::1/128")
 POOL_TYPES = ("threads", "prefork", "solo")
 TABLE_START = "<!-- settings-table:start -->"
 TABLE_END = "<!-- settings-table:end -->"
+POOL_TABLE_START = "<!-- pool-table:start -->"
+POOL_TABLE_END = "<!-- pool-table:end -->"
 
 T = TypeVar("T")
 Check = Callable[[Any], None]
@@ -464,10 +467,27 @@ def settings_table_markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
+def pool_table_markdown() -> str:
+    """The README's table of the built-in worker settings per collector (`POOL_<NAME>`)."""
+    rows = [
+        "| collector | pool | concurrency | prefetch | soft / hard time limit (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, p in POOL_DEFAULTS.items():
+        limits = f"{p.soft_time_limit} / {p.hard_time_limit}"
+        rows.append(f"| `{name}` | {p.pool} | {p.concurrency} | {p.prefetch} | {limits} |")
+    return "\n".join(rows) + "\n"
+
+
+def _fill(text: str, start: str, end: str, table: str) -> str:
+    head, found_start, rest = text.partition(start)
+    _, found_end, tail = rest.partition(end)
+    if not found_start or not found_end:
+        raise ValueError(f"no {start} … {end} markers")
+    return f"{head}{found_start}\n{table}{found_end}{tail}"
+
+
 def with_settings_table(text: str) -> str:
-    """`text` (the README) with the table between the settings-table markers regenerated."""
-    head, start, rest = text.partition(TABLE_START)
-    _, end, tail = rest.partition(TABLE_END)
-    if not start or not end:
-        raise ValueError(f"no {TABLE_START} … {TABLE_END} markers")
-    return f"{head}{start}\n{settings_table_markdown()}{end}{tail}"
+    """`text` (the README) with the tables between their markers regenerated."""
+    text = _fill(text, TABLE_START, TABLE_END, settings_table_markdown())
+    return _fill(text, POOL_TABLE_START, POOL_TABLE_END, pool_table_markdown())

@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.options import TABLE_END, TABLE_START, declared, settings_table_markdown
+from app.options import (
+    POOL_TABLE_END,
+    POOL_TABLE_START,
+    TABLE_END,
+    TABLE_START,
+    declared,
+    pool_table_markdown,
+    settings_table_markdown,
+    with_settings_table,
+)
 from app.settings import ConfigError, as_environ, load_settings, read_setting, redact_url
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -355,7 +364,7 @@ def test_every_setting_is_declared_completely() -> None:
         assert s.kind in {"str", "int", "float", "bool", "list", "switch", "pools"}
 
 
-def test_readme_table_is_generated_from_the_declarations() -> None:
+def test_readme_tables_are_generated_from_the_declarations() -> None:
     text = README.read_text()
     assert TABLE_START in text
     assert TABLE_END in text, f"README.md lacks the {TABLE_END} marker"
@@ -363,6 +372,10 @@ def test_readme_table_is_generated_from_the_declarations() -> None:
     assert table == settings_table_markdown(), (
         "README.md's settings table differs from app/options.py; regenerate it with "
         "`.venv/bin/collectq config table --readme README.md`"
+    )
+    assert text == with_settings_table(text), (
+        "README.md's worker (POOL_<NAME>) table differs from app/options.py; regenerate it "
+        "with `.venv/bin/collectq config table --readme README.md`"
     )
 
 
@@ -373,8 +386,12 @@ def test_config_table_prints_and_rewrites_the_table(tmp_path) -> None:
     assert printed.exit_code == 0
     assert printed.stdout == settings_table_markdown()
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{TABLE_START}\n| stale |\n{TABLE_END}\nafter\n")
+    pools = f"{POOL_TABLE_START}\n| stale |\n{POOL_TABLE_END}\n"
+    readme.write_text(f"intro\n{TABLE_START}\n| stale |\n{TABLE_END}\n{pools}after\n")
     assert CliRunner().invoke(main, ["config", "table", "--readme", str(readme)]).exit_code == 0
-    assert readme.read_text() == f"intro\n{TABLE_START}\n{printed.stdout}{TABLE_END}\nafter\n"
+    pools = f"{POOL_TABLE_START}\n{pool_table_markdown()}{POOL_TABLE_END}\n"
+    assert readme.read_text() == (
+        f"intro\n{TABLE_START}\n{printed.stdout}{TABLE_END}\n{pools}after\n"
+    )
     readme.write_text("no markers")
     assert CliRunner().invoke(main, ["config", "table", "--readme", str(readme)]).exit_code == 1

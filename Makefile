@@ -32,10 +32,16 @@ run: venv chromium
 
 # The whole suite in one run: unit, collectors against local servers, integration against
 # the real Redis and RabbitMQ, e2e, and the fault tests (tests/faults: their own redis-server
-# and RabbitMQ node, broken on purpose); then the fault table. The slowest tests are listed.
-test: venv chromium
-	$(BIN)/python -m pytest --durations=15
-	$(BIN)/python -m tests.faults.report
+# and RabbitMQ node, broken on purpose). tests/services.sh first installs (when allowed) and
+# starts what the run needs, and stops afterwards what it started. The slowest tests are
+# listed; the end is the fault table and one summary line (tests/summary.py). A skip for a
+# reason not allowed (tests/runreport.py) fails the run.
+test: venv
+	@bash tests/services.sh up
+	@trap 'bash tests/services.sh down' EXIT; rc=0; \
+	  $(BIN)/python -m pytest --durations=15 || rc=$$?; \
+	  $(BIN)/python -m tests.summary || [ $$rc -ne 0 ] || rc=1; \
+	  exit $$rc
 
 # Tests that need no service (no Redis, no RabbitMQ): unit tests and collectors against
 # local HTTP/DNS/TLS servers and Chromium. Seconds, not minutes.
@@ -45,8 +51,11 @@ test-fast: venv
 # Only the fault tests (tests/faults): they start their own redis-server and RabbitMQ
 # node and break them, and real workers, on purpose. Prints the table of the run.
 test-faults: venv
-	$(BIN)/python -m pytest tests/faults --durations=15
-	$(BIN)/python -m tests.faults.report
+	@bash tests/services.sh up
+	@trap 'bash tests/services.sh down' EXIT; rc=0; \
+	  $(BIN)/python -m pytest tests/faults --durations=15 || rc=$$?; \
+	  $(BIN)/python -m tests.summary || [ $$rc -ne 0 ] || rc=1; \
+	  exit $$rc
 
 bench: venv chromium
 	$(BIN)/python -m benchmarks

@@ -50,7 +50,7 @@ FAST = {
 @pytest.fixture(scope="session")
 def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
     if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
-        pytest.skip("rabbitmq-server not installed")
+        pytest.fail("rabbitmq-server not installed: `make test` installs it (tests/services.sh)")
     node = RabbitNode(tmp_path_factory.mktemp("rabbit"))
     node.start()
     try:

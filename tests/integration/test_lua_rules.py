@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import uuid
-from collections.abc import Iterator
 
 import pytest
-import redis
 
 from app.jobs import lua
 from app.jobs.store import JobStore
@@ -24,19 +21,8 @@ from schemas.status import (
     JobStatus,
     final_job_status,
 )
-from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store() -> Iterator[JobStore]:
-    client = redis.Redis.from_url(REDIS_URL)
-    prefix = f"tl{uuid.uuid4().hex[:8]}:"
-    yield JobStore(client, prefix, ttl=600)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
 
 
 def _job(store: JobStore, collectors: list[str]) -> str:

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import redis
 
 from app.jobs.store import JobStore
-from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store() -> Iterator[JobStore]:
-    client = redis.Redis.from_url(REDIS_URL)
-    prefix = f"ts{uuid.uuid4().hex[:8]}:"
-    yield JobStore(client, prefix, ttl=600)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
 
 
 def _env(store: JobStore, job: str) -> dict[str, Any]:

@@ -20,28 +20,32 @@ install_allowed() {
     [ "${COLLECTQ_TEST_INSTALL:-yes}" != no ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null
 }
 
-# Packages for the commands that are missing: "command:package ...".
-missing_packages() {
-    local pkgs=() pair
-    for pair in "$@"; do
-        command -v "${pair%%:*}" >/dev/null || [ -x "${pair%%:*}" ] || pkgs+=("${pair#*:}")
+NEEDED=(redis-server:redis-server redis-cli:redis-tools rabbitmq-server:rabbitmq-server
+    rabbitmqctl:rabbitmq-server "$CHROMIUM:chromium")
+
+# The needed commands ("command:package") that are not on the PATH.
+missing() {
+    local pair
+    for pair in "${NEEDED[@]}"; do
+        command -v "${pair%%:*}" >/dev/null || echo "$pair"
     done
-    [ ${#pkgs[@]} -eq 0 ] || printf '%s\n' "${pkgs[@]}" | sort -u | tr '\n' ' '
 }
 
 ensure_installed() {
-    local need
-    need=$(missing_packages redis-server:redis-server redis-cli:redis-tools \
-        rabbitmq-server:rabbitmq-server rabbitmqctl:rabbitmq-server "$CHROMIUM:chromium")
-    [ -z "$need" ] && return 0
+    local gone commands packages
+    gone=$(missing)
+    [ -z "$gone" ] && return 0
+    commands=$(echo "$gone" | cut -d: -f1 | paste -sd' ')
+    packages=$(echo "$gone" | cut -d: -f2 | sort -u | paste -sd' ')
     if ! install_allowed; then
-        say "missing: $need"
-        say "install them (Debian: sudo apt-get install -y $need), or set"
-        say "COLLECTQ_CHROMIUM_PATH for a Chromium elsewhere; \`make test-fast\` runs the"
-        say "tests that need no services. Nothing was run."
+        say "not found on the PATH: $commands"
+        say "install Debian's $packages (sudo apt-get install -y $packages),"
+        say "or run as root to let \`make test\` install them (unless COLLECTQ_TEST_INSTALL=no);"
+        case "$gone" in *chromium*) say "COLLECTQ_CHROMIUM_PATH may name a Chromium elsewhere;" ;; esac
+        say "\`make test-fast\` runs the tests that need no services. Nothing was run."
         exit 1
     fi
-    say "installing $need"
+    say "installing $packages (for $commands)"
     # No init system here: keep the packages' scripts from starting services themselves.
     local policy=/usr/sbin/policy-rc.d made_policy=
     if [ ! -e "$policy" ]; then
@@ -49,8 +53,10 @@ ensure_installed() {
     fi
     apt-get update -qq
     # shellcheck disable=SC2086 # one word per package
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
     [ -z "$made_policy" ] || rm -f "$policy"
+    gone=$(missing)
+    [ -z "$gone" ] || { say "still not on the PATH after installing: $gone"; exit 1; }
 }
 
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }

@@ -77,8 +77,12 @@ start_rabbitmq() {
     rabbit_up && return 0
     say "starting rabbitmq-server"
     rabbitmq-server -detached
-    timeout 120 rabbitmqctl await_startup >/dev/null \
-        || { say "rabbitmq-server did not start (see /var/log/rabbitmq)"; exit 1; }
+    # await_startup fails at once while the node is not yet known to epmd: poll.
+    for _ in $(seq 1 120); do
+        rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 && break
+        sleep 1
+    done
+    rabbit_up || { say "rabbitmq-server did not start (see /var/log/rabbitmq)"; exit 1; }
     echo rabbitmq >>"$STATE"
 }
 

@@ -45,7 +45,8 @@ def broker_user(vhost: str):
     """A RabbitMQ user with a random password, so the broker URL carries a real secret."""
     ctl = shutil.which("rabbitmqctl")
     assert ctl
-    name, password = f"cq-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+    # "p" first: a password that starts with "-" would be read by rabbitmqctl as an option
+    name, password = f"cq-{secrets.token_hex(4)}", "p" + secrets.token_urlsafe(24)
     subprocess.run([ctl, "add_user", name, password], check=True, capture_output=True)
     subprocess.run([ctl, "set_permissions", "-p", vhost, name, ".*", ".*", ".*"], check=True,
                    capture_output=True)  # fmt: skip

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from api.identity import public, requires
+from api.identity import principal, public, requires
 from app.errors import DependencyUnavailable
 from app.jobs.health import broker_ok, redis_ok, service_status
 from app.runtime import runtime
 
 __all__ = ["blp", "status_view"]
+
+log = logging.getLogger("collectq.api")
 
 blp = Blueprint("health", __name__, description="Health and status")
 
@@ -23,6 +26,8 @@ class HealthSchema(Schema):
 
 
 class StatusSchema(Schema):
+    """An admin sees hosts, worker nodes, URLs, errors and versions; anyone else counts only."""
+
     status = fields.String(required=True)
     redis = fields.Dict(required=True)
     broker = fields.Dict(required=True)
@@ -38,7 +43,7 @@ class StatusSchema(Schema):
         },
     )
     collectors = fields.Dict(required=True)
-    versions = fields.Dict(required=True)
+    versions = fields.Dict(metadata={"description": "admin only"})
 
 
 @blp.route("/health")
@@ -54,24 +59,35 @@ def health() -> Any:
 @blp.response(200, HealthSchema)
 @blp.alt_response(503, description="Redis or the broker is unreachable")
 def ready() -> Any:
-    """Readiness: Redis and the broker are reachable."""
+    """Readiness: Redis and the broker are reachable.
+
+    Public, so a failure names the dependency only; its host, port and error go to the log.
+    """
     rt = runtime()
     ok, err = redis_ok(rt)
     if not ok:
-        raise DependencyUnavailable("redis", f"redis unreachable: {err}")
+        log.warning("not ready: redis unreachable: %s", err)
+        raise DependencyUnavailable("redis")
     ok, err = broker_ok(current_app.extensions["celery"], min(2.0, rt.settings.publish_timeout))
     if not ok:
-        raise DependencyUnavailable("broker", f"broker unreachable: {err}")
+        log.warning("not ready: broker unreachable: %s", err)
+        raise DependencyUnavailable("broker")
     return {"status": "ready"}
 
 
 def status_view() -> dict[str, Any]:
-    return service_status(runtime(), current_app.extensions["celery"])
+    """The full status for an admin; aggregate counts for any other caller."""
+    full = principal().is_admin
+    return service_status(runtime(), current_app.extensions["celery"], full=full)
 
 
 @blp.route("/v1/status")
 @requires("jobs:read", "read")
 @blp.response(200, StatusSchema)
 def status() -> Any:
-    """Broker, Redis, workers online per queue, queue depths, breakers, reaper, versions."""
+    """Broker, Redis, workers per queue, queue depths, breakers, reaper (admin: details).
+
+    Without the `admin` scope: ok flags, queue depths, worker counts, breaker counts per
+    state and the reaper's last pass; no host or node names, URLs, errors or versions.
+    """
     return status_view()

@@ -45,7 +45,13 @@ def _workers(celery: Celery, timeout: float) -> dict[str, list[str]]:
     return per_queue
 
 
-def service_status(rt: JobContext, celery: Celery) -> dict[str, Any]:
+def service_status(rt: JobContext, celery: Celery, *, full: bool = True) -> dict[str, Any]:
+    """The service's status: `full` for an admin, otherwise aggregate counts only.
+
+    The full view names other tenants' target hosts (breakers), worker node names
+    (machine names), service URLs and versions; a non-admin caller gets counts
+    (docs/decisions.md, "Hardening: API surface").
+    """
     timeout = min(2.0, rt.settings.publish_timeout)
     r_ok, r_err = redis_ok(rt)
     b_ok, b_err = broker_ok(celery, timeout)
@@ -66,8 +72,21 @@ def service_status(rt: JobContext, celery: Celery) -> dict[str, Any]:
             reaper = last_pass(rt)
         except RedisError:
             pass
+    status = "ok" if r_ok and b_ok else "degraded"
+    if not full:
+        return {
+            "status": status,
+            "redis": {"ok": r_ok},
+            "broker": {"ok": b_ok},
+            "queues": {
+                q: {"depth": depths.get(q), "workers": len(workers.get(q, []))} for q in queues
+            },
+            "breakers": _breaker_counts(breakers),
+            "reaper": reaper,
+            "collectors": {i.name: {"available": i.available} for i in rt.registry.infos()},
+        }
     return {
-        "status": "ok" if r_ok and b_ok else "degraded",
+        "status": status,
         "redis": {"ok": r_ok, "error": r_err, "url": redact_url(rt.settings.redis_url)},
         "broker": {"ok": b_ok, "error": b_err, "url": redact_url(rt.settings.broker_url)},
         "queues": {q: {"depth": depths.get(q), "workers": workers.get(q, [])} for q in queues},
@@ -82,3 +101,13 @@ def service_status(rt: JobContext, celery: Celery) -> dict[str, Any]:
             "python": platform.python_version(),
         },
     }
+
+
+def _breaker_counts(states: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """How many hosts have a breaker, and how many of them are in each state."""
+    counts = {"hosts": len(states), "open": 0, "half_open": 0, "closed": 0}
+    for info in states.values():
+        state = str(info.get("state", "closed")).replace("-", "_")
+        if state in counts and state != "hosts":
+            counts[state] += 1
+    return counts

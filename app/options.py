@@ -152,6 +152,14 @@ def _networks(cidrs: tuple[str, ...]) -> None:
             raise ValidationError(f"{cidr!r} is not an IP network") from None
 
 
+def _ip_address(value: str | None) -> None:
+    if value:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValidationError(f"{value!r} is not an IP address") from None
+
+
 def _rate_limit(value: str) -> None:
     try:
         parse_many(value)
@@ -311,6 +319,18 @@ class Options:
     worker_concurrency: int = option(16, "concurrency of such a worker", min=1)
     pools: Mapping[str, PoolSettings] = _pools_option()
     chromium_path: str = option("/usr/bin/chromium", "the browser of the screenshot collector")
+    chromium_no_sandbox: bool = option(
+        False,
+        "let Chromium run without its sandbox when the worker is root (where the sandbox cannot "
+        "run); dev/test allow it anyway, staging/prod need this opt-in, else the screenshot "
+        "collector is unavailable",
+    )
+    dns_resolver: str | None = option(
+        None,
+        "IP address of the resolver the dns collector asks when a job names no `nameserver` "
+        "(default: the system's, resolv.conf)",
+        check=_ip_address,
+    )
     plugins: tuple[str, ...] = option(
         (),
         "extra collectors as `name=module:Class`, besides the `collectq.collectors` entry points",

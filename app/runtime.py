@@ -7,6 +7,7 @@ find it through the Flask app context their base class pushes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, current_app
 
@@ -18,12 +19,13 @@ from app.jobs.context import JobContext
 from app.jobs.hostcap import HostSlots
 from app.jobs.store import JobStore
 from app.jwks import parse_key_set
+from app.options import HARDENED
 from app.redisclient import redis_client
 from app.settings import Settings
 from collectors.base import NetworkPolicy
 from collectors.registry import Registry, load_registry
 
-__all__ = ["EXTENSION", "Runtime", "build_runtime", "load_collectors", "runtime"]
+__all__ = ["EXTENSION", "Runtime", "build_runtime", "load_collectors", "network_policy", "runtime"]
 
 EXTENSION = "collectq"
 
@@ -38,9 +40,21 @@ class Runtime(JobContext):
 
 def load_collectors(settings: Settings) -> Registry:
     """The collectors of this process, configured from `settings` (nothing starts yet)."""
-    return load_registry(
-        settings.plugins, {"screenshot": {"chromium_path": settings.chromium_path}}
-    )
+    config: dict[str, dict[str, Any]] = {
+        "screenshot": {
+            "chromium_path": settings.chromium_path,
+            # as root Chromium can only run without its sandbox: dev/test, or an explicit opt-in
+            "allow_no_sandbox": settings.env not in HARDENED or settings.chromium_no_sandbox,
+        },
+        "dns": {"resolver": settings.dns_resolver},
+    }
+    return load_registry(settings.plugins, config)
+
+
+def network_policy(settings: Settings) -> NetworkPolicy:
+    """The network guard's policy: `NET_ALLOW`, and in staging/prod no internal-network
+    oracle (refusals name the class of an address, dns withholds internal answers)."""
+    return NetworkPolicy.from_strings(settings.net_allow, conceal_internal=settings.env in HARDENED)
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -60,7 +74,7 @@ def build_runtime(settings: Settings) -> Runtime:
             redis, settings.redis_prefix, settings.job_ttl, queued_grace=settings.reap_queued_after
         ),
         registry=load_collectors(settings),
-        policy=NetworkPolicy.from_strings(settings.net_allow),
+        policy=network_policy(settings),
         breakers=breakers,
         host_slots=HostSlots(
             lambda: breakers.redis, settings.redis_prefix, settings.host_concurrency

@@ -130,13 +130,22 @@ class NetworkPolicy:
     Global unicast addresses are always allowed; everything else (loopback,
     private, link-local, ...) only when inside one of `allow`. The decision
     itself lives in `collectors.netguard`.
+
+    `conceal_internal` (set in the staging and prod profiles) keeps collectors
+    from being an oracle of the internal network: a refusal names the class of
+    the address, not the address, and the dns collector withholds answers that
+    are neither global nor inside `allow`.
     """
 
     allow: tuple[IPNetwork, ...] = ()
+    conceal_internal: bool = False
 
     @classmethod
-    def from_strings(cls, cidrs: list[str] | tuple[str, ...]) -> NetworkPolicy:
-        return cls(tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip()))
+    def from_strings(
+        cls, cidrs: list[str] | tuple[str, ...], *, conceal_internal: bool = False
+    ) -> NetworkPolicy:
+        allow = tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip())
+        return cls(allow, conceal_internal=conceal_internal)
 
 
 @dataclass(frozen=True)

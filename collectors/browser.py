@@ -4,6 +4,13 @@ Playwright's sync API is bound to the thread that started it, so each thread
 that takes screenshots owns its own driver and browser. Nothing starts at
 import or construction: the first job in a process (after the worker forked)
 launches the browser, and a browser that died is relaunched on the next job.
+
+Chromium's sandbox is on whenever the process is not root (Playwright's
+``chromium_sandbox=True``; without it Playwright passes ``--no-sandbox``). As
+root the sandbox cannot run at all, so root gets ``--no-sandbox`` only where the
+wiring allows it (dev/test, or ``COLLECTQ_CHROMIUM_NO_SANDBOX=true``); otherwise
+the browser is unavailable, with that reason. What a container needs for the
+sandbox: deploy/seccomp/README.md.
 """
 
 from __future__ import annotations
@@ -13,12 +20,15 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from playwright.sync_api import Browser, Error, Playwright, sync_playwright
 
 from collectors.base import CollectorUnavailable
 
-__all__ = ["CHROMIUM_ARGS", "Browsers"]
+__all__ = ["CHROMIUM_ARGS", "NO_SANDBOX_SETTING", "Browsers", "running_as_root"]
+
+NO_SANDBOX_SETTING = "COLLECTQ_CHROMIUM_NO_SANDBOX"
 
 # The page's connections all go through the context's SOCKS relay; these keep Chromium
 # from opening any other: no WebRTC UDP outside the proxy, no DNS prefetch, no QUIC.
@@ -40,14 +50,35 @@ class _Slot:
     browser: Browser
 
 
-class Browsers:
-    """Hands each thread its own connected browser."""
+def running_as_root() -> bool:
+    return os.geteuid() == 0
 
-    def __init__(self, executable: str, args: Sequence[str] = CHROMIUM_ARGS) -> None:
+
+class Browsers:
+    """Hands each thread its own connected browser.
+
+    `allow_no_sandbox`: whether Chromium may run without its sandbox when the process
+    is root (the only case it has to). The wiring sets it from the profile and
+    ``COLLECTQ_CHROMIUM_NO_SANDBOX``; a non-root process always runs the sandbox.
+    """
+
+    def __init__(
+        self,
+        executable: str,
+        args: Sequence[str] = CHROMIUM_ARGS,
+        *,
+        allow_no_sandbox: bool = True,
+    ) -> None:
         self.executable = executable
         self.args = list(args)
+        self.allow_no_sandbox = allow_no_sandbox
         self._local = threading.local()
         self.launches = 0
+
+    @property
+    def sandbox(self) -> bool:
+        """Whether Chromium runs its sandbox: always, unless the process is root."""
+        return not running_as_root()
 
     def check(self) -> None:
         """Raise CollectorUnavailable if the browser cannot be started from here."""
@@ -56,6 +87,22 @@ class Browsers:
                 f"Chromium not found at {self.executable} "
                 "(install Debian's chromium package or set COLLECTQ_CHROMIUM_PATH)"
             )
+        if not self.sandbox and not self.allow_no_sandbox:
+            raise CollectorUnavailable(
+                "the worker runs as root, where Chromium's sandbox cannot run, and running "
+                "untrusted pages with --no-sandbox is refused outside the dev and test profiles: "
+                f"run the worker as a non-root user (deploy/seccomp/README.md), or set "
+                f"{NO_SANDBOX_SETTING}=true to accept the risk"
+            )
+
+    def launch_options(self) -> dict[str, Any]:
+        """Playwright's launch() keywords (no `--no-sandbox` unless root and allowed)."""
+        return {
+            "executable_path": self.executable,
+            "args": self.args,
+            "headless": True,
+            "chromium_sandbox": self.sandbox,
+        }
 
     def get(self) -> Browser:
         """This thread's browser, (re)launched if there is none or it died."""
@@ -69,12 +116,12 @@ class Browsers:
         self.check()
         playwright = sync_playwright().start()
         try:
-            browser = playwright.chromium.launch(
-                executable_path=self.executable, args=self.args, headless=True
-            )
+            browser = playwright.chromium.launch(**self.launch_options())
         except Error as exc:
             playwright.stop()
             detail = f"Chromium at {self.executable} did not start: {exc}"
+            if self.sandbox:
+                detail += " (its sandbox needs user namespaces: deploy/seccomp/README.md)"
             raise CollectorUnavailable(detail) from exc
         self._local.slot = _Slot(os.getpid(), playwright, browser)
         self.launches += 1

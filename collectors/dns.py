@@ -2,6 +2,12 @@
 
 NXDOMAIN and NODATA are answers (data), not failures. A nameserver given in
 the options is an outbound address like any other: the network guard decides.
+Without one, the resolver the deployment configured (``COLLECTQ_DNS_RESOLVER``)
+or the system's (resolv.conf) is asked: operator configuration, trusted.
+
+Under a concealing policy (staging/prod) the collector is no oracle of the
+internal network: A/AAAA records whose address is neither global nor inside
+``NET_ALLOW`` are withheld; the answer keeps only their class (``withheld``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collectors.base import (
     CollectContext,
     Collector,
     InvalidTarget,
+    NetworkPolicy,
     Result,
     TargetConnectError,
     TargetTimeout,
@@ -43,22 +50,49 @@ def _hostname(target: str) -> str:
     raise InvalidTarget(f"{host} is an IP address; the dns collector needs a name")
 
 
+def _withhold_internal(answer: dict[str, Any], policy: NetworkPolicy) -> dict[str, Any]:
+    """`answer` without the address records `policy` conceals (their classes in `withheld`)."""
+    if not policy.conceal_internal:
+        return answer
+    kept, withheld = [], []
+    for record in answer["records"]:
+        try:
+            address = ipaddress.ip_address(record["value"])
+        except ValueError:  # a name (CNAME, MX, ...), not an address
+            kept.append(record)
+            continue
+        klass = netguard.address_class(address, policy)
+        if klass is None:
+            kept.append(record)
+        else:
+            withheld.append(klass)
+    return {**answer, "records": kept, "withheld": withheld}
+
+
 class DnsCollector(Collector):
     name = "dns"
     options_schema = DnsOptionsSchema
     result_schema = DnsResultSchema
+
+    def __init__(self, *, resolver: str | None = None) -> None:
+        if resolver:
+            ipaddress.ip_address(resolver)  # the settings checked it; refuse a bad one here too
+        self.resolver = resolver or None
 
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
         name = _hostname(target)
         server = options["nameserver"]
         if server is not None:
             netguard.check_address(ipaddress.ip_address(server), ctx.policy)
-        else:  # the operator's resolver (resolv.conf) is trusted configuration
+        elif self.resolver is not None:  # the operator's resolver is trusted configuration
+            server = self.resolver
+        else:  # so is the system's (resolv.conf)
             server = dns.resolver.Resolver().nameservers[0]
         port = options["port"]
         answers: dict[str, Any] = {}
         for rdtype in options["types"]:
-            answers[rdtype] = self._ask(name, rdtype, str(server), port, options)
+            answer = self._ask(name, rdtype, str(server), port, options)
+            answers[rdtype] = _withhold_internal(answer, ctx.policy)
         nxdomain = any(a["rcode"] == "NXDOMAIN" for a in answers.values())
         resolver = f"[{server}]:{port}" if ":" in str(server) else f"{server}:{port}"
         return Result(
@@ -99,6 +133,7 @@ class DnsCollector(Collector):
         return {
             "rcode": dns.rcode.to_text(response.rcode()),
             "records": records,
+            "withheld": [],
             "authoritative": bool(response.flags & dns.flags.AA),
             "authenticated": bool(response.flags & dns.flags.AD),
             "truncated_udp": used_tcp,

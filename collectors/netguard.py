@@ -12,6 +12,19 @@ Python's ``ipaddress`` tables differ between patch releases (3.11.7 calls
 listed here explicitly and ``is_global`` is only the last word. IPv6 forms
 that carry an IPv4 address (IPv4-mapped, IPv4-compatible, SIIT, NAT64, 6to4,
 Teredo) are judged by the IPv4 address(es) they lead to.
+
+Cloud metadata and host-agent addresses a workload reaches without any route
+of its own are all blocked (docs/decisions.md, "Hardening: network and
+collectors"): 169.254.169.254 (AWS, GCP, Azure IMDS, OpenStack, DigitalOcean,
+Oracle, Hetzner), 169.254.170.2 (AWS ECS task metadata), 169.254.169.123 (AWS
+time sync) and 169.254.0.23 (Tencent) as link-local; fd00:ec2::254 (AWS IMDS
+over IPv6) as unique local; 100.100.100.200 (Alibaba) as shared address space;
+192.0.0.192 (Oracle classic) as IETF-reserved; and 168.63.129.16 (Azure's
+WireServer / host agent, which Python calls global) by its own row below.
+
+With ``NetworkPolicy.conceal_internal`` (staging/prod) a refusal names the class
+of the address (private, loopback, link-local, ...) but never the address, so
+the errors cannot be used to map what internal names resolve to.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from collectors.base import (
 
 __all__ = [
     "IPAddress",
+    "address_class",
     "SockAddr",
     "check_address",
     "check_url",
@@ -55,6 +69,8 @@ _SPECIAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] 
     (_v4("0.0.0.0/8"), "unspecified ('this network')"),
     (_v4("10.0.0.0/8"), "private"),
     (_v4("100.64.0.0/10"), "shared address space (CGNAT)"),
+    # Azure's WireServer: reached like metadata, yet outside every special-purpose range
+    (_v4("168.63.129.16/32"), "cloud host agent (metadata)"),
     (_v4("127.0.0.0/8"), "loopback"),
     (_v4("169.254.0.0/16"), "link-local"),
     (_v4("172.16.0.0/12"), "private"),
@@ -138,29 +154,52 @@ def _allowed(ip: IPAddress, policy: NetworkPolicy) -> bool:
     return any(ip.version == net.version and ip in net for net in policy.allow)
 
 
-def check_address(ip: IPAddress, policy: NetworkPolicy) -> None:
-    """Raise BlockedAddress unless `ip` may be connected to under `policy`."""
+def check_address(ip: IPAddress, policy: NetworkPolicy, *, subject: str | None = None) -> None:
+    """Raise BlockedAddress unless `ip` may be connected to under `policy`.
+
+    `subject` is what the caller asked for (a host name), named in a concealed detail.
+    """
+    refusal = _refusal(ip, policy)
+    if refusal is None:
+        return
+    detail, address_class = refusal
+    if policy.conceal_internal:
+        what = f"{subject} resolves to an address that" if subject else "the address"
+        detail = f"{what} is {address_class} (address withheld); not in the allowlist"
+    raise BlockedAddress(detail)
+
+
+def address_class(ip: IPAddress, policy: NetworkPolicy) -> str | None:
+    """The class of `ip` (``private``, ``loopback``, ...) if `policy` blocks it, else None."""
+    refusal = _refusal(ip, policy)
+    return None if refusal is None else refusal[1]
+
+
+def _refusal(ip: IPAddress, policy: NetworkPolicy) -> tuple[str, str] | None:
+    """(full detail, class of the address) if `ip` is blocked under `policy`, else None."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
         ip = ipaddress.IPv6Address(int(ip))  # the zone does not change what the address is
     if _allowed(ip, policy):  # an allowlisted v6 range is the operator's explicit choice
-        return
+        return None
     transparent = next((t for p, _, t in _V4_CARRIERS if ip in p), True)
     embedded = embedded_ipv4(ip)
     if embedded and not transparent:
         reason = _why_not_global(ip)
         if reason is not None:
             carried = ", ".join(str(a) for a in embedded)
-            raise BlockedAddress(f"{ip} (embeds {carried}) is {reason}; not in the allowlist")
+            return f"{ip} (embeds {carried}) is {reason}; not in the allowlist", reason
     for inner in embedded:
         if _allowed(inner, policy):
             continue
         reason = _why_not_global(inner)
         if reason is not None:
-            raise BlockedAddress(f"{ip} embeds {inner}, which is {reason}; not in the allowlist")
+            detail = f"{ip} embeds {inner}, which is {reason}; not in the allowlist"
+            return detail, f"an IPv6 form of a {reason} IPv4 address"
     if not embedded:
         reason = _why_not_global(ip)
         if reason is not None:
-            raise BlockedAddress(f"{ip} is {reason}; not in the allowlist")
+            return f"{ip} is {reason}; not in the allowlist", reason
+    return None
 
 
 def check_url(url: str) -> SplitResult:
@@ -227,7 +266,7 @@ def resolve_and_check(
     for family, _, _, _, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
-        check_address(_numeric(sockaddr), policy)
+        check_address(_numeric(sockaddr), policy, subject=repr(host))
         if (family, sockaddr) not in out:
             out.append((family, sockaddr))
     if not out:

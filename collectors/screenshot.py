@@ -66,8 +66,11 @@ class ScreenshotCollector(Collector):
     options_schema = ScreenshotOptionsSchema
     result_schema = ScreenshotResultSchema
 
-    def __init__(self, *, chromium_path: str = "/usr/bin/chromium") -> None:
-        self.browsers = Browsers(chromium_path)
+    def __init__(
+        self, *, chromium_path: str = "/usr/bin/chromium", allow_no_sandbox: bool = True
+    ) -> None:
+        # allow_no_sandbox: only as root (collectors.browser); the wiring decides it per profile
+        self.browsers = Browsers(chromium_path, allow_no_sandbox=allow_no_sandbox)
 
     def check_available(self) -> None:
         self.browsers.check()

@@ -31,7 +31,10 @@ class DnsOptionsSchema(Schema):
         load_default=None,
         allow_none=True,
         validate=_ip_literal,
-        metadata={"description": "resolver to ask (default: the system's); network-guarded"},
+        metadata={
+            "description": "resolver to ask (default: the deployment's DNS_RESOLVER, else the "
+            "system's); network-guarded"
+        },
     )
     port = fields.Integer(load_default=53, validate=validate.Range(min=1, max=65535))
     timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0.1, max=30))
@@ -48,6 +51,13 @@ class RecordSchema(Schema):
 class AnswerSchema(Schema):
     rcode = fields.String(required=True, metadata={"example": "NOERROR"})
     records = fields.List(fields.Nested(RecordSchema), required=True)
+    withheld = fields.List(
+        fields.String(),
+        metadata={
+            "description": "the class (private, loopback, ...) of each address record withheld: "
+            "in staging/prod, addresses neither global nor in NET_ALLOW are not shown"
+        },
+    )
     authoritative = fields.Boolean()
     authenticated = fields.Boolean(metadata={"description": "the AD (DNSSEC validated) flag"})
     truncated_udp = fields.Boolean()

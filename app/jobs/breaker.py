@@ -1,7 +1,14 @@
-"""Circuit breakers per target host, their state shared by every worker in Redis.
+"""Circuit breakers per target origin, their state shared by every worker in Redis.
 
-pybreaker's `CircuitRedisStorage` holds each host's state under
-``{prefix}cb:{host}:pybreaker:*``. The breakers are created lazily, in the
+A breaker is keyed by what failed, not just the host name (`breaker_key`): the
+origin ``scheme://host:port`` of a URL (default ports made explicit), ``tls://host:port``
+for the tls collector, ``dns://resolver:port/name`` for the dns collector. So one
+tenant's jobs to a filtered port of a shared host cannot open the breaker of the
+host's other services (docs/decisions.md, "Hardening: network and collectors").
+"Host" below means that key.
+
+pybreaker's `CircuitRedisStorage` holds each key's state under
+``{prefix}cb:{key}:pybreaker:*``. The breakers are created lazily, in the
 process that uses them (after the worker forked), on a Redis client without
 ``decode_responses`` (pybreaker decodes itself). pybreaker never expires its
 keys: every touch sets a TTL on them, and ``{prefix}cb:hosts`` (host → last
@@ -20,7 +27,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -33,7 +40,9 @@ from app.redisclient import redis_client
 from app.rediskeys import RedisKeys
 from collectors.base import CollectorError, Result
 
-__all__ = ["Breakers", "host_of"]
+__all__ = ["Breakers", "breaker_key", "host_of"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Outcome = Result | CollectorError
 
@@ -47,10 +56,63 @@ class _Transient(Exception):
 
 
 def host_of(target: str) -> str:
-    """The host a target points at (URL or bare host name), lower case."""
+    """The host a target points at (URL or bare host name), lower case (the host's
+    concurrency cap, `app.jobs.hostcap`; breakers use `breaker_key`)."""
     if "://" in target:
         return (urlsplit(target).hostname or "").lower()
     return urlsplit(f"//{target}").hostname or target.lower()
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _port(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _split(target: str, default_scheme: str) -> tuple[str, str, int | None]:
+    """(scheme, lower-case host, port or None) of a URL or a bare ``host[:port]``."""
+    target = target.strip()
+    url = target if "://" in target else f"{default_scheme}://{target}"
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port: the collector refuses the target anyway
+        port = None
+    host = (parts.hostname or "").lower().rstrip(".")
+    return parts.scheme.lower(), host, port
+
+
+def breaker_key(
+    target: str, collector: str = "http", options: Mapping[str, Any] | None = None
+) -> str:
+    """The breaker a call of `collector` to `target` runs under ("" for none).
+
+    URLs (and bare hosts, taken as https like the collectors do): ``scheme://host:port``.
+    tls: ``tls://host:port`` (the ``port`` option wins). dns: the failure is the
+    resolver's answer about a name, so ``dns://resolver:port/name`` (``default`` for the
+    deployment's resolver).
+    """
+    options = options or {}
+    if collector == "dns":
+        return _dns_key(target, options)
+    if collector == "tls":
+        _, host, port = _split(target, "tls")
+        tls_port = _port(options.get("port")) or port or 443
+        return f"tls://{_bracketed(host)}:{tls_port}" if host else ""
+    scheme, host, port = _split(target, "https")
+    url_port = port or DEFAULT_PORTS.get(scheme)
+    if not host:
+        return ""
+    return f"{scheme}://{_bracketed(host)}" + (f":{url_port}" if url_port else "")
+
+
+def _dns_key(target: str, options: Mapping[str, Any]) -> str:
+    _, name, _ = _split(target, "dns")
+    server = options.get("nameserver") or "default"
+    port = _port(options.get("port")) or 53
+    return f"dns://{_bracketed(str(server))}:{port}/{name}" if name else ""
 
 
 class Breakers:

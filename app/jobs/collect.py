@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from app.jobs.backoff import backoff_delay
-from app.jobs.breaker import host_of
+from app.jobs.breaker import breaker_key, host_of
 from app.jobs.context import JobContext
 from app.jobs.envelope import Stopwatch, failed_body, succeeded_body
 from app.jobs.errors import RedeliveryLimit, TimeLimitExceeded
@@ -124,7 +124,10 @@ def _run_guarded(
             host, hold_max=limits.hard_time_limit, wait_max=limits.soft_time_limit / 2
         ) as busy,
     ):
-        return busy or ctx.breakers.call(host, call)
+        # the breaker is the origin's (scheme, host, port), not the whole host's: one
+        # tenant's failing port must not fail everyone's jobs to that host fast
+        breaker = breaker_key(spec.target, collector, spec.options)
+        return busy or ctx.breakers.call(breaker, call)
 
 
 def _conclude(

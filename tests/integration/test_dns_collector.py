@@ -74,3 +74,84 @@ def test_nameserver_goes_through_the_network_guard(dns_port: int) -> None:
 def test_unknown_type_and_non_ip_nameserver_are_refused() -> None:
     errors = DnsCollector.options_schema().validate({"types": ["PTRX"], "nameserver": "dns.google"})
     assert set(errors) == {"types", "nameserver"}
+
+
+# --- issue 11: the dns collector is no internal-network oracle in hardened profiles ---
+
+
+def concealing() -> CollectContext:
+    """The staging/prod context: answers that are not global addresses are withheld."""
+    return CollectContext(policy=NetworkPolicy.from_strings(["127.0.0.0/8"], conceal_internal=True))
+
+
+def test_answers_that_are_not_global_are_withheld_when_concealing(dns_port: int) -> None:
+    types = ["A", "AAAA", "MX"]
+    data = DnsCollector().collect("example.test", _opts(dns_port, types=types), concealing()).data
+    # example.test's A and AAAA are documentation addresses: not global, not allowed
+    assert data["answers"]["A"]["records"] == []
+    assert data["answers"]["A"]["withheld"] == ["reserved (documentation)"]
+    assert data["answers"]["AAAA"]["records"] == []
+    assert data["answers"]["AAAA"]["withheld"] == ["reserved (documentation)"]
+    assert "192.0.2.10" not in str(data)
+    assert "2001:db8::10" not in str(data)
+    # names are not addresses: kept
+    assert data["answers"]["MX"]["records"] == [{"value": "10 mail.example.test.", "ttl": 600}]
+    assert data["answers"]["MX"]["withheld"] == []
+    assert DnsCollector.result_schema().validate(data) == {}
+
+
+def test_net_allow_covering_the_answer_shows_it_when_concealing(dns_port: int) -> None:
+    policy = NetworkPolicy.from_strings(
+        ["127.0.0.0/8", "192.0.2.0/24", "2001:db8::/32"], conceal_internal=True
+    )
+    data = DnsCollector().collect("example.test", _opts(dns_port), CollectContext(policy)).data
+    assert data["answers"]["A"]["records"] == [{"value": "192.0.2.10", "ttl": 300}]
+    assert data["answers"]["AAAA"]["records"] == [{"value": "2001:db8::10", "ttl": 300}]
+    assert data["answers"]["A"]["withheld"] == []
+
+
+def test_dev_and_test_profiles_show_every_answer(dns_port: int) -> None:
+    data = DnsCollector().collect("example.test", _opts(dns_port), LOOPBACK).data
+    assert data["answers"]["A"]["records"] == [{"value": "192.0.2.10", "ttl": 300}]
+    assert data["answers"]["A"]["withheld"] == []
+
+
+def test_the_configured_resolver_is_asked_when_the_job_names_none(dns_port: int) -> None:
+    options = DnsCollector.options_schema().load({"port": dns_port, "types": ["A"]})
+    data = DnsCollector(resolver="127.0.0.1").collect("example.test", options, LOOPBACK).data
+    assert data["resolver"] == f"127.0.0.1:{dns_port}"
+    assert data["answers"]["A"]["records"] == [{"value": "192.0.2.10", "ttl": 300}]
+
+
+def test_the_resolver_is_a_setting(monkeypatch) -> None:
+    from app.runtime import load_collectors
+    from app.settings import load_settings
+
+    monkeypatch.setenv("COLLECTQ_DNS_RESOLVER", "127.0.0.53")
+    registry = load_collectors(load_settings())
+    dns = registry.get("dns")
+    assert isinstance(dns, DnsCollector)
+    assert dns.resolver == "127.0.0.53"
+    registry.close()
+
+
+@pytest.mark.parametrize(
+    ("profile", "conceal"), [("dev", False), ("test", False), ("staging", True), ("prod", True)]
+)
+def test_hardened_profiles_build_a_concealing_policy(
+    monkeypatch, profile: str, conceal: bool
+) -> None:
+    from app.runtime import build_runtime
+    from app.settings import load_settings
+
+    env = {
+        "COLLECTQ_ENV": profile,
+        "COLLECTQ_REDIS_URL": "redis://:a-long-redis-password@127.0.0.1:6379/0",
+        "COLLECTQ_BROKER_URL": "amqp://collectq:a-long-broker-password@127.0.0.1:5672/collectq",
+        "COLLECTQ_SECRET_KEY": "k" * 40,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    rt = build_runtime(load_settings())  # connects to nothing until used
+    assert rt.policy.conceal_internal is conceal
+    rt.registry.close()

@@ -286,3 +286,107 @@ def test_host_slot_of_a_dead_holder_expires() -> None:
     with slots.slot("h", hold_max=30, wait_max=0) as refused:
         assert refused is None
     client.delete(f"{prefix}hc:h")
+
+
+@pytest.fixture
+def flaky_runtime():
+    """A runtime with the test plugins, breakers on (2 failures open one), real Redis."""
+    from app.runtime import build_runtime
+    from app.settings import load_settings
+    from tests.plugins import PLUGINS
+
+    settings = load_settings(
+        redis_url=REDIS_URL,
+        redis_prefix=f"t{uuid.uuid4().hex[:10]}:",
+        plugins=tuple(PLUGINS.split(",")),
+        breaker_fail_max=2,
+        breaker_reset_timeout=60,
+        max_retries=5,
+        retry_backoff_base=0.01,
+        retry_backoff_max=0.05,
+    )
+    rt = build_runtime(settings)
+    yield rt
+    keys = list(rt.redis.scan_iter(f"{settings.redis_prefix}*"))
+    if keys:
+        rt.redis.delete(*keys)
+    rt.registry.close()
+
+
+def _flaky_job(rt, owner: str, target: str, fail_times: int) -> str:
+    job: str = rt.store.create(
+        owner=owner,
+        target=target,
+        collectors=["flaky"],
+        options={"flaky": {"fail_times": fail_times}},
+        labels={},
+    )["id"]
+    return job
+
+
+def test_one_tenants_failures_on_one_port_do_not_open_the_breaker_of_another_port(
+    flaky_runtime,
+) -> None:
+    """Breaker poisoning (issue 11, item 6): tenant A's jobs to a filtered port of a
+    shared host must not fail tenant B's jobs to that host's working port fast."""
+    from app.jobs.collect import Retry, collect
+
+    rt = flaky_runtime
+    for _ in range(2):  # tenant A: transient failures on :8443 open that breaker
+        retry = collect(rt, _flaky_job(rt, "tenant-a", "https://shared.example:8443/", 9), "flaky")
+        assert isinstance(retry, Retry)
+        assert retry.error.type == "connect_error"
+    blocked = collect(rt, _flaky_job(rt, "tenant-a", "https://shared.example:8443/x", 0), "flaky")
+    assert isinstance(blocked, Retry)
+    assert blocked.error.type == "circuit_open"  # the same origin: failed fast
+    # tenant B: the same host, its default https port (443) and plain http: not affected
+    for target in ("https://shared.example/", "https://SHARED.example:443/y", "shared.example"):
+        job = _flaky_job(rt, "tenant-b", target, 0)
+        assert collect(rt, job, "flaky") == "final", target
+        assert rt.store.get(job)["results"]["flaky"]["status"] == "succeeded"
+    job = _flaky_job(rt, "tenant-b", "http://shared.example/", 0)
+    assert collect(rt, job, "flaky") == "final"
+    states = rt.breakers.states()
+    assert states["https://shared.example:8443"]["state"] == "open"
+    assert states["https://shared.example:443"]["state"] == "closed"
+    assert states["http://shared.example:80"]["state"] == "closed"
+    # every key stays inside the breaker namespace of the prefix
+    names = {k.decode() for k in rt.redis.scan_iter(f"{rt.settings.redis_prefix}*")}
+    cb = {n for n in names if n.startswith(f"{rt.settings.redis_prefix}cb:")}
+    assert f"{rt.settings.redis_prefix}cb:https://shared.example:8443:pybreaker:state" in cb
+
+
+@pytest.mark.parametrize(
+    ("target", "collector", "options", "key"),
+    [
+        ("https://Example.ORG/x", "http", {}, "https://example.org:443"),
+        ("http://example.org/", "http", {}, "http://example.org:80"),
+        ("https://example.org:8443/x", "screenshot", {}, "https://example.org:8443"),
+        ("example.org", "http", {}, "https://example.org:443"),
+        ("http://[::1]:8080/", "http", {}, "http://[::1]:8080"),
+        ("http://[::1]/", "http", {}, "http://[::1]:80"),
+        ("example.org", "tls", {}, "tls://example.org:443"),
+        ("example.org", "tls", {"port": 8443}, "tls://example.org:8443"),
+        ("https://example.org:9443/", "tls", {}, "tls://example.org:9443"),
+        ("[2001:db8::1]", "tls", {"port": 993}, "tls://[2001:db8::1]:993"),
+        ("Example.org", "dns", {}, "dns://default:53/example.org"),
+        ("https://www.example.org/x", "dns", {}, "dns://default:53/www.example.org"),
+        (
+            "example.org.",
+            "dns",
+            {"nameserver": "192.0.2.53", "port": 5353},
+            "dns://192.0.2.53:5353/example.org",
+        ),
+        (
+            "example.org",
+            "dns",
+            {"nameserver": "2001:db8::53"},
+            "dns://[2001:db8::53]:53/example.org",
+        ),
+        ("", "http", {}, ""),
+    ],
+)
+def test_breaker_key(target: str, collector: str, options: dict, key: str) -> None:
+    from app.jobs.breaker import breaker_key
+
+    assert breaker_key(target, collector, options) == key

@@ -253,3 +253,76 @@ def test_the_relay_refuses_blocked_and_malformed_hosts_and_records_them(canary) 
         assert _socks_connect(relay.url, b"127.0.0.1", canary.port) == 4  # allowed; closed port
     assert [r.error.type for r in relay.refusals] == ["blocked_address", "invalid_target"]
     assert canary.hits == 0
+
+
+# --- issue 11: Chromium runs untrusted pages with its sandbox ---
+
+GOOD_PROD = {
+    "COLLECTQ_ENV": "prod",
+    "COLLECTQ_REDIS_URL": "redis://:a-long-redis-password@redis:6379/0",
+    "COLLECTQ_BROKER_URL": "amqp://collectq:a-long-broker-password@rabbit:5672/collectq",
+    "COLLECTQ_SECRET_KEY": "k" * 40,
+}
+
+
+def _as_uid(monkeypatch: pytest.MonkeyPatch, uid: int) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: uid)
+
+
+def test_not_root_always_runs_the_sandbox(monkeypatch) -> None:
+    _as_uid(monkeypatch, 10001)
+    for allowed in (True, False):
+        c = ScreenshotCollector(chromium_path=CHROMIUM, allow_no_sandbox=allowed)
+        assert c.browsers.launch_options()["chromium_sandbox"] is True  # no --no-sandbox
+        c.check_available()
+
+
+def test_root_without_the_opt_in_is_unavailable_with_the_reason(monkeypatch) -> None:
+    _as_uid(monkeypatch, 0)
+    c = ScreenshotCollector(chromium_path=CHROMIUM, allow_no_sandbox=False)
+    with pytest.raises(CollectorUnavailable) as info:
+        c.check_available()
+    assert "root" in info.value.detail
+    assert "sandbox" in info.value.detail
+    assert "COLLECTQ_CHROMIUM_NO_SANDBOX=true" in info.value.detail
+    with pytest.raises(CollectorUnavailable):
+        c.browsers.get()  # nor is a browser launched on a job
+
+
+def test_root_with_the_opt_in_runs_without_the_sandbox(monkeypatch) -> None:
+    _as_uid(monkeypatch, 0)
+    c = ScreenshotCollector(chromium_path=CHROMIUM, allow_no_sandbox=True)
+    c.check_available()
+    assert c.browsers.launch_options()["chromium_sandbox"] is False
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"COLLECTQ_ENV": "test"}, None),
+        ({"COLLECTQ_ENV": "dev"}, None),
+        (GOOD_PROD, "COLLECTQ_CHROMIUM_NO_SANDBOX"),
+        ({**GOOD_PROD, "COLLECTQ_ENV": "staging"}, "COLLECTQ_CHROMIUM_NO_SANDBOX"),
+        ({**GOOD_PROD, "COLLECTQ_CHROMIUM_NO_SANDBOX": "true"}, None),
+    ],
+)
+@requires_chromium
+def test_the_profile_decides_whether_root_may_run_without_the_sandbox(
+    monkeypatch, env: dict[str, str], reason: str | None
+) -> None:
+    from app.runtime import load_collectors
+    from app.settings import load_settings
+
+    _as_uid(monkeypatch, 0)
+    monkeypatch.setenv("COLLECTQ_CHROMIUM_PATH", CHROMIUM)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    registry = load_collectors(load_settings())
+    info = registry.info("screenshot")
+    assert info is not None
+    if reason is None:
+        assert info.reason is None
+    else:
+        assert info.reason is not None
+        assert reason in info.reason
+    registry.close()

@@ -297,3 +297,84 @@ def test_resolver_failures_map_to_collector_errors(monkeypatch, errno, error) ->
 def test_unusable_host_names_are_invalid_targets(host: str) -> None:
     with pytest.raises(InvalidTarget):
         resolve_and_check(host, 80, NONE)
+
+
+# --- issue 11: cloud metadata addresses; no internal-network oracle in hardened profiles ---
+
+
+def conceal() -> NetworkPolicy:
+    """The staging/prod policy: refusals name the class of an address, not the address."""
+    return NetworkPolicy(conceal_internal=True)
+
+
+# Cloud metadata / host-agent addresses a workload reaches without a route of its own.
+# Judged only, never connected to.
+CLOUD_METADATA = [
+    ("169.254.169.254", "link-local"),  # AWS, GCP, Azure IMDS, OpenStack, DigitalOcean, Oracle
+    ("169.254.170.2", "link-local"),  # AWS ECS task metadata
+    ("169.254.169.123", "link-local"),  # AWS time sync
+    ("169.254.0.23", "link-local"),  # Tencent Cloud
+    ("fd00:ec2::254", "private"),  # AWS IMDS over IPv6 (Nitro)
+    ("100.100.100.200", "CGNAT"),  # Alibaba Cloud
+    ("192.0.0.192", "reserved"),  # Oracle Cloud (classic)
+    ("168.63.129.16", "cloud host agent"),  # Azure WireServer / host agent
+    ("::ffff:168.63.129.16", "cloud host agent"),
+    ("64:ff9b::a83f:8110", "cloud host agent"),  # NAT64 of 168.63.129.16
+]
+
+
+@pytest.mark.parametrize(("address", "reason"), CLOUD_METADATA)
+def test_cloud_metadata_addresses_are_blocked(address: str, reason: str) -> None:
+    with pytest.raises(BlockedAddress, match=reason):
+        check_address(ip(address), NONE)
+
+
+def test_the_host_agent_address_is_blocked_though_python_calls_it_global() -> None:
+    assert ip("168.63.129.16").is_global  # why it needs its own row in the table
+    with pytest.raises(BlockedAddress) as info:
+        check_address(ip("168.63.129.16"), NONE)
+    assert info.value.detail.startswith("168.63.129.16 is cloud host agent")
+    check_address(ip("168.63.129.17"), NONE)  # its neighbours are ordinary global addresses
+    check_address(ip("168.63.129.16"), NetworkPolicy.from_strings(["168.63.129.16/32"]))
+
+
+@pytest.mark.parametrize(
+    ("address", "klass"),
+    [
+        ("10.0.0.1", "private"),
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("::ffff:10.1.2.3", "private"),
+        ("64:ff9b:1::a9fe:a9fe", "local-use NAT64"),
+        ("168.63.129.16", "cloud host agent"),
+    ],
+)
+def test_concealing_policy_names_the_class_but_not_the_address(address: str, klass: str) -> None:
+    with pytest.raises(BlockedAddress) as info:
+        check_address(ip(address), conceal())
+    detail = info.value.detail
+    assert klass in detail
+    for spelled in {address, str(ip(address)), *(str(a) for a in embedded_ipv4(ip(address)))}:
+        assert spelled not in detail
+    assert "not in the allowlist" in detail
+
+
+def test_concealing_policy_names_the_host_but_not_what_it_resolved_to(monkeypatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _fake_resolver(["93.184.216.34", "10.20.30.40"]))
+    with pytest.raises(BlockedAddress) as info:
+        resolve_and_check("intranet.example", 80, conceal())
+    assert "intranet.example" in info.value.detail
+    assert "private" in info.value.detail
+    assert "10.20.30.40" not in info.value.detail
+    assert "93.184.216.34" not in info.value.detail
+    # the default (dev/test) policy still names the address, for debugging
+    with pytest.raises(BlockedAddress, match="10.20.30.40"):
+        resolve_and_check("intranet.example", 80, NONE)
+
+
+def test_concealing_policy_still_admits_the_allowlist() -> None:
+    policy = NetworkPolicy.from_strings(["10.0.0.0/8"], conceal_internal=True)
+    assert policy.conceal_internal
+    check_address(ip("10.1.2.3"), policy)
+    check_address(ip("93.184.216.34"), policy)

@@ -7,7 +7,9 @@ the rate limiter between them (`api.init_api` registers them in order):
 1. `authenticate` reads ``Authorization: Bearer …`` or ``X-API-Key`` and
    stores the Principal or the reason it failed, without answering yet, so
    the limiter can count failed attempts per client address;
-2. `authorize` answers 401 (no or bad credentials) or 403 (missing scope).
+2. `authorize` answers 401 (no or bad credentials) or 403 (missing scope). Every
+   refused credential gets the same 401 (`app.auth.failures`); only mistakes in the
+   headers themselves (none, both, not Bearer) are told apart, as they reveal nothing.
 
 Owner isolation: `current_owner()` is who new records belong to;
 `owner_filter()` is the owner reads are restricted to (None for admin).
@@ -24,6 +26,7 @@ from flask import Flask, current_app, g, request
 from flask_smorest import Blueprint
 
 from app.auth.apikeys import ADMIN
+from app.auth.failures import CredentialRejected
 from app.auth.principal import Principal, open_principal
 from app.errors import Forbidden, Unauthorized
 from app.runtime import runtime
@@ -147,8 +150,10 @@ def _authenticate() -> None:
         g.principal = rt.auth.authenticate(token, request.remote_addr)
     except Unauthorized as exc:
         g.auth_error = exc
-        # The reason, never the credential: enough to debug a client, nothing to steal.
-        log.info("authentication failed: %s", exc.detail, extra={"client": request.remote_addr})
+        # The client gets one answer for every refused credential (CredentialRejected); the
+        # log gets the reason, never the credential: enough to debug a client, nothing to steal.
+        reason = exc.reason if isinstance(exc, CredentialRejected) else exc.detail
+        log.info("authentication failed: %s", reason, extra={"client": request.remote_addr})
 
 
 def _authorize() -> None:

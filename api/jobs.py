@@ -14,7 +14,7 @@ from api.identity import current_owner, owner_filter, requires
 from api.requests import request_id
 from app.errors import NotFound, ValidationFailed
 from app.jobs import service
-from app.jobs.store import ALL_OWNERS, ListFilter
+from app.jobs.store import ListFilter
 from app.runtime import runtime
 from schemas.job import (
     EnvelopeSchema,
@@ -95,8 +95,9 @@ class Jobs(MethodView):
             collector=args.get("collector"),
             label=tuple(label.split("=", 1)) if label else None,
         )
+        # owner_filter() is None for an admin: ALL_OWNERS (never an owner name, never `or`)
         items, cursor = runtime().store.list(
-            owner_filter() or ALL_OWNERS, flt, limit=args["limit"], cursor=args.get("cursor")
+            owner_filter(), flt, limit=args["limit"], cursor=args.get("cursor")
         )
         return {"items": [render(env) for env in items], "next_cursor": cursor}
 

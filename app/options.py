@@ -358,6 +358,9 @@ class Options:
     jwt_audience: str | None = option(None, "the `aud` a JWT must carry; required with `JWT_KEYS`")
     jwt_scopes_claim: str = option("scope", "claim holding the scopes")
     jwt_leeway: int = option(30, "clock skew allowed, seconds", min=0, max=300)
+    jwt_max_lifetime: int = option(
+        86400, "longest JWT accepted (`exp - iat`), seconds", min=60, max=30 * 86400
+    )
     rate_limit_submit: str = option(
         "120/minute",
         "limit per client of submitting jobs; a key may override it",

@@ -39,8 +39,18 @@ class RedisKeys:
         return f"{self.prefix}job:{job_id}"
 
     def index(self, owner: str) -> str:
-        """An owner's job ids (``*``: every job, for admins)."""
+        """An owner's job ids."""
         return f"{self.prefix}idx:{owner}"
+
+    @property
+    def all_jobs(self) -> str:
+        """Every job id, for admins: not ``idx:{…}``, so no owner name can reach it."""
+        return f"{self.prefix}idx-all"
+
+    @property
+    def legacy_all_jobs(self) -> str:
+        """The admin index before it had a name of its own (``idx:*``): adopted, then gone."""
+        return f"{self.prefix}idx:*"
 
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.prefix}idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"

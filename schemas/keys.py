@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from limits import parse_many
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 __all__ = [
     "ADMIN",
+    "JWT_OWNER_PREFIX",
     "OWNER_PATTERN",
     "ROUTE_CLASSES",
     "SCOPES",
+    "SUBJECT_PATTERN",
     "KeyCreateSchema",
     "KeyCreatedSchema",
     "KeyListArgsSchema",
@@ -19,6 +22,7 @@ __all__ = [
     "KeyRotateSchema",
     "KeyRotatedSchema",
     "KeySchema",
+    "is_key_owner",
 ]
 
 SCOPES = ("jobs:read", "jobs:write", "schedules:read", "schedules:write", "admin")
@@ -26,6 +30,12 @@ ADMIN = "admin"
 # Rate-limit classes of routes; each has its own default (COLLECTQ_RATE_LIMIT_<CLASS>).
 ROUTE_CLASSES = ("submit", "read", "admin")
 OWNER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@:\-]{0,127}$"
+# Owners of JWT principals are `jwt:{issuer id}:{subject}` (app.auth.jwtauth); an API-key
+# owner may not start with this (any case), so the two kinds of owner never meet. The
+# admin index has a key name of its own (app.rediskeys), out of reach of any owner name.
+JWT_OWNER_PREFIX = "jwt:"
+# A JWT subject: what an owner may be, minus `:` (our key separator), plus `+` (e-mail).
+SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$"
 MAX_KEY_LIFETIME = 10 * 365 * 86400
 MAX_OVERLAP = 90 * 86400
 
@@ -42,6 +52,21 @@ def _network(value: str) -> None:
         raise ValidationError("not an IP network (e.g. 10.0.0.0/8)") from exc
 
 
+def is_key_owner(owner: str) -> bool:
+    """May `owner` be an API key's owner (the pattern, and not a JWT owner's namespace)?"""
+    # fullmatch: the pattern's `$` alone would let a trailing newline through
+    return re.fullmatch(OWNER_PATTERN, owner) is not None and not owner.lower().startswith(
+        JWT_OWNER_PREFIX
+    )
+
+
+def _key_owner(value: str) -> None:
+    if value.lower().startswith(JWT_OWNER_PREFIX):
+        raise ValidationError(f"owners starting with {JWT_OWNER_PREFIX!r} are reserved for JWTs")
+    if not is_key_owner(value):
+        raise ValidationError("1-128 of A-Z a-z 0-9 _ . @ : -")
+
+
 def _rate(value: str) -> None:
     try:
         parse_many(value)
@@ -52,8 +77,11 @@ def _rate(value: str) -> None:
 class KeyCreateSchema(_Strict):
     owner = fields.String(
         required=True,
-        validate=validate.Regexp(OWNER_PATTERN, error="1-128 of A-Z a-z 0-9 _ . @ : -"),
-        metadata={"example": "team-a"},
+        validate=[
+            validate.Regexp(OWNER_PATTERN, error="1-128 of A-Z a-z 0-9 _ . @ : -"),
+            _key_owner,
+        ],
+        metadata={"example": "team-a", "description": "not starting with `jwt:` (reserved)"},
     )
     name = fields.String(
         required=True, validate=validate.Length(min=1, max=64), metadata={"example": "ci"}

@@ -28,9 +28,10 @@ from typing import Any, cast
 
 from redis import Redis
 
-from app.errors import Conflict, NotFound, Unauthorized
+from app.auth.failures import CredentialRejected
+from app.errors import Conflict, NotFound
 from app.rediskeys import RedisKeys
-from schemas.keys import ADMIN, SCOPES
+from schemas.keys import ADMIN, SCOPES, is_key_owner
 
 __all__ = [
     "ADMIN",
@@ -72,10 +73,10 @@ def looks_like_key(token: str) -> bool:
 
 
 def parse_token(token: str) -> str:
-    """The key prefix of a well-formed token; Unauthorized if malformed or mistyped."""
-    m = _TOKEN.match(token)
+    """The key prefix of a well-formed token; CredentialRejected if malformed or mistyped."""
+    m = _TOKEN.fullmatch(token)
     if m is None or not hmac.compare_digest(m.group(3), _checksum(m.group(1), m.group(2))):
-        raise Unauthorized("malformed API key")
+        raise CredentialRejected("malformed API key (format or checksum)")
     return m.group(1)
 
 
@@ -220,6 +221,8 @@ class KeyStore:
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown:
             raise ValueError(f"unknown scopes: {', '.join(unknown)}")
+        if not is_key_owner(owner):  # the schema says why; this guards every other caller
+            raise ValueError(f"not a valid key owner: {owner!r}")
         for _ in range(5):  # a prefix collision is astronomically rare; never overwrite one
             key_prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(_PREFIX_LEN))
             secret = "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LEN))
@@ -291,24 +294,25 @@ class KeyStore:
         return new, token, self.get(key_prefix)
 
     def verify(self, token: str, client_ip: str | None) -> ApiKey:
-        """The key a token belongs to; Unauthorized (with a reason) if it must not be used."""
+        """The key a token belongs to; CredentialRejected if it must not be used.
+
+        The reason (for the log) names the key's prefix, its public id; the client
+        gets one answer whatever the reason.
+        """
         key_prefix = parse_token(token)
         found = self._load(key_prefix)
         # Compare against a dummy hash when the prefix is unknown: same work, same timing.
         stored = found[1] if found else "0" * 64
         if not hmac.compare_digest(stored, _hash(token)) or found is None:
-            raise Unauthorized("unknown API key or wrong secret")
+            why = "wrong secret" if found else "unknown prefix"
+            raise CredentialRejected(f"API key {key_prefix}: {why}")
         key = found[0]
         now = time.time()
         state = key.state(now)
-        if state == "revoked":
-            raise Unauthorized("API key revoked")
-        if state == "expired":
-            raise Unauthorized("API key expired")
-        if state == "rotated_out":
-            raise Unauthorized("API key was rotated and its overlap has ended; use its successor")
+        if state in ("revoked", "expired", "rotated_out"):
+            raise CredentialRejected(f"API key {key_prefix}: {state.replace('_', ' ')}")
         if not key.allows(client_ip):
-            raise Unauthorized("API key is not valid from this client address")
+            raise CredentialRejected(f"API key {key_prefix}: not valid from {client_ip}")
         if key.last_used_at is None or now - key.last_used_at >= self.last_used_interval:
             # Throttled: a write per request would double the cost of a read.
             self.redis.hset(self._key(key_prefix), "last_used_at", repr(now))

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.auth.apikeys import ADMIN, SCOPES, KeyStore, looks_like_key
+from app.auth.failures import CredentialRejected
 from app.auth.jwtauth import JwtVerifier
-from app.errors import Unauthorized
+from schemas.keys import is_key_owner
 
 __all__ = ["OPEN_OWNER", "Authenticator", "Principal", "open_principal"]
 
@@ -20,8 +21,8 @@ OPEN_OWNER = "public"
 @dataclass(frozen=True)
 class Principal:
     kind: str  # key | jwt | open
-    subject: str  # key prefix, JWT subject, or the open owner
-    owner: str
+    subject: str  # key prefix, `{issuer id}:{sub}` of a JWT, or the open owner
+    owner: str  # a key's owner; `jwt:{issuer id}:{sub}` (never a key owner); or `public`
     scopes: frozenset[str]
     rate_limits: dict[str, str] = field(default_factory=dict)
 
@@ -49,13 +50,17 @@ class Authenticator:
         self.jwt = jwt
 
     def authenticate(self, token: str, client_ip: str | None) -> Principal:
+        """The caller a credential names; CredentialRejected (one answer) if none."""
         if looks_like_key(token):
             key = self.keys.verify(token, client_ip)
+            if not is_key_owner(key.owner):  # stored before owners were checked
+                raise CredentialRejected(f"API key {key.prefix}: owner {key.owner!r} is reserved")
             return Principal("key", key.prefix, key.owner, frozenset(key.scopes), key.rate_limits)
         if token.count(".") == 2:
             if self.jwt is None:
-                raise Unauthorized("JWT is not enabled on this server")
+                raise CredentialRejected("a JWT, but JWT is not enabled on this server")
             claims = self.jwt.verify(token)
             scopes = frozenset(s for s in claims.scopes if s in SCOPES)
-            return Principal("jwt", claims.subject, claims.subject, scopes)
-        raise Unauthorized("malformed credentials: expected an API key (cq_…) or a JWT")
+            subject = f"{self.jwt.issuer_id}:{claims.subject}"
+            return Principal("jwt", subject, claims.owner, scopes)
+        raise CredentialRejected("neither an API key (cq_…) nor a JWT")

@@ -7,7 +7,7 @@ lifetimes in docs/architecture.md)::
                               status started_at finished_at schedule_id
                               s:{c} a:{c} r:{c}   status, attempt, result JSON per collector
     p idx:{owner}       zset  job ids (score 0, ordered by id = by time)
-    p idx:*             zset  every job id (admin listing)
+    p idx-all           zset  every job id (admin listing; no owner name can reach it)
     p idem:{owner}:{h}  str   job id for an Idempotency-Key
     p watch             zset  unfinished collectors ``{id}|{c}``, score = the time by
                               which the reaper expects news (heartbeat, start, retry)
@@ -42,7 +42,9 @@ from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB, CollectorStatus, Jo
 
 __all__ = ["ALL_OWNERS", "Begin", "JobSpec", "JobStore", "ListFilter", "Transition", "Watched"]
 
-ALL_OWNERS = "*"
+# Listing "every owner" (admins) is None, not a string: no owner name, not even `*`, can
+# mean it. The admin index has a Redis key of its own (`RedisKeys.all_jobs`).
+ALL_OWNERS: None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class JobStore:
         self._begin = redis.register_script(lua.BEGIN)
         self._close = redis.register_script(lua.CLOSE)
         self._reap_claim = redis.register_script(lua.REAP_CLAIM)
+        self._legacy_adopted = False
 
     # create / delete ----------------------------------------------------------
     def claim_idempotency_key(self, owner: str, key: str, job_id: str) -> str | None:
@@ -169,9 +172,9 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.keys.job(job_id), mapping=fields)
         pipe.expire(self.keys.job(job_id), self.ttl)
-        for owner_key in (owner, ALL_OWNERS):
-            pipe.zadd(self.keys.index(owner_key), {job_id: 0})
-            pipe.zremrangebylex(self.keys.index(owner_key), "-", f"({floor}")
+        for index in self._indexes(owner):
+            pipe.zadd(index, {job_id: 0})
+            pipe.zremrangebylex(index, "-", f"({floor}")
         due = time.time() + self.queued_grace
         pipe.zadd(self.keys.watch, {watch_member(job_id, name): due for name in collectors})
 
@@ -183,8 +186,8 @@ class JobStore:
         """Remove a job that was never accepted (its publish failed)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self.keys.job(job_id))
-        for owner_key in (owner, ALL_OWNERS):
-            pipe.zrem(self.keys.index(owner_key), job_id)
+        for index in self._indexes(owner):
+            pipe.zrem(index, job_id)
         pipe.zrem(self.keys.queued(owner), job_id)
         pipe.execute()
         # the members of the watch set go with the reaper's next pass (job missing)
@@ -247,9 +250,27 @@ class JobStore:
             attempt=int(attempt or 0),
         )
 
-    def iter_ids(self, owner: str, cursor: str | None) -> Iterator[str]:
-        """Job ids of `owner` (or ALL_OWNERS), newest first, after `cursor`."""
-        key = self.keys.index(owner)
+    def _indexes(self, owner: str) -> tuple[str, str]:
+        """The indexes a job of `owner` is in: its owner's and the admin one."""
+        return self.keys.index(owner), self.keys.all_jobs
+
+    def _adopt_legacy_index(self) -> None:
+        """Merge the pre-`idx-all` admin index (``idx:*``) into the current one, once."""
+        if self._legacy_adopted:
+            return
+        legacy = self.keys.legacy_all_jobs
+        if self.redis.exists(legacy):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zunionstore(self.keys.all_jobs, [self.keys.all_jobs, legacy])
+            pipe.delete(legacy)
+            pipe.execute()
+        self._legacy_adopted = True
+
+    def iter_ids(self, owner: str | None, cursor: str | None) -> Iterator[str]:
+        """Job ids of `owner` (None = ALL_OWNERS: every job), newest first, after `cursor`."""
+        if owner is None:
+            self._adopt_legacy_index()
+        key = self.keys.all_jobs if owner is None else self.keys.index(owner)
         upper = f"({cursor}" if cursor else "+"
         while True:
             batch = cast(list[bytes], self.redis.zrevrangebylex(key, upper, "-", start=0, num=200))
@@ -260,7 +281,13 @@ class JobStore:
             upper = f"({batch[-1].decode()}"
 
     def list(
-        self, owner: str, flt: ListFilter, *, limit: int, cursor: str | None, scan_max: int = 5000
+        self,
+        owner: str | None,
+        flt: ListFilter,
+        *,
+        limit: int,
+        cursor: str | None,
+        scan_max: int = 5000,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of envelopes matching `flt`, and the cursor of the next page (or None).
 
@@ -272,9 +299,10 @@ class JobStore:
         for scanned, job_id in enumerate(self.iter_ids(owner, cursor), start=1):
             last = job_id
             env = self.get(job_id)
-            if env is None:  # expired: drop it from the index
-                for owner_key in (owner, ALL_OWNERS):
-                    self.redis.zrem(self.keys.index(owner_key), job_id)
+            if env is None:  # expired: drop it from the index (the owner's is trimmed at create)
+                stale = [self.keys.all_jobs] if owner is None else self._indexes(owner)
+                for index in stale:
+                    self.redis.zrem(index, job_id)
             elif flt.matches(env["status"], env["collectors"], env["labels"]):
                 items.append(env)
                 if len(items) == limit:

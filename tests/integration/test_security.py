@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
+from typing import Any
 
 import jwt
 import pytest
 
+from app.auth.apikeys import format_token, parse_token
 from app.runtime import runtime
 
 pytestmark = pytest.mark.integration
@@ -24,11 +27,109 @@ JWT_ENV = {
 }
 
 
-def _jwt(sub: str, scope: str, **over) -> str:
+def _jwt(sub: str, scope: str, secret: bytes = SECRET, kid: str = "k1", **over: Any) -> str:
     now = int(time.time())
     claims = {"sub": sub, "scope": scope, "iss": "https://idp.test", "aud": "collectq",
-              "exp": now + 60, "nbf": now - 1, **over}  # fmt: skip
-    return jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "k1"})
+              "iat": now, "exp": now + 60, "nbf": now - 1, **over}  # fmt: skip
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})
+
+
+class _Reasons(logging.Handler):
+    """The `collectq.auth` log lines of one test (the app replaces the root handlers)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> _Reasons:
+        logger = logging.getLogger("collectq.auth")
+        self._level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logger = logging.getLogger("collectq.auth")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+
+def _answer(resp: Any) -> tuple[int, dict[str, Any], str]:
+    body = {k: v for k, v in (resp.json or {}).items() if k != "request_id"}
+    return resp.status_code, body, resp.headers.get("WWW-Authenticate", "")
+
+
+def _failed_credentials(app: Any) -> dict[str, str]:
+    keys = runtime(app).keys
+    rw = ["jobs:read", "jobs:write"]
+    good = keys.create(owner="a", name="n", scopes=rw)[1]
+    revoked, revoked_token = keys.create(owner="a", name="n", scopes=rw)
+    keys.revoke(revoked.prefix)
+    rotated, rotated_token = keys.create(owner="a", name="n", scopes=rw)
+    keys.rotate(rotated.prefix, overlap=0)
+    prefix = parse_token(good)
+    now = int(time.time())
+    return {
+        "jwt unknown kid": _jwt("alice", "jobs:read", kid="k9"),
+        "jwt wrong secret": _jwt("alice", "jobs:read", secret=b"x" * 40),
+        "jwt expired": _jwt("alice", "jobs:read", exp=now - 120),
+        "jwt audience": _jwt("alice", "jobs:read", aud="other"),
+        "jwt lifetime over a day": _jwt("alice", "jobs:read", iat=now - 90000),
+        "jwt without iat": _jwt("alice", "jobs:read", iat=None),
+        "jwt iat in the future": _jwt("alice", "jobs:read", iat=now + 3600),
+        "jwt subject *": _jwt("*", "jobs:read"),
+        "jwt-shaped garbage": "a.b.c",
+        "key unknown prefix": format_token("zzzzzzzzzzzz", "A" * 32),
+        "key wrong secret": format_token(prefix, "A" * 32),
+        "key bad checksum": good[:-1] + ("x" if good[-1] != "x" else "y"),
+        "key revoked": revoked_token,
+        "key expired": keys.create(owner="a", name="n", scopes=rw, expires_at=now - 1)[1],
+        "key rotated out": rotated_token,
+        "key outside its networks": keys.create(
+            owner="a", name="n", scopes=rw, cidrs=["10.0.0.0/8"]
+        )[1],  # fmt: skip
+        "neither a key nor a JWT": "hello",
+    }
+
+
+def test_every_failed_credential_gets_one_answer_and_the_log_the_reason(make_app) -> None:
+    """A stolen key must not learn it is valid (revoked, outside its networks, ...)."""
+    app = make_app(**JWT_ENV)
+    cases = _failed_credentials(app)
+    answers: dict[tuple[Any, ...], list[str]] = {}
+    with _Reasons() as log:
+        for case, token in cases.items():
+            resp = app.test_client(api_key=token).get("/v1/jobs")
+            status, body, challenge = _answer(resp)
+            key = (status, json.dumps(body, sort_keys=True), challenge)
+            answers.setdefault(key, []).append(case)
+    assert len(answers) == 1, answers
+    (status, body, challenge), _ = next(iter(answers.items()))
+    assert status == 401
+    assert 'error="invalid_token"' in challenge
+    # the server log keeps a distinct reason per case, and never a credential
+    assert len(log.lines) == len(cases)
+    assert len(set(log.lines)) == len(cases), log.lines
+    for token in cases.values():
+        if len(token) > 8:
+            assert not any(token in line for line in log.lines)
+
+
+def test_header_mistakes_stay_distinguishable(make_app) -> None:
+    """No credential at all / a wrong scheme reveal nothing and help a client: they keep theirs."""
+    app = make_app(**JWT_ENV)
+    bad = _answer(app.test_client(api_key="cq_nope").get("/v1/jobs"))
+    none = app.test_client(api_key="").get("/v1/jobs")
+    assert none.status_code == 401
+    assert "error=" not in none.headers["WWW-Authenticate"]  # RFC 6750: no credentials
+    assert none.json["detail"] != bad[1]["detail"]
+    basic = app.test_client(api_key="")
+    basic.environ_base["HTTP_AUTHORIZATION"] = "Basic dXNlcjpwYXNz"
+    assert "Bearer" in basic.get("/v1/jobs").json["detail"]
 
 
 def test_jwt_subject_is_the_owner(make_app) -> None:
@@ -50,9 +151,13 @@ def test_jwt_subject_is_the_owner(make_app) -> None:
 
 
 def test_jwt_is_refused_when_not_configured(make_app) -> None:
-    resp = make_app().test_client(api_key=_jwt("alice", "admin")).get("/v1/jobs")
+    app = make_app()
+    with _Reasons() as log:
+        resp = app.test_client(api_key=_jwt("alice", "admin")).get("/v1/jobs")
+        wrong_key = app.test_client(api_key=format_token("zzzzzzzzzzzz", "A" * 32)).get("/v1/jobs")
     assert resp.status_code == 401
-    assert "not enabled" in resp.json["detail"]
+    assert _answer(resp) == _answer(wrong_key)  # the server's setup is not disclosed either
+    assert any("not enabled" in line for line in log.lines)
 
 
 def test_cors_preflight_allowed_and_denied(make_app) -> None:

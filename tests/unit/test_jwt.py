@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.hashes import SHA256
 
+from app.auth.failures import INVALID_CREDENTIALS, CredentialRejected
 from app.auth.jwtauth import JwtVerifier
 from app.errors import Unauthorized
 from app.jwks import KeySetError, parse_key_set
@@ -62,10 +63,11 @@ def verifier(key_set) -> JwtVerifier:
     return JwtVerifier(parse_key_set(key_set), issuer=ISS, audience=AUD, leeway=0)
 
 
-def _claims(exp_in: int = 300, nbf_in: int = -10, **over: Any) -> dict[str, Any]:
-    """Claims built now (exp/nbf relative to the call), with `over` replacing any."""
+def _claims(exp_in: int = 300, nbf_in: int = -10, iat_in: int = 0, **over: Any) -> dict[str, Any]:
+    """Claims built now (exp/nbf/iat relative to the call), with `over` replacing any."""
     now = int(time.time())
-    base = {"sub": "team-a", "iss": ISS, "aud": AUD, "exp": now + exp_in, "nbf": now + nbf_in}
+    base = {"sub": "team-a", "iss": ISS, "aud": AUD, "exp": now + exp_in, "nbf": now + nbf_in,
+            "iat": now + iat_in}  # fmt: skip
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -79,6 +81,7 @@ def test_valid_tokens_from_each_key_give_subject_and_scopes(verifier, rsa_key, e
                           (ec_key, "ES256", "es-1")):  # fmt: skip
         claims = verifier.verify(_token(_claims(scope="jobs:read jobs:write"), key, alg, kid))
         assert claims.subject == "team-a"
+        assert claims.owner == f"jwt:{verifier.issuer_id}:team-a"
         assert claims.scopes == ("jobs:read", "jobs:write")
 
 
@@ -99,21 +102,65 @@ def test_scopes_claim_may_be_a_list(verifier) -> None:
         ({"iss": None}, "'iss'"),
         ({"aud": None}, "'aud'"),
         ({"sub": None}, "'sub'"),
+        ({"iat": None}, "'iat'"),
+        ({"iat_in": 300}, "issued in the future"),
+        ({"exp_in": 86400 + 60}, "lifetime"),
+        ({"iat_in": -86400, "exp_in": 60}, "lifetime"),
+        ({"iat": "yesterday"}, "iat"),
     ],
 )
 def test_bad_claims_are_refused(verifier, over, reason) -> None:
     # Claims are built when the test runs, not at collection (a long run would expire them).
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialRejected) as info:
         verifier.verify(_token(_claims(**over), HS_SECRET, "HS256", "hs-1"))
-    assert reason in info.value.detail
+    assert reason in info.value.reason
+    assert info.value.detail == INVALID_CREDENTIALS
+
+
+def test_max_lifetime_is_configurable_and_iat_within_leeway_passes(key_set) -> None:
+    keys = parse_key_set(key_set)
+    short = JwtVerifier(keys, issuer=ISS, audience=AUD, leeway=30, max_lifetime=600)
+    ok = _token(_claims(exp_in=500, iat_in=20), HS_SECRET, "HS256", "hs-1")  # iat in leeway
+    assert short.verify(ok).subject == "team-a"
+    too_long = _token(_claims(exp_in=700), HS_SECRET, "HS256", "hs-1")
+    with pytest.raises(CredentialRejected) as info:
+        short.verify(too_long)
+    assert "lifetime" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "sub",
+    ["*", "", " ", "a:b", "x|y", "a" * 129, "ünï", "a\x00b", "a\nb", "a b", "a/b", "-a", 7],
+    ids=repr,
+)
+def test_subjects_outside_the_strict_charset_are_refused(verifier, sub) -> None:
+    with pytest.raises(CredentialRejected) as info:
+        verifier.verify(_token(_claims(sub=sub), HS_SECRET, "HS256", "hs-1"))
+    assert "subject" in info.value.reason
+    assert info.value.detail == INVALID_CREDENTIALS
+
+
+@pytest.mark.parametrize("sub", ["alice", "a" * 128, "user@example.org", "00u1ab-C_d.e+f", "42"])
+def test_plain_subjects_are_accepted_and_namespaced_by_issuer(key_set, sub) -> None:
+    keys = parse_key_set(key_set)
+    one = JwtVerifier(keys, issuer=ISS, audience=AUD).verify(
+        _token(_claims(sub=sub), HS_SECRET, "HS256", "hs-1")
+    )
+    other = JwtVerifier(keys, issuer="https://other.test", audience=AUD).verify(
+        _token(_claims(sub=sub, iss="https://other.test"), HS_SECRET, "HS256", "hs-1")
+    )
+    assert one.subject == other.subject == sub
+    assert one.owner.startswith("jwt:")
+    assert one.owner.endswith(f":{sub}")
+    assert one.owner != other.owner
 
 
 def test_alg_none_is_refused(verifier) -> None:
     header = _b64(json.dumps({"alg": "none", "kid": "hs-1", "typ": "JWT"}).encode())
     payload = _b64(json.dumps(_claims(scope="admin")).encode())
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialRejected) as info:
         verifier.verify(f"{header}.{payload}.")
-    assert "algorithm" in info.value.detail
+    assert "algorithm" in info.value.reason
 
 
 def test_hs256_signed_with_the_rsa_public_key_is_refused(verifier, rsa_key) -> None:
@@ -123,17 +170,17 @@ def test_hs256_signed_with_the_rsa_public_key_is_refused(verifier, rsa_key) -> N
     mac = crypto_hmac.HMAC(_pem(rsa_key).encode(), SHA256())
     mac.update(f"{header}.{payload}".encode())
     forged = f"{header}.{payload}.{_b64(mac.finalize())}"
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialRejected) as info:
         verifier.verify(forged)
-    assert "algorithm does not match" in info.value.detail
+    assert "algorithm does not match" in info.value.reason
 
 
 def test_unknown_kid_and_missing_kid_are_refused(verifier) -> None:
     for headers in ({"kid": "nope"}, {}):
         token = jwt.encode(_claims(), HS_SECRET, algorithm="HS256", headers=headers)
-        with pytest.raises(Unauthorized) as info:
+        with pytest.raises(CredentialRejected) as info:
             verifier.verify(token)
-        assert "kid" in info.value.detail
+        assert "kid" in info.value.reason
 
 
 def test_wrong_signature_and_garbage_are_refused(verifier) -> None:
@@ -142,6 +189,28 @@ def test_wrong_signature_and_garbage_are_refused(verifier) -> None:
         verifier.verify(_token(_claims(), other, "HS256", "hs-1"))
     with pytest.raises(Unauthorized):
         verifier.verify("not.a.jwt")
+
+
+def test_every_refusal_has_one_detail_and_challenge(verifier, rsa_key) -> None:
+    """Unknown kid, wrong signature, wrong alg, bad claims: one answer; the reason is for logs."""
+    other = b"another-secret-another-secret-another-secret"
+    tokens = [
+        _token(_claims(), HS_SECRET, "HS256", "nope"),  # unknown kid
+        _token(_claims(), other, "HS256", "hs-1"),  # wrong secret
+        _token(_claims(), rsa_key, "RS256", "hs-1"),  # wrong algorithm for the kid
+        _token(_claims(exp_in=-5), HS_SECRET, "HS256", "hs-1"),  # expired
+        _token(_claims(aud="x"), HS_SECRET, "HS256", "hs-1"),  # audience
+        "not.a.jwt",
+    ]
+    answers = set()
+    reasons = set()
+    for token in tokens:
+        with pytest.raises(CredentialRejected) as info:
+            verifier.verify(token)
+        answers.add((info.value.detail, info.value.headers()["WWW-Authenticate"]))
+        reasons.add(info.value.reason)
+    assert answers == {(INVALID_CREDENTIALS, CredentialRejected("x").headers()["WWW-Authenticate"])}
+    assert len(reasons) == len(tokens)  # the log still tells them apart
 
 
 def test_rs_token_under_an_hs_kid_is_refused(verifier, rsa_key) -> None:

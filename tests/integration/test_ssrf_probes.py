@@ -68,3 +68,29 @@ def test_control_the_canary_is_reachable_when_loopback_is_allowed(canary, collec
         with contextlib.suppress(Exception):
             _run(collectors, name, target, raw, LOOPBACK)
     assert canary.hits > before
+
+
+def test_concealing_policy_names_the_class_not_the_address_for_every_collector(
+    canary, collectors
+) -> None:
+    """Issue 11: in staging/prod a refusal must not tell a tenant what a name resolved to.
+
+    `localhost` resolves (from /etc/hosts) to loopback addresses: the refusal names the host
+    and the class, never 127.0.0.1 or ::1. The canary proves nothing was connected to.
+    """
+    concealing = CollectContext(policy=NetworkPolicy(conceal_internal=True))
+    hits_before = canary.hits  # the module's canary counts the other tests' probes too
+    details = {}
+    for name, target, raw in probe_cases(["localhost"], canary.port):
+        if name == "screenshot" and not os.access(CHROMIUM, os.X_OK):
+            continue
+        with pytest.raises(BlockedAddress) as info:
+            _run(collectors, name, target, raw, concealing)
+        details[name] = info.value.detail
+    assert set(details) >= {"http", "tls"}
+    for name, detail in details.items():
+        assert "loopback" in detail, (name, detail)
+        assert "localhost" in detail, (name, detail)
+        assert "127.0.0.1" not in detail, (name, detail)
+        assert "::1" not in detail, (name, detail)
+    assert canary.hits == hits_before

@@ -93,6 +93,7 @@ def _jwt_verifier(settings: Settings) -> JwtVerifier | None:
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway,
         scopes_claim=settings.jwt_scopes_claim,
+        max_lifetime=settings.jwt_max_lifetime,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.jobs.store import ALL_OWNERS
 from tests.conftest import free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -165,7 +166,7 @@ def test_broker_unreachable_gives_503_and_leaves_no_job(make_app) -> None:
     app = make_app(COLLECTQ_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{free_port()}//")
     client = app.test_client()
     store = app.extensions["collectq"].store
-    before = list(store.iter_ids("*", None))
+    before = list(store.iter_ids(ALL_OWNERS, None))
 
     resp = client.post("/v1/jobs", json={"target": "example.org", "collectors": ["noop"]})
 
@@ -173,7 +174,7 @@ def test_broker_unreachable_gives_503_and_leaves_no_job(make_app) -> None:
     assert resp.mimetype == "application/problem+json"
     assert resp.headers["Retry-After"]
     assert resp.json["dependency"] == "broker"
-    assert list(store.iter_ids("*", None)) == before
+    assert list(store.iter_ids(ALL_OWNERS, None)) == before
     assert store.redis.keys(store.keys.job("*")) == []
     assert client.get("/ready").status_code == 503
 

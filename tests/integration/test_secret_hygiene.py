@@ -87,7 +87,7 @@ def test_no_secret_reaches_logs_errors_status_or_config_check(
     store.revoke(revoked_key.prefix)
     now = int(time.time())
     claims = {"sub": "alice", "iss": "https://idp.test", "aud": "collectq", "exp": now + 60,
-              "nbf": now - 1, "scope": "jobs:read jobs:write"}  # fmt: skip
+              "nbf": now - 1, "iat": now, "scope": "jobs:read jobs:write"}  # fmt: skip
     good_jwt = jwt.encode(claims, jwt_secret, algorithm="HS256", headers={"kid": "k"})
     bad_jwt = jwt.encode({**claims, "aud": "x"}, jwt_secret, algorithm="HS256",
                          headers={"kid": "k"})  # fmt: skip

@@ -95,6 +95,8 @@ class DnsCollector(Collector):
             answers[rdtype] = _withhold_internal(answer, ctx.policy)
         nxdomain = any(a["rcode"] == "NXDOMAIN" for a in answers.values())
         resolver = f"[{server}]:{port}" if ":" in str(server) else f"{server}:{port}"
+        if options["nameserver"] is None and ctx.policy.conceal_internal:
+            resolver = "default"  # the deployment's resolver is an internal address too
         return Result(
             data={"name": name, "resolver": resolver, "nxdomain": nxdomain, "answers": answers}
         )

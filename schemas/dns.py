@@ -66,6 +66,12 @@ class AnswerSchema(Schema):
 
 class DnsResultSchema(Schema):
     name = fields.String(required=True)
-    resolver = fields.String(required=True)
+    resolver = fields.String(
+        required=True,
+        metadata={
+            "description": "address:port asked; `default` for the deployment's own resolver in "
+            "staging/prod (its address is not shown)"
+        },
+    )
     nxdomain = fields.Boolean(required=True)
     answers = fields.Dict(keys=fields.String(), values=fields.Nested(AnswerSchema), required=True)

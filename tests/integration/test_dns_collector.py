@@ -155,3 +155,14 @@ def test_hardened_profiles_build_a_concealing_policy(
     rt = build_runtime(load_settings())  # connects to nothing until used
     assert rt.policy.conceal_internal is conceal
     rt.registry.close()
+
+
+def test_the_deployments_resolver_address_is_not_shown_when_concealing(dns_port: int) -> None:
+    """The deployment's resolver is usually internal (127.0.0.11, 10.96.0.10): not shown to
+    tenants in staging/prod. A nameserver the job named itself is shown as given."""
+    options = DnsCollector.options_schema().load({"port": dns_port, "types": ["MX"]})
+    data = DnsCollector(resolver="127.0.0.1").collect("example.test", options, concealing()).data
+    assert data["resolver"] == "default"
+    assert data["answers"]["MX"]["records"] == [{"value": "10 mail.example.test.", "ttl": 600}]
+    named = DnsCollector().collect("example.test", _opts(dns_port, types=["MX"]), concealing())
+    assert named.data["resolver"] == f"127.0.0.1:{dns_port}"

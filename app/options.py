@@ -66,6 +66,8 @@ class Option:
     max: float | None = None
     required: tuple[str, ...] = ()  # profiles in which an empty value is refused
     kind: str | None = None  # parser, when the field's type does not say it
+    # the profile defaults apply only when COLLECTQ_ENV names the profile (else `default`)
+    explicit_profile: bool = False
     var: str | None = None  # variable name without the prefix, when not NAME
     doc_default: str | None = None
     check: Check | None = None
@@ -96,6 +98,7 @@ def option(
     required: tuple[str, ...] = (),
     kind: str | None = None,
     check: Check | None = None,
+    explicit_profile: bool = False,
 ) -> T:
     """Declare a setting: a dataclass field whose metadata is its `Option`."""
     opt = Option(
@@ -109,6 +112,7 @@ def option(
         required=required,
         kind=kind,
         check=check,
+        explicit_profile=explicit_profile,
     )
     return field(default=default, repr=not secret, metadata={"option": opt})
 
@@ -198,6 +202,9 @@ class Options:
         required=PROFILES,
         check=_REDIS,
     )
+    allow_unauthenticated_redis: bool = option(
+        False, "staging/prod: allow a `REDIS_URL` without a password (refused without it)"
+    )
     broker_url: str = option(
         "amqp://guest:guest@127.0.0.1:5672//",
         "Celery broker (RabbitMQ in production)",
@@ -233,9 +240,17 @@ class Options:
     max_wait: int = option(30, "cap of `?wait=` in seconds", min=0, max=300)
     net_allow: tuple[str, ...] = option(
         (),
-        "CIDRs the network guard lets collectors reach besides global addresses",
+        "CIDRs the network guard lets collectors reach besides global addresses; the dev "
+        "default only with `ENV=dev` set (as `collectq up` and `collectq collect` do), never "
+        "for a process without `ENV`",
         profiles={"dev": LOOPBACK},
         check=_networks,
+        explicit_profile=True,
+    )
+    net_allow_private: bool = option(
+        False,
+        "staging/prod: acknowledge that `NET_ALLOW` opens loopback, private or other non-global "
+        "ranges to collectors (refused without it)",
     )
     max_retries: int = option(
         3, "retries of a transient failure (connect error, timeout, 429/5xx)", min=0, max=20
@@ -341,8 +356,8 @@ class Options:
     )
     auth: bool = option(
         True,
-        "`off` only in the dev profile with a loopback `API_HOST` (what `collectq up` does by "
-        "default)",
+        "`off` only under `collectq up`, with `ENV=dev` set and a loopback `API_HOST` (what "
+        "`collectq up` does by default); such an API answers loopback connections only",
         kind="switch",
     )
     key_rotation_overlap: int = option(
@@ -372,11 +387,18 @@ class Options:
     rate_limit_admin: str = option(
         "60/minute", "limit per client of admin calls; a key may override it", check=_rate_limit
     )
-    rate_limit_enabled: bool = option(True, "`false` turns rate limiting off")
+    rate_limit_enabled: bool = option(
+        True, "`false` turns rate limiting off (staging/prod: only with `ALLOW_NO_RATE_LIMIT`)"
+    )
+    allow_no_rate_limit: bool = option(
+        False, "staging/prod: allow `RATE_LIMIT_ENABLED=false` (a gateway limits instead)"
+    )
     trusted_proxies: int = option(
         0, "proxies in front that append `X-Forwarded-For` (ProxyFix hops)", min=0, max=10
     )
-    max_queued_jobs: int = option(1000, "queued jobs per owner (`0`: no cap)", min=0)
+    max_queued_jobs: int = option(
+        1000, "queued jobs per owner (`0`: no cap; refused in staging/prod)", min=0
+    )
     cors_origins: tuple[str, ...] = option(
         (), "allowed origins; CORS off when empty (wildcard refused in staging/prod)"
     )

@@ -9,13 +9,16 @@ only change defaults; explicit variables always win.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import ipaddress
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from environs import EnvValidationError, FileAwareEnv
 from marshmallow import ValidationError
@@ -41,6 +44,8 @@ __all__ = [
     "POOL_TYPES",
     "PROFILES",
     "ROUTE_CLASSES",
+    "RUN_FILE",
+    "UP_TOKEN_VAR",
     "ConfigError",
     "PoolSettings",
     "Settings",
@@ -48,9 +53,12 @@ __all__ = [
     "configured",
     "is_loopback_host",
     "load_settings",
+    "open_api_refusal",
+    "open_request_allowed",
     "read_setting",
     "redact_url",
     "settings_table_markdown",
+    "up_run",
     "with_settings_table",
 ]
 
@@ -63,6 +71,13 @@ MIN_SECRET_LENGTH = 16
 _POOL_PREFIX = f"{PREFIX}POOL_"
 _FILE = "_FILE"
 _UNSET: Any = object()  # what a reader returns for a variable that is not set
+_EXPLICIT_ENV = "_env_explicit"  # in the values the rules see: COLLECTQ_ENV was set
+# `collectq up` writes this while it runs (relative to its directory): its pid, the URLs of
+# its embedded Redis, and the token it hands its children (`UP_TOKEN_VAR`).
+RUN_FILE = Path(".collectq") / "run.json"
+UP_TOKEN_VAR = "COLLECTQ_UP_TOKEN"  # noqa: S105 - a name; set by `collectq up` for its children
+# Query parameters that carry a password in Redis/AMQP URLs (redis-py reads `password`).
+_SECRET_PARAMS = frozenset({"password", "pass", "passwd", "pwd"})
 
 
 class ConfigError(Exception):
@@ -125,14 +140,98 @@ def _pool_default(collector: str, values: Mapping[str, Any]) -> PoolSettings:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL (`amqp://user:***@host/`)."""
+    """Hide every password of a URL or a `;`-separated failover list of URLs.
+
+    `amqp://user:***@host/`; a lone userinfo (`redis://***@host`, which some clients take
+    for a password); `password=`/`pass=` query parameters (`redis://h/0?password=***`,
+    `unix:///s.sock?password=***`).
+    """
+    return ";".join(_redact_one(part) for part in url.split(";"))
+
+
+def _redact_one(text: str) -> str:
+    url = text.lstrip()
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    userinfo, at, host = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+    query = "&".join(_redact_param(p) for p in parts.query.split("&")) if parts.query else ""
+    if (netloc, query) == (parts.netloc, parts.query):
+        return text  # nothing secret: exactly as given
+    # Not urlunsplit: it drops the empty authority of `unix:///path`.
+    head = f"{parts.scheme}://" if "://" in url else f"{parts.scheme}:" if parts.scheme else ""
+    tail = (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    return text[: len(text) - len(url)] + head + netloc + parts.path + tail
+
+
+def _redact_param(param: str) -> str:
+    key, eq, _ = param.partition("=")
+    return f"{key}=***" if eq and key.strip().lower() in _SECRET_PARAMS else param
+
+
+def _url_password(url: str) -> str | None:
+    """The password a Redis/AMQP URL carries (userinfo or query), or None."""
+    parts = urlsplit(url.strip())
+    if parts.password:
+        return parts.password
+    for param in parts.query.split("&"):
+        key, eq, value = param.partition("=")
+        if eq and value and key.strip().lower() in _SECRET_PARAMS:
+            return value
+    return None
+
+
+def up_run(directory: Path | None = None) -> dict[str, Any] | None:
+    """What the `collectq up` running in `directory` (default: here) wrote, or None.
+
+    A run file whose process is gone (an `up` that was killed) is ignored.
+    """
+    try:
+        data = json.loads(((directory or Path.cwd()) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not _alive(data.get("pid")):
+        return None
+    return data
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_api_refusal(
+    settings: Settings, token: str | None, run: Mapping[str, Any] | None
+) -> str | None:
+    """Why an API with auth off must not start (None: auth is on, or this API is the child
+    of the `collectq up` whose run file holds `token`)."""
+    if settings.auth:
+        return None
+    expected = str((run or {}).get("token") or "")
+    if token and expected and hmac.compare_digest(token.encode(), expected.encode()):
+        return None
+    return (
+        "COLLECTQ_AUTH=off is only allowed for the API that `collectq up` supervises; "
+        "set COLLECTQ_AUTH=on and create a key (collectq keys create)"
+    )
+
+
+def open_request_allowed(local: str | None, remote: str | None) -> bool:
+    """Whether an API with auth off may answer a connection: only when both its local
+    address (the socket the server accepted it on) and the peer are loopback. A unix
+    socket or an unknown address is refused (a proxy could stand behind either)."""
+    return (
+        bool(local and remote) and is_loopback_host(local or "") and is_loopback_host(remote or "")
+    )
 
 
 def is_loopback_host(host: str) -> bool:
@@ -200,11 +299,16 @@ def _new_env() -> FileAwareEnv:
 
 
 def _values(
-    settings: tuple[Setting, ...], overrides: Mapping[str, Any], errors: _Errors
+    settings: tuple[Setting, ...],
+    overrides: Mapping[str, Any],
+    errors: _Errors,
+    fallbacks: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], set[str]]:
-    """Each setting's value (variable, override or profile default) and the names that failed.
+    """Each setting's value (override, variable, fallback, profile default) and the names
+    that failed; `values[_EXPLICIT_ENV]` says whether the profile was chosen.
 
     A failed setting holds its default, so that rules over several settings can skip it.
+    `fallbacks` (the run file of `collectq up`) are ignored in staging/prod.
     """
     env = _new_env()
     raw = {s.name: _read(env, s, errors) for s in settings if s.kind != "pools"}
@@ -215,7 +319,10 @@ def _values(
         errors.pop(_setting(name).var, None)
         raw[name] = value
     chosen = raw.get("env", _UNSET)
-    profile = chosen if chosen in PROFILES else "dev"
+    explicit = chosen in PROFILES
+    profile = chosen if explicit else "dev"
+    if profile in HARDENED:
+        fallbacks = None
     values: dict[str, Any] = {}
     failed: set[str] = set()
     for s in settings:
@@ -223,12 +330,22 @@ def _values(
             continue
         value = raw[s.name]
         if value is _UNSET:
-            value = s.default_in(profile)
+            value = (fallbacks or {}).get(s.name, _UNSET)
+        if value is _UNSET:
+            value = _default(s, profile, explicit)
         if s.var in errors or not _valid(s, value, profile, errors):
             failed.add(s.name)
-            value = s.default_in(profile)
+            value = _default(s, profile, explicit)
         values[s.name] = value
+    values[_EXPLICIT_ENV] = explicit
     return values, failed
+
+
+def _default(s: Setting, profile: str, explicit: bool) -> Any:
+    """A profile's default; an `explicit_profile` setting's only when COLLECTQ_ENV is set."""
+    if s.option.explicit_profile and not explicit:
+        return s.option.default
+    return s.default_in(profile)
 
 
 def _valid(s: Setting, value: Any, profile: str, errors: _Errors) -> bool:
@@ -253,7 +370,7 @@ def read_setting(name: str) -> Any:
     """One setting, checked on its own (no rules over several settings)."""
     errors = _Errors()
     wanted = tuple(s for s in declared() if s.name in ("env", name))
-    values, _ = _values(wanted, {}, errors)
+    values, _ = _values(wanted, {}, errors, _up_urls({}))
     if errors:
         raise ConfigError(dict(errors))
     return values[name]
@@ -265,7 +382,7 @@ def load_settings(**overrides: Any) -> Settings:
     `overrides` (field name → value) win over the environment (`collectq up`, tests).
     """
     errors = _Errors()
-    values, failed = _values(declared(), overrides, errors)
+    values, failed = _values(declared(), overrides, errors, _up_urls(overrides))
     if "pools" in overrides:
         values["pools"] = overrides["pools"]
     else:
@@ -273,7 +390,20 @@ def load_settings(**overrides: Any) -> Settings:
     _check(values, failed, errors)
     if errors:
         raise ConfigError(dict(errors))
+    values.pop(_EXPLICIT_ENV)
     return Settings(**values)
+
+
+def _up_urls(overrides: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The URLs of the embedded Redis of the `collectq up` running in this directory, when
+    neither COLLECTQ_REDIS_URL nor COLLECTQ_BROKER_URL (nor an override) names a service."""
+    names = ("redis_url", "broker_url")
+    if any(n in overrides or configured(n) for n in names):
+        return None
+    run = up_run()
+    if run is None or not all(isinstance(run.get(n), str) for n in names):
+        return None
+    return {n: run[n] for n in names}
 
 
 def _read_pools(values: Mapping[str, Any], errors: _Errors) -> dict[str, PoolSettings]:
@@ -352,8 +482,8 @@ def _cors_credentials(v: Mapping[str, Any], bad: Bad) -> None:
 def _auth_off(v: Mapping[str, Any], bad: Bad) -> None:
     if v["auth"]:
         return
-    if v["env"] != "dev":
-        bad("auth", "auth can only be off in the dev profile")
+    if v["env"] != "dev" or not v[_EXPLICIT_ENV]:
+        bad("auth", "auth can only be off in the dev profile, set explicitly (COLLECTQ_ENV=dev)")
     elif not is_loopback_host(v["api_host"]):
         bad("auth", "auth can only be off with a loopback COLLECTQ_API_HOST")
 
@@ -389,17 +519,61 @@ def _strong_secret_key(v: Mapping[str, Any], bad: Bad) -> None:
 
 
 def _broker_credentials(v: Mapping[str, Any], bad: Bad) -> None:
-    broker = urlsplit(v["broker_url"] or "")
-    if broker.username == "guest" or (broker.scheme.startswith("amqp") and not broker.password):
-        bad("broker_url", "guest or missing broker credentials are not allowed in this profile")
-    elif broker.password and _is_default_secret(broker.password):
-        bad("broker_url", "the broker password is a default or short value")
+    """Every URL of a failover list (`amqp://…;amqp://…`) needs its own good password."""
+    for n, url in enumerate(u for u in (v["broker_url"] or "").split(";") if u.strip()):
+        which = f"URL {n + 1} of the list: " if ";" in v["broker_url"] else ""
+        password = _url_password(url)
+        if urlsplit(url.strip()).username == "guest" or password is None:
+            bad("broker_url", f"{which}guest or missing broker credentials are not allowed in "
+                "this profile")  # fmt: skip
+        elif _is_default_secret(password):
+            bad("broker_url", f"{which}the broker password is a default or short value")
 
 
 def _redis_password(v: Mapping[str, Any], bad: Bad) -> None:
-    redis = urlsplit(v["redis_url"] or "")
-    if redis.password and _is_default_secret(redis.password):
+    password = _url_password(v["redis_url"] or "")
+    if password is None:
+        if not v["allow_unauthenticated_redis"]:
+            bad("redis_url", "a Redis without a password is not allowed in this profile; give "
+                "it one, or set COLLECTQ_ALLOW_UNAUTHENTICATED_REDIS=true")  # fmt: skip
+    elif _is_default_secret(password):
         bad("redis_url", "the Redis password is a default or short value")
+
+
+# Address blocks that are not global unicast (IANA special-purpose registries).
+_NON_GLOBAL = tuple(
+    ipaddress.ip_network(n)
+    for n in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+              "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16",
+              "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",
+              "240.0.0.0/4", "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b:1::/48",
+              "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8")
+)  # fmt: skip
+
+
+def _opens_non_global(cidr: str) -> bool:
+    net = ipaddress.ip_network(cidr.strip(), strict=False)
+    return not net.is_global or any(
+        net.version == special.version and net.overlaps(special) for special in _NON_GLOBAL
+    )
+
+
+def _net_allow_private(v: Mapping[str, Any], bad: Bad) -> None:
+    opened = [c for c in v["net_allow"] if c.strip() and _opens_non_global(c)]
+    if opened and not v["net_allow_private"]:
+        bad("net_allow", f"{', '.join(opened)} opens loopback/private/non-global addresses to "
+            "collectors; set COLLECTQ_NET_ALLOW_PRIVATE=true to acknowledge it")  # fmt: skip
+
+
+def _rate_limited(v: Mapping[str, Any], bad: Bad) -> None:
+    if not v["rate_limit_enabled"] and not v["allow_no_rate_limit"]:
+        bad("rate_limit_enabled", "rate limiting cannot be off in this profile; set "
+            "COLLECTQ_ALLOW_NO_RATE_LIMIT=true when a gateway limits instead")  # fmt: skip
+
+
+def _queued_cap(v: Mapping[str, Any], bad: Bad) -> None:
+    if v["max_queued_jobs"] == 0:
+        bad("max_queued_jobs", "no cap (0) is not allowed in this profile; set a cap")
 
 
 def _flower_passwords(v: Mapping[str, Any], bad: Bad) -> None:
@@ -422,7 +596,10 @@ _HARDENED_RULES: tuple[tuple[tuple[str, ...], Rule], ...] = (
     (("debug",), _no_debug),
     (("secret_key",), _strong_secret_key),
     (("broker_url",), _broker_credentials),
-    (("redis_url",), _redis_password),
+    (("redis_url", "allow_unauthenticated_redis"), _redis_password),
+    (("net_allow", "net_allow_private"), _net_allow_private),
+    (("rate_limit_enabled", "allow_no_rate_limit"), _rate_limited),
+    (("max_queued_jobs",), _queued_cap),
     (("flower_basic_auth",), _flower_passwords),
 )
 

@@ -36,9 +36,10 @@ def parse_duration(text: str) -> int:
 
 
 def _store() -> tuple[Settings, KeyStore]:
-    from app.cli.main import settings_or_exit
+    from app.cli.main import _say_where, settings_or_exit
 
     s = settings_or_exit()
+    _say_where(s)
     return s, KeyStore(redis_client(s.redis_url), s.redis_prefix)
 
 

@@ -14,23 +14,38 @@ from app.cli.keys import keys
 from app.jobs.names import COLLECTOR_QUEUE_PREFIX
 from app.settings import (
     POOL_TYPES,
+    RUN_FILE,
+    UP_TOKEN_VAR,
     ConfigError,
     Settings,
+    configured,
     is_loopback_host,
     load_settings,
+    open_api_refusal,
     settings_table_markdown,
+    up_run,
     with_settings_table,
 )
 
 __all__ = ["main"]
 
 
-def settings_or_exit() -> Settings:
+def settings_or_exit(**overrides: Any) -> Settings:
     try:
-        return load_settings()
+        return load_settings(**overrides)
     except ConfigError as exc:
         click.echo(f"collectq: {exc}", err=True)
         sys.exit(2)
+
+
+def _say_where(settings: Settings) -> None:
+    """Say on stderr when the services are those of a running `collectq up`."""
+    run = up_run()
+    if run is not None and settings.redis_url == run.get("redis_url"):
+        click.echo(
+            f"collectq: using the embedded Redis of `collectq up` (pid {run['pid']}, {RUN_FILE})",
+            err=True,
+        )
 
 
 def _exec(argv: list[str]) -> NoReturn:
@@ -79,7 +94,9 @@ def collect(
     """Run collectors in-process (no servers) and print the result envelope."""
     from app.cli.local import collect_locally
 
-    settings = settings_or_exit()
+    # In-process, as the invoking user: the dev profile unless COLLECTQ_ENV says otherwise
+    # (a worker or API without COLLECTQ_ENV gets no dev allowances; this is neither).
+    settings = settings_or_exit(**({} if configured("env") else {"env": "dev"}))
     if settings.is_dev and settings.net_allow:
         click.echo(
             f"collectq: dev profile: loopback allowed ({', '.join(settings.net_allow)})", err=True
@@ -115,6 +132,10 @@ def api(bind: str | None) -> None:
     bind = bind or f"{s.api_host}:{s.api_port}"
     if not s.auth and not is_loopback_host(bind.rpartition(":")[0] or bind):
         click.echo("collectq: COLLECTQ_AUTH=off is only allowed on a loopback bind", err=True)
+        sys.exit(2)
+    refusal = open_api_refusal(s, os.environ.get(UP_TOKEN_VAR), up_run())
+    if refusal is not None:
+        click.echo(f"collectq: {refusal}", err=True)
         sys.exit(2)
     _exec(
         [
@@ -252,6 +273,13 @@ def config_check() -> None:
         click.echo(f"collectq: {exc}", err=True)
         sys.exit(2)
     click.echo(json.dumps(settings.redacted(), indent=2))
+    _say_where(settings)
+    if not configured("env"):
+        click.echo(
+            "collectq: COLLECTQ_ENV is not set: dev defaults without dev's allowances "
+            "(no loopback targets, auth stays on); set COLLECTQ_ENV explicitly",
+            err=True,
+        )
     click.echo("configuration OK", err=True)
 
 

@@ -11,7 +11,9 @@ the embedded Redis last.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +29,8 @@ from typing import Any
 from app.jobs.names import MAINTENANCE_QUEUE, collector_queue
 from app.runtime import load_collectors
 from app.settings import (
+    RUN_FILE,
+    UP_TOKEN_VAR,
     ConfigError,
     Settings,
     as_environ,
@@ -174,6 +178,8 @@ def _prepare() -> tuple[Settings, dict[str, str], int | None] | int:
         return 2
     try:
         overrides = {} if all(urls) else _embedded_urls(read_setting("embedded_redis_port"))
+        if not configured("env"):
+            overrides["env"] = "dev"  # explicit for the children: dev's allowances need it
         settings = load_settings(**overrides)
         if _open_quick_start(settings):
             overrides["auth"] = False
@@ -188,7 +194,31 @@ def _prepare() -> tuple[Settings, dict[str, str], int | None] | int:
     if not _port_free(settings.api_host, settings.api_port):
         _say(f"port {settings.api_port} on {settings.api_host} is in use (set COLLECTQ_API_PORT)")
         return 1
-    return settings, _child_env(overrides), redis_port
+    env = _child_env(overrides)
+    env[UP_TOKEN_VAR] = secrets.token_urlsafe(32)  # matched against the run file (auth off)
+    return settings, env, redis_port
+
+
+def _write_run_file(settings: Settings, token: str, embedded: bool) -> None:
+    """Tell the CLI run in this directory (keys, config check, worker...) which services
+    this `up` uses, and the API child that it is ours; mode 0600 (it holds the token)."""
+    data: dict[str, Any] = {"pid": os.getpid(), "token": token}
+    if embedded:
+        data |= {"redis_url": settings.redis_url, "broker_url": settings.broker_url}
+    DATA_DIR.mkdir(exist_ok=True)
+    tmp = RUN_FILE.with_name(f"{RUN_FILE.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out)
+    os.replace(tmp, RUN_FILE)
+
+
+def _remove_run_file() -> None:
+    try:
+        if json.loads(RUN_FILE.read_text()).get("pid") == os.getpid():
+            RUN_FILE.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def _announce(settings: Settings) -> None:
@@ -231,6 +261,7 @@ def run_up() -> int:
     children = _children(settings)
     code = 0
     try:
+        _write_run_file(settings, env[UP_TOKEN_VAR], embedded=redis_port is not None)
         for child in children:
             child.start(env)
         base = f"http://{settings.api_host}:{settings.api_port}"
@@ -239,6 +270,7 @@ def run_up() -> int:
         code = _supervise(children, env, stopping)
     finally:
         _stop_all(children, redis_proc, settings.soft_shutdown_timeout)
+        _remove_run_file()
     return code
 
 

@@ -131,3 +131,48 @@ def test_up_refuses_a_taken_port(tmp_path) -> None:
         )
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use (set COLLECTQ_API_PORT)" in result.stderr
+
+
+def test_readme_auth_walkthrough_reaches_the_embedded_redis(tmp_path, httpserver) -> None:
+    """README, Authentication: `COLLECTQ_AUTH=on` up, then `collectq keys create` from
+    another shell in the same directory (no COLLECTQ_* variables), then a job with that key."""
+    httpserver.expect_request("/").respond_with_data("ok")
+    api_port, redis_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    env = _env(api_port, redis_port) | {"COLLECTQ_AUTH": "on"}
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([COLLECTQ, "up"], cwd=tmp_path, env=env, stdout=out, stderr=out)
+    try:
+        wait_for(lambda: _get(f"{base}/health")[0] == 200, timeout=60, interval=0.2)
+        shell = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTQ_")}
+        created = subprocess.run(
+            [COLLECTQ, "keys", "create", "--owner", "ops", "--name", "bootstrap",
+             "--scope", "admin", "-q"],
+            cwd=tmp_path, env=shell, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        token = created.stdout.strip()
+        assert token.startswith("cq_")
+        req = urllib.request.Request(
+            f"{base}/v1/jobs",
+            data=json.dumps({"target": httpserver.url_for("/"), "collectors": ["http"]}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        assert status == 202
+        checked = subprocess.run(
+            [COLLECTQ, "config", "check"], cwd=tmp_path, env=shell, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stderr
+        assert json.loads(checked.stdout)["COLLECTQ_REDIS_URL"].endswith(f":{redis_port}/0")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(45)
+    assert code == 0, log.read_text()
+    assert not (tmp_path / ".collectq" / "run.json").exists()  # removed at stop

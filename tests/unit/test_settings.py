@@ -21,7 +21,8 @@ from app.settings import ConfigError, as_environ, load_settings, read_setting, r
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def test_dev_defaults_allow_loopback_only() -> None:
+def test_dev_defaults_allow_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTQ_ENV", "dev")
     s = load_settings()
     assert s.env == "dev"
     assert s.net_allow == ("127.0.0.0/8", "::1/128")
@@ -152,6 +153,7 @@ def test_hardened_profiles_refuse_each_bad_setting(
 
 
 def test_auth_off_only_in_dev_on_loopback(monkeypatch) -> None:
+    monkeypatch.setenv("COLLECTQ_ENV", "dev")
     monkeypatch.setenv("COLLECTQ_AUTH", "off")
     assert load_settings().auth is False
     monkeypatch.setenv("COLLECTQ_API_HOST", "0.0.0.0")
@@ -330,6 +332,7 @@ def test_overrides_win_and_are_validated(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_as_environ_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
     """What `collectq up` hands its children loads back as the same values."""
     values = {
+        "env": "dev",
         "auth": False,
         "redis_url": "redis://127.0.0.1:6390/0",
         "max_wait": 5,
@@ -395,3 +398,188 @@ def test_config_table_prints_and_rewrites_the_table(tmp_path) -> None:
     )
     readme.write_text("no markers")
     assert CliRunner().invoke(main, ["config", "table", "--readme", str(readme)]).exit_code == 1
+
+
+# --- issue 11 item 7: redact_url hides every form of password --------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("amqp://u:p1-secret@h1//;amqp://u:p2-secret@h2//", "amqp://u:***@h1//;amqp://u:***@h2//"),
+        ("amqp://u:p1-secret@h1//; amqp://u:p2-secret@h2//", "amqp://u:***@h1//; amqp://u:***@h2//"),
+        ("redis://h/0?password=qx-secret", "redis://h/0?password=***"),
+        ("redis://h:6379/0?db=1&pass=qy-secret", "redis://h:6379/0?db=1&pass=***"),
+        ("redis://h/0?PASSWORD=qz-secret&x=1", "redis://h/0?PASSWORD=***&x=1"),
+        ("unix:///run/redis.sock?db=0&password=uz-secret", "unix:///run/redis.sock?db=0&password=***"),
+        ("unix://:us-secret@/run/redis.sock?db=0", "unix://:***@/run/redis.sock?db=0"),
+        ("rediss://user:pw-secret@h:6380/0", "rediss://user:***@h:6380/0"),
+        ("redis://:pw-secret@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
+        ("amqp://u:p%40w-secret@h//", "amqp://u:***@h//"),
+        ("amqp://u:p@w-secret@h//", "amqp://u:***@h//"),
+        ("redis://lone-secret@h/0", "redis://***@h/0"),
+    ],
+)  # fmt: skip
+def test_redact_url_hides_every_password_form(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert "secret" not in redact_url(url)
+
+
+def test_redact_url_leaves_urls_without_secrets() -> None:
+    for url in ("redis://127.0.0.1:6379/0", "amqp://h1//;amqp://h2//", "redis://h/0?db=2"):
+        assert redact_url(url) == url
+
+
+def test_config_check_hides_failover_and_query_passwords(monkeypatch) -> None:
+    from app.cli.main import main
+
+    monkeypatch.setenv("COLLECTQ_BROKER_URL", "amqp://u:first-pw@h1//;amqp://u:second-pw@h2//")
+    monkeypatch.setenv("COLLECTQ_REDIS_URL", "redis://h/0?password=query-pw")
+    result = CliRunner().invoke(main, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    for secret in ("first-pw", "second-pw", "query-pw"):
+        assert secret not in result.output
+
+
+# --- issue 11 item 8: no silent dev profile ----------------------------------------------
+
+
+def test_a_process_without_env_gets_no_dev_allowances(monkeypatch) -> None:
+    s = load_settings()
+    assert s.net_allow == ()  # no loopback targets unless COLLECTQ_ENV=dev says so
+    monkeypatch.setenv("COLLECTQ_AUTH", "off")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {"COLLECTQ_AUTH"}
+    assert "COLLECTQ_ENV=dev" in info.value.errors["COLLECTQ_AUTH"][0]
+    monkeypatch.setenv("COLLECTQ_ENV", "dev")
+    assert load_settings().auth is False
+    assert load_settings().net_allow == ("127.0.0.0/8", "::1/128")
+    monkeypatch.delenv("COLLECTQ_AUTH")
+    assert load_settings(env="dev").net_allow == ("127.0.0.0/8", "::1/128")  # as `up` does
+
+
+def test_net_allow_still_wins_without_a_profile(monkeypatch) -> None:
+    monkeypatch.setenv("COLLECTQ_NET_ALLOW", "10.0.0.0/8")
+    assert load_settings().net_allow == ("10.0.0.0/8",)
+
+
+def test_the_container_image_sets_the_prod_profile() -> None:
+    dockerfile = (README.parent / "deploy" / "docker" / "Dockerfile").read_text()
+    env_lines = [line for line in dockerfile.splitlines() if line.startswith("ENV ")]
+    assert any("COLLECTQ_ENV=prod" in line.split() for line in env_lines), env_lines
+
+
+@pytest.mark.parametrize(
+    ("local", "remote", "allowed"),
+    [
+        ("127.0.0.1", "127.0.0.1", True),
+        ("::1", "::1", True),
+        ("127.0.0.1", "10.1.2.3", False),  # a proxy on this host forwarding the world
+        ("10.1.2.3", "127.0.0.1", False),
+        ("0.0.0.0", "127.0.0.1", False),
+        ("192.168.1.5", "192.168.1.9", False),
+        (None, "127.0.0.1", False),  # no socket to ask: refuse
+        ("127.0.0.1", None, False),
+        ("/run/collectq.sock", "", False),  # a unix socket can be proxied to
+    ],
+)
+def test_an_open_api_answers_only_loopback_connections(local, remote, allowed) -> None:
+    from app.settings import open_request_allowed
+
+    assert open_request_allowed(local, remote) is allowed
+
+
+def test_auth_off_outside_up_is_refused(monkeypatch) -> None:
+    from app.settings import open_api_refusal
+
+    monkeypatch.setenv("COLLECTQ_ENV", "dev")
+    monkeypatch.setenv("COLLECTQ_AUTH", "off")
+    s = load_settings()
+    run = {"token": "t" * 43, "pid": 1}
+    assert "collectq up" in (open_api_refusal(s, None, run) or "")
+    assert "collectq up" in (open_api_refusal(s, "t" * 43, None) or "")
+    assert "collectq up" in (open_api_refusal(s, "x" * 43, run) or "")
+    assert open_api_refusal(s, "t" * 43, run) is None
+    assert open_api_refusal(load_settings(auth=True), None, None) is None
+
+
+# --- issue 11 item 9: hardened profiles refuse the remaining open doors -------------------
+
+
+@pytest.mark.parametrize("profile", ["prod", "staging"])
+@pytest.mark.parametrize(
+    ("extra", "variable", "says"),
+    [
+        ({"COLLECTQ_REDIS_URL": "redis://redis:6379/0"}, "COLLECTQ_REDIS_URL",
+         "COLLECTQ_ALLOW_UNAUTHENTICATED_REDIS"),
+        ({"COLLECTQ_REDIS_URL": "unix:///run/redis.sock?db=0"}, "COLLECTQ_REDIS_URL",
+         "COLLECTQ_ALLOW_UNAUTHENTICATED_REDIS"),
+        ({"COLLECTQ_REDIS_URL": "redis://redis/0?password=changeme"}, "COLLECTQ_REDIS_URL",
+         "default"),
+        ({"COLLECTQ_BROKER_URL": "redis://redis:6379/1"}, "COLLECTQ_BROKER_URL", "missing"),
+        ({"COLLECTQ_BROKER_URL": "amqp://app:a-long-broker-password@r1//;amqp://r2//"},
+         "COLLECTQ_BROKER_URL", "missing"),
+        ({"COLLECTQ_BROKER_URL": "amqp://app:a-long-broker-password@r1//;amqp://app:guest@r2//"},
+         "COLLECTQ_BROKER_URL", "default"),
+        ({"COLLECTQ_NET_ALLOW": "10.0.0.0/8"}, "COLLECTQ_NET_ALLOW",
+         "COLLECTQ_NET_ALLOW_PRIVATE"),
+        ({"COLLECTQ_NET_ALLOW": "0.0.0.0/0"}, "COLLECTQ_NET_ALLOW", "COLLECTQ_NET_ALLOW_PRIVATE"),
+        ({"COLLECTQ_NET_ALLOW": "fd00::/8"}, "COLLECTQ_NET_ALLOW", "COLLECTQ_NET_ALLOW_PRIVATE"),
+        ({"COLLECTQ_RATE_LIMIT_ENABLED": "false"}, "COLLECTQ_RATE_LIMIT_ENABLED",
+         "COLLECTQ_ALLOW_NO_RATE_LIMIT"),
+        ({"COLLECTQ_MAX_QUEUED_JOBS": "0"}, "COLLECTQ_MAX_QUEUED_JOBS", "cap"),
+    ],
+)  # fmt: skip
+def test_hardened_profiles_refuse_open_doors(monkeypatch, profile, extra, variable, says) -> None:
+    _prod(monkeypatch, COLLECTQ_ENV=profile, **extra)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert set(info.value.errors) == {variable}
+    assert says in " ".join(info.value.errors[variable])
+    assert "changeme" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"COLLECTQ_REDIS_URL": "redis://redis:6379/0",
+         "COLLECTQ_ALLOW_UNAUTHENTICATED_REDIS": "true"},
+        {"COLLECTQ_REDIS_URL": "redis://redis/0?password=a-long-redis-password"},
+        {"COLLECTQ_REDIS_URL": "rediss://app:a-long-redis-password@redis:6380/0"},
+        {"COLLECTQ_BROKER_URL": "redis://:a-long-broker-password@redis:6379/1"},
+        {"COLLECTQ_NET_ALLOW": "10.0.0.0/8", "COLLECTQ_NET_ALLOW_PRIVATE": "true"},
+        {"COLLECTQ_RATE_LIMIT_ENABLED": "false", "COLLECTQ_ALLOW_NO_RATE_LIMIT": "true"},
+        {"COLLECTQ_MAX_QUEUED_JOBS": "1000000"},
+    ],
+)  # fmt: skip
+def test_hardened_opt_ins_are_named_and_explicit(monkeypatch, extra) -> None:
+    _prod(monkeypatch, **extra)
+    load_settings()
+
+
+def test_compose_staging_environment_passes_config_check(monkeypatch, tmp_path) -> None:
+    """docker-compose.yml's shared environment, with its secrets as deploy/secrets/README.md
+    describes them, loads in the staging profile."""
+    import yaml
+
+    root = README.parent
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    env = compose["x-collectq"]["environment"]
+    assert env["COLLECTQ_ENV"] == "staging"
+    samples = {
+        "broker_url": "amqp://collectq:a-long-rabbit-password@rabbitmq:5672//",
+        "redis_url": "redis://:a-long-redis-password@redis:6379/0",
+        "redis_password": "a-long-redis-password",
+        "secret_key": "s" * 48,
+        "rabbitmq_password": "a-long-rabbit-password",
+    }
+    for name in compose["x-collectq"]["secrets"]:
+        (tmp_path / name).write_text(samples[name] + "\n")
+    for var, value in env.items():
+        value = str(value)
+        if var.endswith("_FILE"):
+            value = str(tmp_path / value.removeprefix("/run/secrets/"))
+        monkeypatch.setenv(var, value)
+    s = load_settings()
+    assert s.env == "staging"

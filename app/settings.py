@@ -188,7 +188,7 @@ def up_run(directory: Path | None = None) -> dict[str, Any] | None:
 
     A run file whose process is gone (an `up` that was killed) is ignored.
     """
-    try:
+    try:  # Path.cwd() too: the directory may be gone
         data = json.loads(((directory or Path.cwd()) / RUN_FILE).read_text())
     except (OSError, ValueError):
         return None

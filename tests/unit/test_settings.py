@@ -583,3 +583,53 @@ def test_compose_staging_environment_passes_config_check(monkeypatch, tmp_path) 
         monkeypatch.setenv(var, value)
     s = load_settings()
     assert s.env == "staging"
+
+
+# --- issue 11 item 3: the CLI finds the `collectq up` of its directory ---------------------
+
+
+def _run_file(directory: Path, pid: int) -> None:
+    (directory / ".collectq").mkdir()
+    (directory / ".collectq" / "run.json").write_text(
+        json.dumps(
+            {
+                "pid": pid,
+                "token": "t" * 43,
+                "redis_url": "redis://127.0.0.1:16399/0",
+                "broker_url": "redis://127.0.0.1:16399/1",
+            }
+        )
+    )
+
+
+def test_the_run_file_of_a_live_up_gives_the_urls(monkeypatch, tmp_path) -> None:
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    _run_file(tmp_path, os.getpid())
+    s = load_settings()
+    assert (s.redis_url, s.broker_url) == ("redis://127.0.0.1:16399/0", "redis://127.0.0.1:16399/1")
+    assert read_setting("redis_url") == "redis://127.0.0.1:16399/0"
+    # either variable set: the run file is ignored as a whole (both or neither, as `up` does)
+    monkeypatch.setenv("COLLECTQ_BROKER_URL", "amqp://u:p@rabbit//")
+    s = load_settings()
+    assert (s.redis_url, s.broker_url) == ("redis://127.0.0.1:6379/0", "amqp://u:p@rabbit//")
+    monkeypatch.delenv("COLLECTQ_BROKER_URL")
+    assert load_settings(redis_url="redis://h/0").broker_url.startswith("amqp://")  # override
+    _prod(monkeypatch)  # staging/prod never take URLs from a run file
+    monkeypatch.delenv("COLLECTQ_REDIS_URL")
+    monkeypatch.delenv("COLLECTQ_BROKER_URL")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert {"COLLECTQ_REDIS_URL", "COLLECTQ_BROKER_URL"} <= set(info.value.errors)
+
+
+def test_the_run_file_of_a_dead_up_is_ignored(monkeypatch, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    _run_file(tmp_path, int(done.stdout))
+    assert load_settings().redis_url == "redis://127.0.0.1:6379/0"

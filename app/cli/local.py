@@ -8,9 +8,9 @@ from typing import Any
 
 from app.jobs.envelope import Stopwatch, build_envelope, failed_body, succeeded_body, utcnow
 from app.jobs.ids import new_id
-from app.runtime import load_collectors
+from app.runtime import load_collectors, network_policy
 from app.settings import Settings
-from collectors.base import CollectContext, CollectorError, NetworkPolicy
+from collectors.base import CollectContext, CollectorError
 from collectors.runner import run_collector_once
 from schemas.status import CollectorStatus, JobStatus, final_job_status
 
@@ -30,7 +30,7 @@ def collect_locally(
     Artifacts named in `save` go to the file given there; the rest to `artifacts_dir`.
     """
     registry = load_collectors(settings)
-    policy = NetworkPolicy.from_strings(settings.net_allow)
+    policy = network_policy(settings)
     job_id = new_id("j_")
     created = utcnow()
     results: dict[str, Any] = {}

@@ -9,6 +9,7 @@ import time
 import pytest
 from werkzeug import Request, Response
 
+from app.jobs.breaker import breaker_key
 from tests.conftest import wait_for
 from tests.faults.conftest import accepted, job, tally, wait_all_terminal
 
@@ -49,18 +50,19 @@ def test_breaker_opens_fails_fast_half_opens_and_closes(
     client, breakers = app.test_client(), app.extensions["collectq"].breakers
     cluster.worker("collect.http", **settings)
     body = {"target": httpserver.url_for("/flaky"), "collectors": ["http"]}
+    key = breaker_key(body["target"])  # the origin: http://localhost:<port>
     ids = [accepted(client, body) for _ in range(8)]
     t0 = time.monotonic()
     # straight from Redis (what /v1/status shows, without its worker inspection round trip)
     seen_open = wait_for(
-        lambda: breakers.states().get("localhost", {}).get("state") == "open",
+        lambda: breakers.states().get(key, {}).get("state") == "open",
         timeout=30,
         interval=0.02,
     )
     opened_with = len(target.hits)
     wait_all_terminal(url, ids, timeout=120)
     recover = time.monotonic() - t0
-    breaker = client.get("/v1/status").json["breakers"]["localhost"]
+    breaker = client.get("/v1/status").json["breakers"][key]
     breakers.redis.connection_pool.disconnect()
     attempts = sum(json.loads(job(url, i)["r:http"])["attempts"] for i in ids)
     t = tally(url, ids)

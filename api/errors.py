@@ -74,8 +74,13 @@ def _from_http(exc: HTTPException) -> Response:
         detail = "the request has invalid fields"
     elif status == 400 and messages:
         detail = "malformed JSON body"
+    reason = getattr(exc, "reason", None)  # api.requests.InvalidJSON: a code of the cause
+    if reason:
+        extra["reason"] = reason
     headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
-    return problem(status, exc.name, detail, headers=headers, **extra)
+    return problem(
+        status, exc.name, detail, getattr(exc, "problem_type", None), headers=headers, **extra
+    )
 
 
 def init_errors(app: Flask) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.identity import current_owner, owner_filter, requires
-from api.requests import request_id
+from api.ratelimit import client_key
+from api.requests import Blueprint, request_id
 from app.errors import NotFound, ValidationFailed
 from app.jobs import service
 from app.jobs.store import ListFilter
@@ -112,7 +112,11 @@ class Job(MethodView):
         """The result envelope; `?wait=N` waits up to N s for a terminal state."""
         rt = runtime()
         if args["wait"] > 0:
-            return render(service.wait_job(rt, _job_id(job_id), owner_filter(), args["wait"]))
+            return render(
+                service.wait_job(
+                    rt, _job_id(job_id), owner_filter(), args["wait"], client=client_key()
+                )
+            )
         return render(service.get_job(rt, _job_id(job_id), owner_filter()))
 
     @requires("jobs:write", "submit")

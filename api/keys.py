@@ -6,9 +6,9 @@ import time
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.identity import requires
+from api.requests import Blueprint
 from app.runtime import runtime
 from schemas.keys import (
     KeyCreatedSchema,

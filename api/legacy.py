@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from api.health import StatusSchema, status_view
 from api.identity import requires
 from api.jobs import submit
+from api.requests import Blueprint
 from schemas.job import EnvelopeSchema, JobRequestSchema
 
 __all__ = ["blp"]

@@ -20,7 +20,8 @@ log = logging.getLogger("collectq")
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     configure_logging(settings)
-    app = Flask("collectq")
+    # No static folder: Flask would serve <cwd>/static (the import name is no package).
+    app = Flask("collectq", static_folder=None)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         JSON_SORT_KEYS=False,

@@ -238,6 +238,12 @@ class Options:
         min=0,
     )
     max_wait: int = option(30, "cap of `?wait=` in seconds", min=0, max=300)
+    max_waits_per_client: int = option(
+        4,
+        "concurrent `?wait=` long-polls per client (API key / JWT subject) across all API "
+        "processes; more answer 429 with `Retry-After` (`0` = no cap)",
+        min=0,
+    )
     net_allow: tuple[str, ...] = option(
         (),
         "CIDRs the network guard lets collectors reach besides global addresses; the dev "

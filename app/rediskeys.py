@@ -108,6 +108,11 @@ class RedisKeys:
     def host_slots(self, host: str) -> str:
         return f"{self.prefix}hc:{host}"
 
+    # API --------------------------------------------------------------------
+    def wait_slots(self, client: str) -> str:
+        """Held slots of one client's concurrent `?wait=` long-polls (a zset)."""
+        return f"{self.prefix}ws:{client}"
+
     # identity ---------------------------------------------------------------
     def api_key(self, key_prefix: str) -> str:
         return f"{self.prefix}key:{key_prefix}"

@@ -17,3 +17,10 @@ class ProblemSchema(Schema):
     instance = fields.String(metadata={"description": "the request path"})
     request_id = fields.String()
     errors = fields.Dict(metadata={"description": "per-field messages (422)"})
+    reason = fields.String(
+        metadata={
+            "description": "why a body was refused (400 invalid_json): malformed, invalid_utf8, "
+            "too_deep, number_out_of_range, not_a_number, lone_surrogate, duplicate_key, "
+            "not_an_object, empty_body"
+        }
+    )

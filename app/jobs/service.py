@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
 
 from celery import Celery
 from marshmallow import ValidationError
@@ -25,10 +28,25 @@ from app.errors import (
 from app.jobs.broker import PUBLISH_ERRORS, publish
 from app.jobs.context import JobContext
 from app.jobs.ids import new_id
+from app.rediskeys import RedisKeys
 
 __all__ = ["cancel_job", "get_job", "submit_job", "wait_job"]
 
 log = logging.getLogger("collectq.jobs")
+
+# A wait slot outlives its wait by this much before it frees itself (a crashed API process).
+WAIT_SLOT_GRACE = 10.0
+WAIT_RETRY_AFTER = 1
+# KEYS slots. ARGV: now, expires at, token, cap. Returns 1 if the slot was taken. The key
+# expires with its longest-held slot.
+_TAKE_WAIT_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], math.floor(tonumber(last[2]) * 1000) + 1000)
+return 1
+"""
 
 
 def _check_collectors(rt: JobContext, names: list[str], options: dict[str, Any]) -> dict[str, Any]:
@@ -131,18 +149,54 @@ def get_job(rt: JobContext, job_id: str, owner: str | None) -> dict[str, Any]:
     return envelope
 
 
-def wait_job(rt: JobContext, job_id: str, owner: str | None, wait: float) -> dict[str, Any]:
-    """Like get_job, but wait up to `wait` seconds (capped by settings) for a terminal state."""
+def wait_job(
+    rt: JobContext, job_id: str, owner: str | None, wait: float, client: str | None = None
+) -> dict[str, Any]:
+    """Like get_job, but wait up to `wait` seconds (capped by settings) for a terminal state.
+
+    A wait holds an API thread, so each `client` may have at most
+    `MAX_WAITS_PER_CLIENT` in flight across all API processes (QuotaExceeded beyond).
+    """
     envelope = get_job(rt, job_id, owner)
-    deadline = time.monotonic() + min(wait, rt.settings.max_wait)
-    delay = 0.02
-    while not rt.store.is_terminal(envelope["status"]) and time.monotonic() < deadline:
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.25)
-        status = rt.store.status(job_id)
-        if status != envelope["status"]:
-            envelope = get_job(rt, job_id, owner)
+    budget = min(wait, rt.settings.max_wait)
+    if budget <= 0 or rt.store.is_terminal(envelope["status"]):
+        return envelope  # answered at once: no slot needed
+    with _wait_slot(rt, client, budget):
+        deadline = time.monotonic() + budget
+        delay = 0.02
+        while not rt.store.is_terminal(envelope["status"]) and time.monotonic() < deadline:
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.25)
+            status = rt.store.status(job_id)
+            if status != envelope["status"]:
+                envelope = get_job(rt, job_id, owner)
     return envelope
+
+
+@contextmanager
+def _wait_slot(rt: JobContext, client: str | None, hold: float) -> Iterator[None]:
+    """Hold one of `client`'s wait slots for the block (a zset member scored by its expiry)."""
+    cap = rt.settings.max_waits_per_client
+    if cap <= 0 or not client:
+        yield
+        return
+    key = RedisKeys(rt.settings.redis_prefix).wait_slots(client)
+    token, now = uuid.uuid4().hex, time.time()
+    take = rt.redis.register_script(_TAKE_WAIT_SLOT)
+    if not cast(int, take(keys=[key], args=[now, now + hold + WAIT_SLOT_GRACE, token, cap])):
+        raise QuotaExceeded(
+            f"{cap} waiting requests (?wait=) of this client are in flight already; "
+            "retry when one has ended, or read without wait",
+            cap,
+            retry_after=WAIT_RETRY_AFTER,
+        )
+    try:
+        yield
+    finally:
+        try:
+            rt.redis.zrem(key, token)
+        except RedisError:  # the slot frees itself when it expires
+            log.warning("could not release a wait slot", extra={"client": client})
 
 
 def cancel_job(rt: JobContext, celery: Celery, job_id: str, owner: str | None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ a bad X-Request-ID is replaced, never echoed. docs/decisions.md, "Hardening: req
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import secrets
@@ -54,6 +55,8 @@ __all__ = [
     "loads_strict",
     "request_id",
 ]
+
+log = logging.getLogger("collectq.auth")  # refused credentials are logged where identity's are
 
 MAX_JSON_DEPTH = 32
 _INT_LIMIT = 2**63  # integers must fit a signed 64-bit integer (as Redis and most clients)
@@ -281,6 +284,11 @@ def _check_headers() -> None:
     for name in _CREDENTIAL_HEADERS:
         value = request.headers.get(name)
         if value is not None and not _PRINTABLE.fullmatch(value):
+            log.info(
+                "authentication failed: %s is not printable ASCII",
+                name,
+                extra={"client": request.remote_addr},
+            )
             raise Unauthorized(f"malformed credentials: the {name} header must be printable ASCII")
     for name in _ASCII_HEADERS:
         value = request.headers.get(name)

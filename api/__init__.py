@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apispec import BasePlugin
 from flask import Flask, send_from_directory
 from flask.typing import ResponseReturnValue
 from flask_smorest import Api
@@ -38,6 +39,48 @@ class ProblemApi(Api):  # type: ignore[misc]
 SWAGGER_ASSETS = "/docs/assets/"
 
 
+def _link(path: str, method: str, **parameters: str) -> dict[str, Any]:
+    ref = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + f"/{method}"
+    return {"operationRef": ref, "parameters": parameters}
+
+
+_JOB = "/v1/jobs/{job_id}"
+_KEY = "/v1/keys/{prefix}"
+_JOB_LINKS = {
+    "GetJob": _link(_JOB, "get", job_id="$response.body#/id"),
+    "CancelJob": _link(_JOB, "delete", job_id="$response.body#/id"),
+}
+_KEY_LINKS = {
+    "GetKey": _link(_KEY, "get", prefix="$response.body#/prefix"),
+    "RevokeKey": _link(_KEY, "delete", prefix="$response.body#/prefix"),
+    "RotateKey": _link(f"{_KEY}/rotate", "post", prefix="$response.body#/prefix"),
+}
+# OpenAPI links: where a created resource's id goes next (clients; schemathesis' stateful phase)
+LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("/v1/jobs", "post", "202"): _JOB_LINKS,
+    ("/collect", "post", "202"): _JOB_LINKS,
+    ("/v1/keys", "post", "201"): _KEY_LINKS,
+    (f"{_KEY}/rotate", "post", "201"): {
+        "GetKey": _link(_KEY, "get", prefix="$response.body#/key/prefix"),
+        "GetPrevious": _link(_KEY, "get", prefix="$response.body#/previous/prefix"),
+    },
+}
+
+
+class LinksPlugin(BasePlugin):
+    """Adds LINKS to the responses they belong to."""
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
+    ) -> None:
+        for (where, method, status), links in LINKS.items():
+            op = (operations or {}).get(method) if where == path else None
+            responses = (op or {}).get("responses", {})
+            response = responses.get(status, responses.get(int(status)))  # str or int keys
+            if response is not None:
+                response["links"] = links
+
+
 def init_api(app: Flask) -> Api:
     app.config.update(
         API_TITLE="collectq",
@@ -49,7 +92,8 @@ def init_api(app: Flask) -> Api:
         OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS,
         API_SPEC_OPTIONS=_spec_options(),
     )
-    api = ProblemApi(app)
+    api = ProblemApi(app, spec_kwargs={"extra_plugins": [LinksPlugin()]})
+    collectors.extend_converter(api.ma_plugin.converter)
     for module in (jobs, collectors, health, keys, legacy):
         api.register_blueprint(module.blp)
     collectors.document_collectors(api, runtime(app).registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -14,8 +15,12 @@ from api.identity import requires
 from app.jobs.names import collector_queue
 from app.runtime import runtime
 from collectors.registry import Registry
+from schemas import IP_PATTERN, IPV4_PATTERN, IPV6_PATTERN
+from schemas.dns import DnsOptionsSchema
+from schemas.http import FORBIDDEN_HEADERS, HttpOptionsSchema
+from schemas.job import TARGET_FORMS, JobRequestSchema
 
-__all__ = ["blp", "document_collectors", "json_schema"]
+__all__ = ["blp", "document_checks", "document_collectors", "extend_converter", "json_schema"]
 
 blp = Blueprint("collectors", __name__, url_prefix="/v1/collectors", description="Collectors")
 
@@ -33,24 +38,113 @@ class CollectorListSchema(Schema):
     items = fields.List(fields.Nested(CollectorInfoSchema), required=True)
 
 
+# --- what the schemas check in code, said in JSON Schema -----------------------------------
+# The document must say what the server accepts (docs/decisions.md, "Hardening: API
+# surface"). apispec reads fields and their stock validators; these are the checks it
+# cannot see. Each pattern accepts only what the check accepts.
+
+
+def _anycase(word: str) -> str:
+    # the names are letters and "-" (literal outside a class, in ECMA and Python alike)
+    if not re.fullmatch("[A-Za-z-]+", word):
+        raise ValueError(f"not a plain header name: {word!r}")
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+_FORBIDDEN = "|".join(_anycase(h) for h in sorted(FORBIDDEN_HEADERS))
+_HEADER_NAME = rf"^(?!(?:{_FORBIDDEN})$)[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+_HEADER_VALUE = "^[\t\u0020-\u007e\u0080-\u00ff]*$"  # Latin-1, no control characters
+_PREFIX4 = "(?:3[0-2]|[12]?[0-9])"
+_PREFIX6 = "(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])"
+_NETWORK = f"^(?:{IPV4_PATTERN[1:-1]}(?:/{_PREFIX4})?|{IPV6_PATTERN[1:-1]}(?:/{_PREFIX6})?)$"
+_RATE = "^[0-9]{1,9}/(?:second|minute|hour|day|month|year)$"
+
+CODE_CHECKS: dict[str, dict[str, dict[str, Any]]] = {
+    HttpOptionsSchema.__name__: {
+        "headers": {
+            "propertyNames": {"pattern": _HEADER_NAME, "minLength": 1, "maxLength": 256},
+            "additionalProperties": {"type": "string", "maxLength": 8192, "pattern": _HEADER_VALUE},
+            "description": "extra request headers; Host and hop-by-hop ones are refused, and "
+            "names must also be unique ignoring case (which JSON Schema cannot say)",
+        },
+    },
+    DnsOptionsSchema.__name__: {"nameserver": {"pattern": IP_PATTERN}},
+    # api.keys: schemas.keys checks these with ipaddress and limits
+    "KeyCreateSchema": {
+        "cidrs": {"items": {"type": "string", "maxLength": 64, "pattern": _NETWORK}},
+        "rate_limits": {
+            "additionalProperties": {"type": "string", "maxLength": 64, "pattern": _RATE},
+        },
+    },
+}
+
+
+def _dict2properties(
+    self: Any, field: fields.Field[Any], ret: dict[str, Any], **_: Any
+) -> dict[str, Any]:
+    """A Dict's bounds are on its entries, and its key field's validators name its keys."""
+    if not isinstance(field, fields.Dict):
+        return {}
+    for length, count in (("minLength", "minProperties"), ("maxLength", "maxProperties")):
+        if length in ret:
+            ret[count] = ret.pop(length)
+    key_field = field.key_field
+    if key_field is not None and key_field.validators:
+        names = {
+            k: v
+            for k, v in self.field2property(key_field).items()
+            if k in ("pattern", "minLength", "maxLength", "enum")
+        }
+        if names:
+            ret["propertyNames"] = names
+    return {}
+
+
+def extend_converter(converter: Any) -> None:
+    """Teach an apispec converter what `_dict2properties` knows."""
+    converter.add_attribute_function(_dict2properties)
+
+
 @cache
 def _converter() -> Any:
     plugin = MarshmallowPlugin()
     APISpec("collectq", "v1", "3.1.0", plugins=[plugin])
+    extend_converter(plugin.converter)
     return plugin.converter
+
+
+def _with_code_checks(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    for field, extra in CODE_CHECKS.get(name, {}).items():
+        prop = schema.get("properties", {}).get(field)
+        if prop is not None:
+            prop.update(extra)
+    return schema
 
 
 def json_schema(schema: type[Schema]) -> dict[str, Any]:
     """The JSON Schema of a marshmallow schema class."""
     out: dict[str, Any] = _converter().schema2jsonschema(schema())
-    return out
+    return _with_code_checks(schema.__name__, out)
+
+
+def document_checks(api: Api) -> None:
+    """Add CODE_CHECKS to the components of the schemas that have them."""
+    refs = api.ma_plugin.converter.refs  # (schema class, modifiers…) -> component name
+    components = api.spec.components.schemas
+    for key, component in refs.items():
+        if component in components:
+            _with_code_checks(key[0].__name__, components[component])
 
 
 def document_collectors(api: Api, registry: Registry) -> None:
     """Put every collector's option and result schemas into the OpenAPI document.
 
-    They become components ``<Name>Options`` / ``<Name>Result``, and the job
-    request's ``options`` object names each collector's options schema.
+    They become components ``<Name>Options`` / ``<Name>Result``. The job request
+    says what the server accepts, from the registry as loaded at start: its
+    ``collectors`` are the available ones, each at most once; ``options`` has a
+    property per available collector (its ``<Name>Options``) and no other; ``target``
+    is one of the forms of `TARGET_FORMS`. The job request schema checks options
+    against the same registry (`JobRequestSchema.option_schemas`).
     """
     schemas = api.spec.components.schemas
     refs: dict[str, Any] = {}
@@ -60,11 +154,40 @@ def document_collectors(api: Api, registry: Registry) -> None:
         title = info.name.title().replace("_", "")
         api.spec.components.schema(f"{title}Options", schema=info.collector.options_schema)
         api.spec.components.schema(f"{title}Result", schema=info.collector.result_schema)
-        refs[info.name] = {"$ref": f"#/components/schemas/{title}Options"}
-    options = schemas.get("JobRequest", {}).get("properties", {}).get("options")
-    if options is not None:
-        options["properties"] = refs
-        options["description"] += "; each collector's data has the <Name>Result shape"
+        if info.available:
+            refs[info.name] = {"$ref": f"#/components/schemas/{title}Options"}
+    JobRequestSchema.option_schemas = {
+        i.name: i.collector.options_schema
+        for i in registry.infos()
+        if i.available and i.collector is not None
+    }
+    document_checks(api)
+    request = schemas.get("JobRequest")
+    if request is not None:
+        _document_job_request(request, refs)
+
+
+def _document_job_request(request: dict[str, Any], refs: dict[str, Any]) -> None:
+    props = request["properties"]
+    names = sorted(refs)
+    props["collectors"]["items"] = (
+        {"type": "string", "enum": names}
+        if names
+        else {"not": {}, "description": "no collector is available"}
+    )
+    props["collectors"]["uniqueItems"] = True
+    props["collectors"]["description"] = "available collectors (GET /v1/collectors), each once"
+    options = props["options"]
+    options["properties"] = refs
+    options["additionalProperties"] = False
+    options["description"] = (
+        "per-collector options, keyed by available collector name (options of a collector "
+        "the job does not run are checked, then ignored); each collector's data has the "
+        "<Name>Result shape"
+    )
+    props["target"]["anyOf"] = [
+        {"pattern": pattern, "maxLength": most} for pattern, most in TARGET_FORMS
+    ]
 
 
 @blp.route("")

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from schemas import SCHEMA_VERSION
+from schemas import (
+    HOSTNAME_MAX,
+    HOSTNAME_PATTERN,
+    IPV6_LITERAL_PATTERN,
+    SCHEMA_VERSION,
+    URL_PATTERN,
+    FullMatch,
+    full_match,
+)
 from schemas.status import CollectorStatus, JobStatus
 
 __all__ = [
@@ -30,6 +39,13 @@ MAX_LABELS = 32
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
 _COLLECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# What the OpenAPI document says a target is (api.collectors puts it there): one of these
+# forms, each a subset of what the checks in validate_target let through.
+TARGET_FORMS: tuple[tuple[str, int], ...] = (
+    (URL_PATTERN, MAX_TARGET),
+    (HOSTNAME_PATTERN, HOSTNAME_MAX),
+    (IPV6_LITERAL_PATTERN, MAX_TARGET),
+)
 
 
 def validate_target(value: str) -> None:
@@ -37,17 +53,8 @@ def validate_target(value: str) -> None:
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ValidationError("must not contain whitespace or control characters")
     if "://" in value:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https"):
-            raise ValidationError("URL scheme must be http or https")
-        if parts.username is not None or parts.password is not None:
-            raise ValidationError("URL must not carry credentials")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError as exc:
-            raise ValidationError("URL port is invalid") from exc
-        if not parts.hostname:
-            raise ValidationError("URL must have a host")
+        _check_url(value)
+        _documented_form(value)
         return
     host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     if ":" in host:  # an IPv6 literal
@@ -55,9 +62,37 @@ def validate_target(value: str) -> None:
             ipaddress.IPv6Address(host)
         except ValueError as exc:
             raise ValidationError("not a valid host name, IP address or URL") from exc
+        _documented_form(value)
         return
     if not _HOSTNAME.match(host):
         raise ValidationError("not a valid host name, IP address or URL")
+    _documented_form(value)
+
+
+def _check_url(value: str) -> None:
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # e.g. "http://[x": an unclosed or invalid IPv6 host
+        raise ValidationError("not a valid URL") from exc
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError("URL scheme must be http or https")
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError("URL must not carry credentials")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValidationError("URL port is invalid") from exc
+    if not parts.hostname:
+        raise ValidationError("URL must have a host")
+
+
+def _documented_form(value: str) -> None:
+    """Accept exactly the forms the OpenAPI document names (TARGET_FORMS)."""
+    if not any(len(value) <= most and full_match(p, value) for p, most in TARGET_FORMS):
+        raise ValidationError(
+            "not a host name, IP address or http(s) URL in the documented form "
+            "(ASCII, non-ASCII percent-encoded; IPv6 without zone or embedded IPv4)"
+        )
 
 
 class _Strict(Schema):
@@ -75,7 +110,7 @@ class JobRequestSchema(_Strict):
         },
     )
     collectors = fields.List(
-        fields.String(validate=validate.Regexp(_COLLECTOR_NAME, error="not a collector name")),
+        fields.String(validate=FullMatch(_COLLECTOR_NAME, error="not a collector name")),
         required=True,
         validate=validate.Length(min=1, max=MAX_COLLECTORS),
         metadata={"example": ["http"]},
@@ -87,23 +122,39 @@ class JobRequestSchema(_Strict):
         metadata={"description": "per-collector options, keyed by collector name"},
     )
     labels = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(_LABEL_KEY, error="invalid label key")),
+        keys=fields.String(validate=FullMatch(_LABEL_KEY, error="invalid label key")),
         values=fields.String(validate=validate.Length(max=256)),
         load_default=dict,
         validate=validate.Length(max=MAX_LABELS),
     )
+
+    # name -> options schema of each available collector; set from the registry at start
+    # (api.collectors.document_collectors), as the OpenAPI document is
+    option_schemas: ClassVar[Mapping[str, type[Schema]]] = {}
 
     @validates_schema
     def _check(self, data: dict[str, Any], **_: Any) -> None:
         names = data.get("collectors") or []
         if len(set(names)) != len(names):
             raise ValidationError("collectors must not repeat", "collectors")
-        extra = sorted(set(data.get("options") or {}) - set(names))
-        if extra:
-            raise ValidationError(
-                {name: ["options given for a collector the job does not run"] for name in extra},
-                "options",
-            )
+        # Options for a collector the job does not run are checked like any and then
+        # dropped (the service keeps those of the job's collectors): the document cannot
+        # tie `options` to `collectors` in a form clients' generators read
+        # (docs/decisions.md, "Hardening: API surface").
+        errors: dict[str, Any] = {}
+        for name, given in sorted((data.get("options") or {}).items()):
+            if name in names:
+                continue  # the service checks these, with the registry's reasons
+            schema = self.option_schemas.get(name)
+            if schema is None:
+                errors[name] = ["not an available collector"]
+                continue
+            try:
+                schema().load(given)
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors, "options")
 
 
 class ErrorInfoSchema(Schema):
@@ -156,9 +207,9 @@ class JobListArgsSchema(_Strict):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = fields.String(validate=validate.Length(max=128))
     status = fields.String(validate=validate.OneOf(list(JobStatus)))
-    collector = fields.String(validate=validate.Regexp(_COLLECTOR_NAME))
+    collector = fields.String(validate=FullMatch(_COLLECTOR_NAME))
     label = fields.String(
-        validate=validate.Regexp(r"^[^=]{1,64}=.{0,256}$", error="use key=value"),
+        validate=FullMatch(r"^[^=]{1,64}=[^\n]{0,256}$", error="use key=value"),
         metadata={"description": "key=value"},
     )
 

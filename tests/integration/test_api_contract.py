@@ -162,3 +162,60 @@ def test_unknown_screenshot_option_is_422_naming_it(client) -> None:
     errors = _problem(resp, 422)["errors"]["options"]["screenshot"]
     assert "zoom" in errors
     assert "width" in errors["viewport"]
+
+
+def test_job_request_document_says_what_the_server_accepts(make_app) -> None:
+    """Constraints only the server knew are in the document (issue 11, item 4)."""
+    client = make_app(
+        COLLECTQ_PLUGINS="noop=benchmarks.noop:NoopCollector,ghost=nowhere.mod:Ghost"
+    ).test_client()
+    spec = client.get("/openapi.json").json
+    request = spec["components"]["schemas"]["JobRequest"]
+    props = request["properties"]
+    available = sorted(
+        c["name"] for c in client.get("/v1/collectors").json["items"] if c["available"]
+    )
+    assert "ghost" not in available
+    assert props["collectors"]["items"]["enum"] == available
+    assert props["collectors"]["uniqueItems"] is True
+    assert props["options"]["additionalProperties"] is False
+    assert set(props["options"]["properties"]) == set(available)
+    assert props["labels"]["maxProperties"] == 32
+    assert "maxLength" not in props["labels"]
+    assert props["labels"]["propertyNames"]["pattern"]
+    assert props["target"]["anyOf"]
+    headers = spec["components"]["schemas"]["HttpOptions"]["properties"]["headers"]
+    assert headers["maxProperties"] == 50
+    assert "pattern" in headers["propertyNames"]
+    # what a stateful client follows: a created job's id to its GET
+    links = spec["paths"]["/v1/jobs"]["post"]["responses"]["202"]["links"]
+    assert links["GetJob"]["parameters"] == {"job_id": "$response.body#/id"}
+
+
+@pytest.mark.parametrize(
+    "target", ["http://[x", "http://[::1", "https://a.org\n", "https://ü.example", "http://a.org:"]
+)
+def test_targets_outside_the_documented_forms_are_422(client, target: str) -> None:
+    resp = client.post("/v1/jobs", json={"target": target, "collectors": ["noop"]})
+    assert "target" in _problem(resp, 422)["errors"]
+
+
+@pytest.mark.parametrize("key", ["a\n", "ok\n"])
+def test_label_keys_match_whole(client, key: str) -> None:
+    """The document's `^…$` patterns are ECMA's: no final newline slips through."""
+    resp = client.post(
+        "/v1/jobs", json={"target": "a.org", "collectors": ["noop"], "labels": {key: "v"}}
+    )
+    assert "labels" in _problem(resp, 422)["errors"]
+
+
+def test_options_of_a_collector_the_job_does_not_run(client) -> None:
+    """Checked like any (the document says so) and then dropped, not a 422 for being there."""
+    job = {"target": "a.org", "collectors": ["noop"], "options": {"flaky": {"fail_times": 1}}}
+    resp = client.post("/v1/jobs", json=job)
+    assert resp.status_code == 202, resp.json
+    job["options"] = {"flaky": {"bogus": 1}}
+    errors = _problem(client.post("/v1/jobs", json=job), 422)["errors"]
+    assert errors == {"options": {"flaky": {"bogus": ["Unknown field."]}}}
+    job["options"] = {"nope": {}}
+    assert "nope" in _problem(client.post("/v1/jobs", json=job), 422)["errors"]["options"]

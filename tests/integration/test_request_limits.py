@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from app.jobs.service import WAIT_SLOT_GRACE
 from app.rediskeys import RedisKeys
 from app.runtime import runtime
 from tests.conftest import wait_for
@@ -108,7 +107,7 @@ def test_concurrent_waits_per_client_are_capped(make_app: Any, sleepers: _Sleepe
     # held slots free themselves if their API process dies: the key expires with the last
     rt = runtime(app)
     key = RedisKeys(rt.settings.redis_prefix).wait_slots(_client_id(app))
-    assert 0 < rt.redis.pttl(key) <= (3 + WAIT_SLOT_GRACE + 1) * 1000
+    assert 0 < rt.redis.pttl(key) <= 60_000  # the wait (3 s) and a grace, never forever
 
     # another key of the same owner has slots of its own
     _, other = runtime(app).keys.create(owner="tests", name="other", scopes=["admin"])

@@ -48,7 +48,7 @@ log = logging.getLogger("collectq.auth")
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_CREDENTIAL = 4096
 # Endpoints that flask-smorest and Flask add themselves (the OpenAPI document, Swagger UI).
-PUBLIC_ENDPOINTS = frozenset({"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "static"})
+PUBLIC_ENDPOINTS = frozenset({"api-docs.openapi_json", "api-docs.openapi_swagger_ui"})
 _ATTR = "_collectq_policy"
 _SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
 

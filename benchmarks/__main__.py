@@ -265,6 +265,8 @@ def main(argv: list[str]) -> int:
             "COLLECTQ_LOG_LEVEL": "WARNING",
             # the submit bench leaves thousands of jobs queued before a worker starts
             "COLLECTQ_MAX_QUEUED_JOBS": "0",
+            # 16 clients long-poll with one key (the end-to-end bench)
+            "COLLECTQ_MAX_WAITS_PER_CLIENT": "0",
         }
         AUTH["Authorization"] = f"Bearer {_bench_key(prefix)}"
         py = sys.executable

@@ -9,16 +9,11 @@ only change defaults; explicit variables always win.
 from __future__ import annotations
 
 import dataclasses
-import hmac
-import ipaddress
-import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from environs import EnvValidationError, FileAwareEnv
 from marshmallow import ValidationError
@@ -35,9 +30,10 @@ from app.options import (
     Setting,
     declared,
     env_text,
-    settings_table_markdown,
-    with_settings_table,
 )
+from app.settings_rules import EXPLICIT_ENV, HARDENED_RULES, RULES
+from app.uprun import RUN_FILE, UP_TOKEN_VAR, open_api_refusal, open_request_allowed, up_run
+from app.urls import is_loopback_host, redact_url
 from schemas.keys import ROUTE_CLASSES
 
 __all__ = [
@@ -57,27 +53,12 @@ __all__ = [
     "open_request_allowed",
     "read_setting",
     "redact_url",
-    "settings_table_markdown",
     "up_run",
-    "with_settings_table",
 ]
 
-# Values that are published defaults somewhere (ours, compose files, tutorials): never secrets.
-_DEFAULT_SECRETS = frozenset(
-    {"", "changeme", "change-me", "change_me", "secret", "password", "admin", "guest", "dev",
-     "default", "collectq", "test", "example", "insecure"}
-)  # fmt: skip
-MIN_SECRET_LENGTH = 16
 _POOL_PREFIX = f"{PREFIX}POOL_"
 _FILE = "_FILE"
 _UNSET: Any = object()  # what a reader returns for a variable that is not set
-_EXPLICIT_ENV = "_env_explicit"  # in the values the rules see: COLLECTQ_ENV was set
-# `collectq up` writes this while it runs (relative to its directory): its pid, the URLs of
-# its embedded Redis, and the token it hands its children (`UP_TOKEN_VAR`).
-RUN_FILE = Path(".collectq") / "run.json"
-UP_TOKEN_VAR = "COLLECTQ_UP_TOKEN"  # noqa: S105 - a name; set by `collectq up` for its children
-# Query parameters that carry a password in Redis/AMQP URLs (redis-py reads `password`).
-_SECRET_PARAMS = frozenset({"password", "pass", "passwd", "pwd"})
 
 
 class ConfigError(Exception):
@@ -137,112 +118,6 @@ def _pool_default(collector: str, values: Mapping[str, Any]) -> PoolSettings:
         values["soft_time_limit"],
         values["hard_time_limit"],
     )
-
-
-def redact_url(url: str) -> str:
-    """Hide every password of a URL or a `;`-separated failover list of URLs.
-
-    `amqp://user:***@host/`; a lone userinfo (`redis://***@host`, which some clients take
-    for a password); `password=`/`pass=` query parameters (`redis://h/0?password=***`,
-    `unix:///s.sock?password=***`).
-    """
-    return ";".join(_redact_one(part) for part in url.split(";"))
-
-
-def _redact_one(text: str) -> str:
-    url = text.lstrip()
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    netloc = parts.netloc
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
-    query = "&".join(_redact_param(p) for p in parts.query.split("&")) if parts.query else ""
-    if (netloc, query) == (parts.netloc, parts.query):
-        return text  # nothing secret: exactly as given
-    # Not urlunsplit: it drops the empty authority of `unix:///path`.
-    head = f"{parts.scheme}://" if "://" in url else f"{parts.scheme}:" if parts.scheme else ""
-    tail = (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-    return text[: len(text) - len(url)] + head + netloc + parts.path + tail
-
-
-def _redact_param(param: str) -> str:
-    key, eq, _ = param.partition("=")
-    return f"{key}=***" if eq and key.strip().lower() in _SECRET_PARAMS else param
-
-
-def _url_password(url: str) -> str | None:
-    """The password a Redis/AMQP URL carries (userinfo or query), or None."""
-    parts = urlsplit(url.strip())
-    if parts.password:
-        return parts.password
-    for param in parts.query.split("&"):
-        key, eq, value = param.partition("=")
-        if eq and value and key.strip().lower() in _SECRET_PARAMS:
-            return value
-    return None
-
-
-def up_run(directory: Path | None = None) -> dict[str, Any] | None:
-    """What the `collectq up` running in `directory` (default: here) wrote, or None.
-
-    A run file whose process is gone (an `up` that was killed) is ignored.
-    """
-    try:  # Path.cwd() too: the directory may be gone
-        data = json.loads(((directory or Path.cwd()) / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not _alive(data.get("pid")):
-        return None
-    return data
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def open_api_refusal(
-    settings: Settings, token: str | None, run: Mapping[str, Any] | None
-) -> str | None:
-    """Why an API with auth off must not start (None: auth is on, or this API is the child
-    of the `collectq up` whose run file holds `token`)."""
-    if settings.auth:
-        return None
-    expected = str((run or {}).get("token") or "")
-    if token and expected and hmac.compare_digest(token.encode(), expected.encode()):
-        return None
-    return (
-        "COLLECTQ_AUTH=off is only allowed for the API that `collectq up` supervises; "
-        "set COLLECTQ_AUTH=on and create a key (collectq keys create)"
-    )
-
-
-def open_request_allowed(local: str | None, remote: str | None) -> bool:
-    """Whether an API with auth off may answer a connection: only when both its local
-    address (the socket the server accepted it on) and the peer are loopback. A unix
-    socket or an unknown address is refused (a proxy could stand behind either)."""
-    return (
-        bool(local and remote) and is_loopback_host(local or "") and is_loopback_host(remote or "")
-    )
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for `localhost` and loopback IP literals (what dev may bind open)."""
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _setting(name: str) -> Setting:
@@ -305,7 +180,7 @@ def _values(
     fallbacks: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], set[str]]:
     """Each setting's value (override, variable, fallback, profile default) and the names
-    that failed; `values[_EXPLICIT_ENV]` says whether the profile was chosen.
+    that failed; `values[EXPLICIT_ENV]` says whether the profile was chosen.
 
     A failed setting holds its default, so that rules over several settings can skip it.
     `fallbacks` (the run file of `collectq up`) are ignored in staging/prod.
@@ -337,7 +212,7 @@ def _values(
             failed.add(s.name)
             value = _default(s, profile, explicit)
         values[s.name] = value
-    values[_EXPLICIT_ENV] = explicit
+    values[EXPLICIT_ENV] = explicit
     return values, failed
 
 
@@ -390,7 +265,7 @@ def load_settings(**overrides: Any) -> Settings:
     _check(values, failed, errors)
     if errors:
         raise ConfigError(dict(errors))
-    values.pop(_EXPLICIT_ENV)
+    values.pop(EXPLICIT_ENV)
     return Settings(**values)
 
 
@@ -448,173 +323,13 @@ def _pool_item(item: str, merged: dict[str, Any]) -> str | None:
     return None
 
 
-# Rules over several settings. Each names the settings it reads, and is skipped when one
-# of them is already invalid (its message would be about a value nobody chose).
-Bad = Callable[[str, str], None]
-Rule = Callable[[Mapping[str, Any], Bad], None]
-
-
-def _time_limits(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["hard_time_limit"] <= v["soft_time_limit"]:
-        bad("hard_time_limit", "must be greater than COLLECTQ_SOFT_TIME_LIMIT")
-
-
-def _heartbeat(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["heartbeat_timeout"] < 2 * v["heartbeat_interval"]:
-        bad("heartbeat_timeout", "must be at least twice COLLECTQ_HEARTBEAT_INTERVAL")
-
-
-def _deadline(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["job_deadline"] > v["job_ttl"]:
-        bad("job_deadline", "must not exceed COLLECTQ_JOB_TTL")
-
-
-def _backoff(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["retry_backoff_max"] < v["retry_backoff_base"]:
-        bad("retry_backoff_max", "must be at least COLLECTQ_RETRY_BACKOFF_BASE")
-
-
-def _cors_credentials(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["cors_credentials"] and "*" in v["cors_origins"]:
-        bad("cors_origins", "a wildcard origin cannot be combined with COLLECTQ_CORS_CREDENTIALS")
-
-
-def _auth_off(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["auth"]:
-        return
-    if v["env"] != "dev" or not v[_EXPLICIT_ENV]:
-        bad("auth", "auth can only be off in the dev profile, set explicitly (COLLECTQ_ENV=dev)")
-    elif not is_loopback_host(v["api_host"]):
-        bad("auth", "auth can only be off with a loopback COLLECTQ_API_HOST")
-
-
-def _jwt(v: Mapping[str, Any], bad: Bad) -> None:
-    if not v["jwt_keys"]:
-        return
-    from app.jwks import KeySetError, parse_key_set  # cryptography: load only when used
-
-    try:
-        parse_key_set(v["jwt_keys"])
-    except KeySetError as exc:
-        bad("jwt_keys", str(exc))
-    for name in ("jwt_issuer", "jwt_audience"):
-        if not v[name]:
-            bad(name, "required when COLLECTQ_JWT_KEYS is set")
-
-
-# What staging and prod refuse: anything open, default or debug.
-def _no_wildcard_origin(v: Mapping[str, Any], bad: Bad) -> None:
-    if "*" in v["cors_origins"]:
-        bad("cors_origins", "wildcard origin is not allowed in this profile")
-
-
-def _no_debug(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["debug"]:
-        bad("debug", f"debug must be off in the {v['env']} profile")
-
-
-def _strong_secret_key(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["secret_key"] and _is_default_secret(v["secret_key"]):
-        bad("secret_key", f"a default or short value (< {MIN_SECRET_LENGTH} chars) is not allowed")
-
-
-def _broker_credentials(v: Mapping[str, Any], bad: Bad) -> None:
-    """Every URL of a failover list (`amqp://…;amqp://…`) needs its own good password."""
-    for n, url in enumerate(u for u in (v["broker_url"] or "").split(";") if u.strip()):
-        which = f"URL {n + 1} of the list: " if ";" in v["broker_url"] else ""
-        password = _url_password(url)
-        if urlsplit(url.strip()).username == "guest" or password is None:
-            bad("broker_url", f"{which}guest or missing broker credentials are not allowed in "
-                "this profile")  # fmt: skip
-        elif _is_default_secret(password):
-            bad("broker_url", f"{which}the broker password is a default or short value")
-
-
-def _redis_password(v: Mapping[str, Any], bad: Bad) -> None:
-    password = _url_password(v["redis_url"] or "")
-    if password is None:
-        if not v["allow_unauthenticated_redis"]:
-            bad("redis_url", "a Redis without a password is not allowed in this profile; give "
-                "it one, or set COLLECTQ_ALLOW_UNAUTHENTICATED_REDIS=true")  # fmt: skip
-    elif _is_default_secret(password):
-        bad("redis_url", "the Redis password is a default or short value")
-
-
-# Address blocks that are not global unicast (IANA special-purpose registries).
-_NON_GLOBAL = tuple(
-    ipaddress.ip_network(n)
-    for n in ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-              "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16",
-              "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4",
-              "240.0.0.0/4", "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b:1::/48",
-              "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8")
-)  # fmt: skip
-
-
-def _opens_non_global(cidr: str) -> bool:
-    net = ipaddress.ip_network(cidr.strip(), strict=False)
-    return not net.is_global or any(
-        net.version == special.version and net.overlaps(special) for special in _NON_GLOBAL
-    )
-
-
-def _net_allow_private(v: Mapping[str, Any], bad: Bad) -> None:
-    opened = [c for c in v["net_allow"] if c.strip() and _opens_non_global(c)]
-    if opened and not v["net_allow_private"]:
-        bad("net_allow", f"{', '.join(opened)} opens loopback/private/non-global addresses to "
-            "collectors; set COLLECTQ_NET_ALLOW_PRIVATE=true to acknowledge it")  # fmt: skip
-
-
-def _rate_limited(v: Mapping[str, Any], bad: Bad) -> None:
-    if not v["rate_limit_enabled"] and not v["allow_no_rate_limit"]:
-        bad("rate_limit_enabled", "rate limiting cannot be off in this profile; set "
-            "COLLECTQ_ALLOW_NO_RATE_LIMIT=true when a gateway limits instead")  # fmt: skip
-
-
-def _queued_cap(v: Mapping[str, Any], bad: Bad) -> None:
-    if v["max_queued_jobs"] == 0:
-        bad("max_queued_jobs", "no cap (0) is not allowed in this profile; set a cap")
-
-
-def _flower_passwords(v: Mapping[str, Any], bad: Bad) -> None:
-    pairs = (pair.partition(":") for pair in (v["flower_basic_auth"] or "").split(",") if pair)
-    if any(not user or _is_default_secret(password) for user, _, password in pairs):
-        bad("flower_basic_auth", "use user:password pairs with non-default passwords")
-
-
-_RULES: tuple[tuple[tuple[str, ...], Rule], ...] = (
-    (("soft_time_limit", "hard_time_limit"), _time_limits),
-    (("heartbeat_interval", "heartbeat_timeout"), _heartbeat),
-    (("job_deadline", "job_ttl"), _deadline),
-    (("retry_backoff_base", "retry_backoff_max"), _backoff),
-    (("cors_credentials", "cors_origins"), _cors_credentials),
-    (("auth", "env", "api_host"), _auth_off),
-    (("jwt_keys", "jwt_issuer", "jwt_audience"), _jwt),
-)
-_HARDENED_RULES: tuple[tuple[tuple[str, ...], Rule], ...] = (
-    (("cors_origins",), _no_wildcard_origin),
-    (("debug",), _no_debug),
-    (("secret_key",), _strong_secret_key),
-    (("broker_url",), _broker_credentials),
-    (("redis_url", "allow_unauthenticated_redis"), _redis_password),
-    (("net_allow", "net_allow_private"), _net_allow_private),
-    (("rate_limit_enabled", "allow_no_rate_limit"), _rate_limited),
-    (("max_queued_jobs",), _queued_cap),
-    (("flower_basic_auth",), _flower_passwords),
-)
-
-
 def _check(values: Mapping[str, Any], failed: set[str], errors: _Errors) -> None:
     """Apply the rules whose settings are all valid on their own."""
 
     def bad(name: str, msg: str) -> None:
         errors.add(_setting(name).var, msg)
 
-    rules = _RULES + (_HARDENED_RULES if values["env"] in HARDENED else ())
+    rules = RULES + (HARDENED_RULES if values["env"] in HARDENED else ())
     for uses, rule in rules:
         if failed.isdisjoint(uses):
             rule(values, bad)
-
-
-def _is_default_secret(value: str) -> bool:
-    return value.strip().lower() in _DEFAULT_SECRETS or len(value) < MIN_SECRET_LENGTH

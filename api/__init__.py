@@ -13,6 +13,7 @@ from swagger_ui_bundle import swagger_ui_path
 from api import collectors, health, jobs, keys, legacy
 from api.errors import init_errors
 from api.identity import init_authenticate, init_authorize, public
+from api.metrics import init_metrics
 from api.ratelimit import init_ratelimit
 from api.requests import init_body_rules, init_requests
 from api.webguard import init_webguard
@@ -98,6 +99,7 @@ def init_api(app: Flask) -> Api:
         api.register_blueprint(module.blp)
     collectors.document_collectors(api, runtime(app).registry)
     # Before-request order matters: id → who → rate limit (per who) → may they → body rules.
+    init_metrics(app)  # first: its after-request hook runs last, on the final response
     init_requests(app)
     init_authenticate(app)
     init_ratelimit(app)

@@ -421,6 +421,22 @@ class Options:
     )
     flower_host: str = option("127.0.0.1", "address `collectq flower` listens on")
     flower_port: int = option(5555, "port `collectq flower` listens on", min=1, max=65535)
+    metrics_host: str = option("127.0.0.1", "address of the Prometheus listeners (API, workers)")
+    metrics_port: int = option(
+        9464,
+        "port of the API's `/metrics` listener, apart from the API's (`0` = off)",
+        min=0,
+        max=65535,
+    )
+    worker_metrics_port: int = option(
+        0,
+        "port of a worker node's `/metrics` listener (`0` = off; one port per node)",
+        min=0,
+        max=65535,
+    )
+    metrics_dir: str | None = option(
+        None, "where API/worker processes keep their metric files (default: the temp dir)"
+    )
     embedded_redis_port: int = option(
         6390, "port of the embedded Redis of `collectq up`", min=1, max=65535
     )

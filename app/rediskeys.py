@@ -96,6 +96,17 @@ class RedisKeys:
     def reaper_lock(self) -> str:
         return f"{self.prefix}lock:reap"
 
+    @property
+    def beat_last_tick(self) -> str:
+        """Unix time of the last `maintenance.reap` a worker ran (the beat's last tick)."""
+        return f"{self.prefix}beat:last"
+
+    # worker nodes -----------------------------------------------------------
+    @property
+    def workers_online(self) -> str:
+        """Live worker nodes: members ``{queue}|{node}``, scored by when they lapse."""
+        return f"{self.prefix}workers"
+
     # target hosts -----------------------------------------------------------
     def breaker_namespace(self, host: str) -> str:
         """pybreaker's own keys live below this (``…:pybreaker:state`` and the like)."""

@@ -19,6 +19,7 @@ from app.jobs.context import JobContext
 from app.jobs.hostcap import HostSlots
 from app.jobs.store import JobStore
 from app.jwks import parse_key_set
+from app.metrics import MetricsObserver
 from app.options import HARDENED
 from app.redisclient import redis_client
 from app.settings import Settings
@@ -81,6 +82,7 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         keys=keys,
         auth=Authenticator(keys, _jwt_verifier(settings)),
+        observer=MetricsObserver(),
     )
 
 

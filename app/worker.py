@@ -11,10 +11,12 @@ from celery.signals import setup_logging, worker_process_init, worker_process_sh
 
 from app import create_app
 from app.jobs.names import collector_queue
+from app.metrics_worker import connect_worker_metrics
 from collectors.base import CollectorError
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
+connect_worker_metrics(celery_app, flask_app.extensions["collectq"])
 
 
 @setup_logging.connect

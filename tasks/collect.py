@@ -8,6 +8,8 @@ class, so no collector gets its own copy of the plumbing.
 from __future__ import annotations
 
 import logging
+import time
+from datetime import datetime
 from typing import Any
 
 from celery import Celery, Task
@@ -16,8 +18,10 @@ from celery.exceptions import TimeLimitExceeded as HardTimeLimitExceeded
 from flask import Flask
 from redis.exceptions import RedisError
 
+from app.jobs.broker import ENQUEUED_AT_HEADER
 from app.jobs.collect import Retry, collect, outage_delay, record_hard_time_limit
-from app.jobs.names import collector_task
+from app.jobs.context import JobContext
+from app.jobs.names import collector_queue, collector_task
 from app.runtime import runtime
 from app.settings import Settings
 
@@ -49,6 +53,7 @@ class CollectorTask(Task):  # type: ignore[type-arg]
 def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: ignore[type-arg]
     """Run one collector of one job (`app.jobs.collect`); return what happened."""
     ctx = runtime()
+    _observe_wait(ctx, task.request, collector)
     try:
         outcome = collect(ctx, job_id, collector, interrupts=(SoftTimeLimitExceeded,))
     except RedisError as exc:
@@ -59,6 +64,16 @@ def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: igno
         # max_retries=None: the attempt budget is ours (the store counts redeliveries too).
         raise task.retry(countdown=outcome.delay, max_retries=None, exc=outcome.error)
     return outcome
+
+
+def _observe_wait(ctx: JobContext, request: Any, collector: str) -> None:
+    """Queue wait: from the publish (or the retry's ETA, whichever is later) to now.
+    A redelivery is left out: its wait includes the run that died."""
+    sent = request.get(ENQUEUED_AT_HEADER)
+    if not isinstance(sent, int | float) or (request.delivery_info or {}).get("redelivered"):
+        return
+    due = datetime.fromisoformat(request.eta).timestamp() if request.eta else 0.0
+    ctx.observer.waited(collector_queue(collector), time.time() - max(float(sent), due))
 
 
 def register_collector_tasks(

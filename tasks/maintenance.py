@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Celery, Task
@@ -9,6 +10,7 @@ from flask import Flask
 
 from app.jobs.names import MAINTENANCE_QUEUE, REAP_TASK
 from app.jobs.reaper import reap_exclusively
+from app.rediskeys import RedisKeys
 from app.runtime import runtime
 
 __all__ = ["register_maintenance_tasks"]
@@ -18,7 +20,11 @@ def register_maintenance_tasks(celery: Celery, flask_app: Flask) -> None:
     """Register ``maintenance.reap`` (run by beat every ``REAP_INTERVAL``)."""
 
     def reap_task(task: Task) -> dict[str, Any]:  # type: ignore[type-arg]
-        return reap_exclusively(runtime(flask_app), celery)
+        rt = runtime(flask_app)
+        # the beat's last tick (collectq_beat_last_tick_timestamp_seconds), even when
+        # another reaper holds the lock and this pass is skipped
+        rt.redis.set(RedisKeys(rt.settings.redis_prefix).beat_last_tick, repr(time.time()))
+        return reap_exclusively(rt, celery)
 
     celery.task(  # type: ignore[call-overload]
         reap_task,

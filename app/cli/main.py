@@ -12,6 +12,7 @@ import click
 
 from app.cli.keys import keys
 from app.jobs.names import COLLECTOR_QUEUE_PREFIX
+from app.metrics_serve import use_multiproc_dir
 from app.settings import (
     POOL_TYPES,
     RUN_FILE,
@@ -136,10 +137,13 @@ def api(bind: str | None) -> None:
     if refusal is not None:
         click.echo(f"collectq: {refusal}", err=True)
         sys.exit(2)
+    use_multiproc_dir(s, "api")  # before gunicorn imports prometheus_client
     _exec(
         [
             "-m",
             "gunicorn",
+            "-c",
+            "python:app.gunicorn_conf",  # the master's metrics listener and hooks
             "--bind",
             bind,
             "--workers",
@@ -184,6 +188,7 @@ def worker(
     if len(names) == 1 and names[0].startswith(COLLECTOR_QUEUE_PREFIX):
         ps = s.pool_for(names[0].removeprefix(COLLECTOR_QUEUE_PREFIX))
         kind, size, prefetch = ps.pool, ps.concurrency, ps.prefetch
+    use_multiproc_dir(s, "worker")  # before celery imports prometheus_client
     _exec(
         [
             "-m",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -12,7 +13,10 @@ from app.jobs.names import collector_queue, collector_task
 if TYPE_CHECKING:
     from app.jobs.context import JobContext
 
-__all__ = ["PUBLISH_ERRORS", "publish", "queue_depths"]
+__all__ = ["ENQUEUED_AT_HEADER", "PUBLISH_ERRORS", "publish", "queue_depths"]
+
+# When the message was published (unix time): the worker measures its queue wait from it.
+ENQUEUED_AT_HEADER = "x_enqueued_at"
 
 # What a failed publish can raise: kombu wraps most, sockets and amqp leak some.
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
@@ -34,7 +38,8 @@ def publish(
 ) -> None:
     """Publish one message per collector and wait for the broker's confirms (bounded)."""
     timeout = rt.settings.publish_timeout
-    headers = {"x_request_id": request_id} if request_id else {}
+    headers: dict[str, Any] = {"x_request_id": request_id} if request_id else {}
+    headers[ENQUEUED_AT_HEADER] = time.time()
     with celery.producer_or_acquire() as producer:
         for name in collectors:
             celery.send_task(

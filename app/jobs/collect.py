@@ -29,7 +29,7 @@ from app.jobs.context import JobContext
 from app.jobs.envelope import Stopwatch, failed_body, succeeded_body
 from app.jobs.errors import RedeliveryLimit, TimeLimitExceeded
 from app.jobs.heartbeat import heartbeat
-from app.jobs.store import JobSpec
+from app.jobs.store import JobSpec, Transition
 from collectors.base import CollectContext, CollectorError, Result, TransientResponse
 from collectors.runner import run_collector_once
 from schemas.status import CollectorStatus
@@ -80,12 +80,14 @@ def collect(
             f"every delivery died before recording; gave up after "
             f"{settings.max_redeliveries} redeliveries"
         )
-        return ctx.store.record(
-            job_id, collector, CollectorStatus.FAILED, begin.attempt, failed_body(error)
-        ).outcome
+        ctx.observer.errored(collector, error.type)
+        return _record(
+            ctx, job_id, collector, CollectorStatus.FAILED, begin.attempt, failed_body(error)
+        )
     spec = ctx.store.spec(job_id, collector)
     if spec is None:
         return "missing"
+    ctx.observer.started(collector)
     watch = Stopwatch()
     outcome = _run_guarded(ctx, spec, collector, begin.attempt, interrupts)
     return _conclude(ctx, spec, collector, begin.attempt, outcome, watch)
@@ -140,13 +142,17 @@ def _conclude(
 ) -> str | Retry:
     settings = ctx.settings
     if isinstance(outcome, CollectorError):
+        ctx.observer.errored(collector, outcome.type)
         if outcome.retryable and attempt <= settings.max_retries:
+            ctx.observer.ran(collector, CollectorStatus.RETRYING, _seconds(watch))
             return _retry_later(ctx, spec.id, collector, attempt, outcome, watch)
         if isinstance(outcome, TransientResponse):
             outcome = outcome.result  # retries exhausted: the target's own answer is data
     if isinstance(outcome, CollectorError):
+        ctx.observer.ran(collector, CollectorStatus.FAILED, _seconds(watch))
         body = failed_body(outcome, **watch.timing())
         return _record(ctx, spec.id, collector, CollectorStatus.FAILED, attempt, body)
+    ctx.observer.ran(collector, CollectorStatus.SUCCEEDED, _seconds(watch))
     artifacts = ctx.store.artifacts.put_all(
         spec.id, outcome.artifacts, budget=settings.artifact_budget_bytes
     )
@@ -181,16 +187,30 @@ def _retry_later(
     return Retry(delay, error)
 
 
+def _seconds(watch: Stopwatch) -> float:
+    return float(watch.timing()["duration_ms"]) / 1000
+
+
 def _record(
     ctx: JobContext, job_id: str, collector: str, status: str, attempt: int, body: dict[str, object]
 ) -> str:
     """Record a finished collection, riding out a short Redis outage (a few seconds)."""
     for pause in RECORD_PAUSES:
         try:
-            return ctx.store.record(job_id, collector, status, attempt, body).outcome
+            return _recorded(
+                ctx, collector, status, ctx.store.record(job_id, collector, status, attempt, body)
+            )
         except RedisError:
             time.sleep(pause)
-    return ctx.store.record(job_id, collector, status, attempt, body).outcome
+    return _recorded(
+        ctx, collector, status, ctx.store.record(job_id, collector, status, attempt, body)
+    )
+
+
+def _recorded(ctx: JobContext, collector: str, status: str, transition: Transition) -> str:
+    if transition.recorded:  # counted once: a duplicate delivery's record is refused
+        ctx.observer.finished(collector, status)
+    return transition.outcome
 
 
 def outage_delay(ctx: JobContext, deliveries: int) -> float:
@@ -207,4 +227,9 @@ def record_hard_time_limit(ctx: JobContext, job_id: str, collector: str) -> None
         return
     limit = ctx.settings.pool_for(collector).hard_time_limit
     error = TimeLimitExceeded(f"killed after the hard time limit ({limit}s)")
-    ctx.store.record(job_id, collector, CollectorStatus.FAILED, spec.attempt, failed_body(error))
+    ctx.observer.errored(collector, error.type)
+    ctx.observer.ran(collector, CollectorStatus.FAILED, float(limit))
+    status, body = CollectorStatus.FAILED, failed_body(error)
+    _recorded(
+        ctx, collector, status, ctx.store.record(job_id, collector, status, spec.attempt, body)
+    )

@@ -35,7 +35,7 @@ from app.jobs.errors import Lost
 from app.jobs.names import collector_queue
 from app.jobs.store import Watched
 from app.rediskeys import split_watch_member, watch_member
-from schemas.status import CollectorStatus
+from schemas.status import TERMINAL_COLLECTOR, CollectorStatus, JobStatus
 
 __all__ = ["ReapReport", "last_pass", "reap", "reap_exclusively"]
 
@@ -90,7 +90,7 @@ def reap(rt: JobContext, celery: Celery, *, limit: int = 500) -> ReapReport:
         if w is None:
             continue
         if _age(w.created_at, now) > settings.job_deadline:
-            store.expire(w.job_id, f"not finished within {settings.job_deadline}s")
+            _expire(rt, w.job_id)
             report.expired.append(w.job_id)
             continue
         # A queued or retrying collector, or a lapsed one requeued already, may still
@@ -107,6 +107,16 @@ def reap(rt: JobContext, celery: Celery, *, limit: int = 500) -> ReapReport:
         log.warning("reaper acted", extra=report.as_dict())
     _note_pass(rt, now, report)
     return report
+
+
+def _expire(rt: JobContext, job_id: str) -> None:
+    """End a job past its deadline; its unfinished collectors count as `expired`."""
+    before = rt.store.get(job_id)
+    status = rt.store.expire(job_id, f"not finished within {rt.settings.job_deadline}s")
+    if before is not None and status == JobStatus.EXPIRED:
+        for name, result in before["results"].items():
+            if result.get("status") not in TERMINAL_COLLECTOR:
+                rt.observer.finished(name, JobStatus.EXPIRED)
 
 
 def _note_pass(rt: JobContext, now: float, report: ReapReport) -> None:
@@ -156,7 +166,10 @@ def _resolve(rt: JobContext, celery: Celery, w: Watched, now: float, report: Rea
             f"no delivery finished after {settings.reap_max_requeues} requeues "
             f"(last seen {w.status})"
         )
-        store.record(w.job_id, w.collector, CollectorStatus.FAILED, w.attempt, failed_body(error))
+        body = failed_body(error)
+        if store.record(w.job_id, w.collector, CollectorStatus.FAILED, w.attempt, body).recorded:
+            rt.observer.errored(w.collector, error.type)
+            rt.observer.finished(w.collector, CollectorStatus.FAILED)
         report.failed.append(member)
     elif decision == "requeue":
         try:

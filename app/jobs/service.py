@@ -29,6 +29,7 @@ from app.jobs.broker import PUBLISH_ERRORS, publish
 from app.jobs.context import JobContext
 from app.jobs.ids import new_id
 from app.rediskeys import RedisKeys
+from schemas.status import TERMINAL_COLLECTOR, CollectorStatus, JobStatus
 
 __all__ = ["cancel_job", "get_job", "submit_job", "wait_job"]
 
@@ -119,6 +120,7 @@ def submit_job(
         log.warning("publish failed, job withdrawn", extra={"job_id": job_id, "error": repr(exc)})
         _withdraw(rt, job_id, owner, idempotency_key)
         raise DependencyUnavailable("broker") from exc
+    rt.observer.submitted(collectors)
     return envelope, True
 
 
@@ -203,7 +205,10 @@ def cancel_job(rt: JobContext, celery: Celery, job_id: str, owner: str | None) -
     envelope = get_job(rt, job_id, owner)
     if rt.store.is_terminal(envelope["status"]):
         raise Conflict(f"job {job_id} already finished as {envelope['status']}")
-    rt.store.cancel(job_id)
+    if rt.store.cancel(job_id) == JobStatus.CANCELLED:
+        for name, result in envelope["results"].items():
+            if result.get("status") not in TERMINAL_COLLECTOR:
+                rt.observer.finished(name, CollectorStatus.CANCELLED)
     # The record is final now. Queued messages find their collector cancelled at
     # start and skip: that check is in Redis, so it survives worker restarts (a
     # worker's own revoke list does not). Running work on a prefork pool is

@@ -1,0 +1,37 @@
+"""gunicorn configuration of `collectq api` (``-c python:app.gunicorn_conf``): server hooks.
+
+The master serves the API's metrics on ``COLLECTQ_METRICS_HOST:COLLECTQ_METRICS_PORT``
+(a listener of its own, never the public API port): the samples every worker process
+wrote to the multiprocess directory, plus the deployment's gauges read at scrape time.
+A worker that exits (or is killed) is marked dead, so its live-gauge files go; its
+counters stay in the sums (`app.metrics_serve`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.metrics_serve import mark_dead, process_registry, remove_multiproc_dir, serve_metrics
+
+__all__ = ["child_exit", "on_exit", "when_ready"]
+
+logger_class = "app.gunicornlog.GunicornLogger"  # the logging of every process (app.logs)
+
+
+def when_ready(server: Any) -> None:
+    """The master is up (workers not forked yet): start the metrics listener."""
+    from app.metrics_scrape import ScrapeCollector  # the master's only heavy import
+    from app.settings import load_settings
+
+    settings = load_settings()
+    if settings.metrics_port:
+        registry = process_registry(ScrapeCollector(settings))
+        serve_metrics(settings.metrics_host, settings.metrics_port, registry, "API")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    mark_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    remove_multiproc_dir()

@@ -1,0 +1,114 @@
+"""The Prometheus metrics of collectq: every metric object, defined once, and how they are fed.
+
+Names and labels are a contract (README "Metrics"; dashboards and alert rules use them).
+No label ever carries an owner, an API key, a target or a job id.
+
+API and worker processes run in prometheus_client's multiprocess mode: each process writes
+its samples to files under ``PROMETHEUS_MULTIPROC_DIR`` (set by ``collectq api``/``worker``
+before the server starts, `app.metrics_serve`) and one listener per server sums them. The
+gauges computed from Redis and the broker at scrape time are in `app.metrics_scrape`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import Counter, Histogram
+
+from app.jobs.context import JobObserver
+
+__all__ = [
+    "COLLECTOR_ATTEMPTS",
+    "COLLECTOR_DURATION",
+    "COLLECTOR_ERRORS",
+    "COLLECTOR_RETRIES",
+    "HTTP_REQUESTS",
+    "HTTP_REQUEST_DURATION",
+    "JOBS_FINISHED",
+    "JOBS_SUBMITTED",
+    "QUEUE_WAIT",
+    "UNMATCHED_ROUTE",
+    "MetricsObserver",
+    "observe_request",
+]
+
+# A request no route matched (404s, scanners): one label value, whatever the path.
+UNMATCHED_ROUTE = "unmatched"
+
+# API ---------------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "collectq_http_requests",
+    "API requests by route template, method and status",
+    ["route", "method", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "collectq_http_request_duration_seconds",
+    "API request latency by route template and method",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+JOBS_SUBMITTED = Counter(
+    "collectq_jobs_submitted", "collectors of accepted jobs (one per collector)", ["collector"]
+)
+
+# workers -----------------------------------------------------------------------------
+COLLECTOR_ATTEMPTS = Counter(
+    "collectq_collector_attempts", "runs of a collector begun by a delivery", ["collector"]
+)
+COLLECTOR_RETRIES = Counter(
+    "collectq_collector_retries", "retries scheduled after a retryable error", ["collector"]
+)
+COLLECTOR_DURATION = Histogram(
+    "collectq_collector_duration_seconds",
+    "collector run time by outcome (succeeded, failed, retrying)",
+    ["collector", "outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+)
+COLLECTOR_ERRORS = Counter(
+    "collectq_collector_errors",
+    "runs that ended in an error, and collectors failed without a run, by error type",
+    ["collector", "error"],
+)
+JOBS_FINISHED = Counter(
+    "collectq_jobs_finished",
+    "collectors reaching a terminal status (succeeded, failed, cancelled, expired)",
+    ["collector", "status"],
+)
+QUEUE_WAIT = Histogram(
+    "collectq_queue_wait_seconds",
+    "time a message waited in its queue: publish (or a retry's ETA) to task start",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)
+
+
+def observe_request(route: str, method: str, status: int, seconds: float | None) -> None:
+    """One API request answered (`seconds` None when its start was not seen)."""
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    if seconds is not None:
+        HTTP_REQUEST_DURATION.labels(route, method).observe(seconds)
+
+
+class MetricsObserver(JobObserver):
+    """The job domain's observer that feeds the metrics above."""
+
+    def submitted(self, collectors: Sequence[str]) -> None:
+        for name in collectors:
+            JOBS_SUBMITTED.labels(name).inc()
+
+    def waited(self, queue: str, seconds: float) -> None:
+        QUEUE_WAIT.labels(queue).observe(max(0.0, seconds))
+
+    def started(self, collector: str) -> None:
+        COLLECTOR_ATTEMPTS.labels(collector).inc()
+
+    def ran(self, collector: str, outcome: str, seconds: float) -> None:
+        COLLECTOR_DURATION.labels(collector, outcome).observe(seconds)
+        if outcome == "retrying":
+            COLLECTOR_RETRIES.labels(collector).inc()
+
+    def errored(self, collector: str, error: str) -> None:
+        COLLECTOR_ERRORS.labels(collector, error).inc()
+
+    def finished(self, collector: str, status: str) -> None:
+        JOBS_FINISHED.labels(collector, status).inc()

@@ -29,6 +29,7 @@ from app.auth.apikeys import ADMIN
 from app.auth.failures import CredentialRejected
 from app.auth.principal import Principal, open_principal
 from app.errors import Forbidden, Unauthorized
+from app.logcontext import bind
 from app.runtime import runtime
 
 __all__ = [
@@ -142,12 +143,14 @@ def _authenticate() -> None:
     rt = runtime()
     if not rt.settings.auth:
         g.principal = open_principal()
+        bind(owner=g.principal.owner)
         return
     try:
         token = _credential()
         if token is None:
             raise Unauthorized("authentication required: send an API key or a JWT", error=None)
         g.principal = rt.auth.authenticate(token, request.remote_addr)
+        bind(owner=g.principal.owner)  # the request's later log lines carry it
     except Unauthorized as exc:
         g.auth_error = exc
         # The client gets one answer for every refused credential (CredentialRejected); the

@@ -29,6 +29,7 @@ import logging
 import math
 import re
 import secrets
+import time
 from itertools import accumulate
 from typing import Any
 
@@ -41,6 +42,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from app.errors import Unauthorized
+from app.logcontext import bind, clear
 from schemas.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("collectq.auth")  # refused credentials are logged where identity's are
+access_log = logging.getLogger("collectq.access")
 
 MAX_JSON_DEPTH = 32
 _INT_LIMIT = 2**63  # integers must fit a signed 64-bit integer (as Redis and most clients)
@@ -301,15 +304,45 @@ def init_requests(app: Flask) -> None:
 
     @app.before_request
     def _assign_request_id() -> None:
+        g.request_started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
         # fullmatch: `$` would let a trailing newline through into the echoed header
         g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(12)
+        clear()  # a gunicorn thread serves many requests: nothing of the last one stays
+        bind(request_id=g.request_id)  # every log line of this request carries it
         _check_headers()
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
         response.headers["X-Request-ID"] = request_id()
+        _log_access(response)
         return response
+
+    @app.teardown_request
+    def _forget_request(_: BaseException | None) -> None:
+        clear()
+
+
+def _log_access(response: Response) -> None:
+    """One line per request (gunicorn's own access log is off: `app.gunicornlog`).
+
+    The path without its query string (which may carry anything); `route` is the URL
+    rule, as the metrics label it.
+    """
+    started = g.get("request_started")
+    access_log.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "route": request.url_rule.rule if request.url_rule else "unmatched",
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+            "client": request.remote_addr,
+        },
+    )
 
 
 def _has_body() -> bool:

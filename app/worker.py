@@ -12,16 +12,22 @@ from celery.signals import setup_logging, worker_process_init, worker_process_sh
 from app import create_app
 from app.jobs.names import collector_queue
 from app.metrics_worker import connect_worker_metrics
+from app.tasklog import connect_task_logging
 from collectors.base import CollectorError
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
 connect_worker_metrics(celery_app, flask_app.extensions["collectq"])
+connect_task_logging()
 
 
 @setup_logging.connect
 def _keep_our_logging(**_: object) -> None:
-    """Celery must not reconfigure logging: create_app already did."""
+    """Celery must not reconfigure logging: create_app already did (`app.logs`).
+
+    A receiver of this signal stops Celery's own setup: no root-logger hijack, no colour
+    formatter, no task logger handler; Celery's lines reach our handler like any other.
+    """
 
 
 @worker_process_init.connect

@@ -22,8 +22,10 @@ from app.jobs.broker import ENQUEUED_AT_HEADER
 from app.jobs.collect import Retry, collect, outage_delay, record_hard_time_limit
 from app.jobs.context import JobContext
 from app.jobs.names import collector_queue, collector_task
+from app.logcontext import log_context
 from app.runtime import runtime
 from app.settings import Settings
+from app.tasklog import task_fields
 
 __all__ = ["CollectorTask", "register_collector_tasks", "run_collector"]
 
@@ -46,7 +48,7 @@ class CollectorTask(Task):  # type: ignore[type-arg]
         # A hard time limit killed the pool process; this runs in the worker's main
         # process, so the collector's failure is recorded here.
         if isinstance(exc, HardTimeLimitExceeded) and len(args) == 2:
-            with self.flask_app.app_context():
+            with self.flask_app.app_context(), log_context(**task_fields(self.name, task_id)):
                 record_hard_time_limit(runtime(), *args)
 
 

@@ -193,7 +193,7 @@ def worker(
         [
             "-m",
             "celery",
-            *(["--quiet"] if quiet else []),
+            *(["--quiet"] if quiet or s.log_json else []),  # JSON: no multi-line banner
             "-A",
             "app.worker",
             "worker",
@@ -222,7 +222,7 @@ def worker(
 def beat(schedule: str, quiet: bool) -> None:
     """Run Celery beat (the reaper's ticks; schedules come with the scheduling API)."""
     s = settings_or_exit()
-    quiet_flag = ["--quiet"] if quiet else []
+    quiet_flag = ["--quiet"] if quiet or s.log_json else []  # JSON: no multi-line banner
     _exec(
         ["-m", "celery", *quiet_flag, "-A", "app.worker", "beat", "-l", s.log_level, "-s", schedule]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,6 +27,8 @@ def _env(api_port: int, redis_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTQ_")}
     env |= {"COLLECTQ_API_PORT": str(api_port), "COLLECTQ_EMBEDDED_REDIS_PORT": str(redis_port)}
     env |= {"COLLECTQ_REAP_INTERVAL": "1"}  # beat ticks the reaper within the test
+    # Flower and the API's metrics listener on free ports too
+    env |= {"COLLECTQ_FLOWER_PORT": str(free_port()), "COLLECTQ_METRICS_PORT": str(free_port())}
     return env
 
 
@@ -47,14 +50,18 @@ def test_up_serves_a_job_end_to_end_and_stops_cleanly(tmp_path, httpserver) -> N
         "<title>hi</title>", content_type="text/html"
     )
     api_port, redis_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{api_port}"
+    env = _env(api_port, redis_port)
+    base, flower = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{env['COLLECTQ_FLOWER_PORT']}"
     log = tmp_path / "up.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [COLLECTQ, "up"], cwd=tmp_path, env=_env(api_port, redis_port), stdout=out, stderr=out
-        )
+        proc = subprocess.Popen([COLLECTQ, "up"], cwd=tmp_path, env=env, stdout=out, stderr=out)
     try:
         wait_for(lambda: _get(f"{base}/health")[0] == 200, timeout=60, interval=0.2)
+        # the banner comes once the API and Flower answer
+        wait_for(lambda: "collectq up: ready" in log.read_text(), timeout=60, interval=0.2)
+        status, page = _get(f"{flower}/tasks")  # open: dev profile, loopback
+        assert status == 200
+        assert b"Flower" in page
         wait_for(
             lambda: (
                 b"collect.http" in _get(f"{base}/v1/status")[1]
@@ -89,12 +96,27 @@ def test_up_serves_a_job_end_to_end_and_stops_cleanly(tmp_path, httpserver) -> N
             raise
     output = log.read_text()
     assert code == 0, output
-    assert "embedded redis" in output
+    _assert_reads_well(output, tmp_path / ".collectq" / "logs", base, flower)
+    assert f"embedded Redis on 127.0.0.1:{redis_port}" in output
     assert "DEV PROFILE" in output
-    assert "Task maintenance.reap[" in output  # beat ticked the reaper
-    assert "AUTH IS OFF" in output  # the quick start runs open on loopback, and says so
+    assert output.count("AUTH IS OFF") == 1  # the quick start runs open on loopback, said once
     assert not _port_open(api_port)
     assert not _port_open(redis_port)
+
+
+def _assert_reads_well(output: str, logs: Path, api: str, flower: str) -> None:
+    """One short banner on the terminal; each process's output in its own log file."""
+    start = output.split("collectq up: stopping")[0].splitlines()
+    assert len(start) < 25, output  # was about 180 lines (banners, warnings per process)
+    banner = output.split("collectq up: ready")[1]
+    for name, url in [("API", api), ("docs", f"{api}/docs"), ("Flower", flower)]:
+        assert re.search(rf"^  {name} +{re.escape(url)}\b", banner, re.M), banner
+    assert "superuser privileges" not in output  # said once in the banner, when root
+    assert "[tasks]" not in output  # no Celery banner
+    for role in ["api", "worker-http", "worker-maintenance", "beat", "flower", "redis"]:
+        assert (logs / f"{role}.log").stat().st_size > 0, role
+    assert "collect.http@" in (logs / "worker-http.log").read_text()
+    assert "Task maintenance.reap[" in (logs / "worker-maintenance.log").read_text()  # beat ticks
 
 
 @contextmanager
@@ -108,7 +130,7 @@ def _up_with_auth(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
         proc = subprocess.Popen([COLLECTQ, "up"], cwd=tmp_path, env=env, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{api_port}"
     try:
-        wait_for(lambda: _get(f"{base}/health")[0] == 200, timeout=60, interval=0.2)
+        wait_for(lambda: "collectq up: ready" in log.read_text(), timeout=60, interval=0.2)
         yield base, redis_port, log
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -125,6 +147,7 @@ def test_up_keeps_auth_on_when_asked(tmp_path) -> None:
             status = err.code
         assert status == 401
     assert "AUTH IS OFF" not in log.read_text()
+    assert re.search(r"^  auth +on: API keys required", log.read_text(), re.M)
 
 
 def test_up_refuses_a_taken_port(tmp_path) -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,7 @@ def _status(url: str, auth: str | None = None) -> int:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status
     except urllib.error.HTTPError as err:
+        err.close()
         return err.code
     except OSError:
         return 0
@@ -63,25 +66,36 @@ def test_flower_refuses_open_beyond_loopback() -> None:
     assert "COLLECTQ_FLOWER_BASIC_AUTH" in result.stderr
 
 
-def test_flower_runs_behind_basic_auth(service_env, tmp_path: Path) -> None:
+@contextmanager
+def running_flower(service_env: dict[str, str], log: Path, **env: str) -> Iterator[tuple[str, int]]:
+    """`collectq flower` on a free loopback port with `service_env` and `env`, until it
+    answers: (its base URL, its pid). Stopped afterwards."""
     port = free_port()
-    log = tmp_path / "flower.log"
-    env = _clean_env(**service_env, COLLECTQ_FLOWER_BASIC_AUTH="ops:a-flower-password")
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "flower", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=_clean_env(**service_env, **env), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
     try:
-        base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _status(f"{base}/healthcheck") != 0, timeout=40, interval=0.2)
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_flower_runs_behind_basic_auth(service_env, tmp_path: Path) -> None:
+    log = tmp_path / "flower.log"
+    auth = {"COLLECTQ_FLOWER_BASIC_AUTH": "ops:a-flower-password"}
+    with running_flower(service_env, log, **auth) as (base, pid):
         assert _status(f"{base}/") == 401
         assert _status(f"{base}/api/workers") == 401
         assert _status(f"{base}/", "ops:wrong") == 401
         assert _status(f"{base}/", "ops:a-flower-password") == 200
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        # open by Flower's design (Prometheus, probes): never routed publicly (docs/decisions.md)
+        assert _status(f"{base}/healthcheck") == 200
+        assert _status(f"{base}/metrics") == 200
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         assert b"a-flower-password" not in cmdline  # passed by env, invisible to `ps`
-    finally:
-        proc.terminate()
-        proc.wait(30)
     assert "a-flower-password" not in log.read_text()

@@ -1,0 +1,130 @@
+"""`collectq up`'s terminal: which child lines are echoed, prefixed; the rest in log files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from app.cli.flowercmd import flower_access, flower_env
+from app.cli.upoutput import ChildLog, EchoFilter, line_level, render_banner, rotate_logs
+from app.settings import load_settings
+
+DEV_TEXT = "05:24:13.331 WARNING collectq.metrics: listener not started"
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        (DEV_TEXT, "WARNING"),
+        ("2026-11-30 05:19:56,972 INFO celery.beat: beat: Starting...", "INFO"),
+        ('{"ts": "x", "level": "error", "logger": "collectq", "event": "boom"}', "ERROR"),
+        ('{"ts": "x", "level": "info", "event": "a WARNING in the text"}', "INFO"),
+        ("[2026-11-30 05:19:50 +0000] [9502] [CRITICAL] WORKER TIMEOUT (pid:9508)", "CRITICAL"),
+        ('127.0.0.1 - - [30/Nov/2026:05:19:55 +0000] "GET /ERROR HTTP/1.1" 404 9', "INFO"),
+        ("/x/celery/platforms.py:893: SecurityWarning: You're running the worker", "WARNING"),
+        ("Traceback (most recent call last):", "ERROR"),
+        ("collectq: COLLECTQ_AUTH=off is only allowed for the API that ...", "WARNING"),
+        ('  File "/x/app.py", line 3, in <module>', None),  # continues a record
+        ("worker: Warm shutdown (MainProcess)", None),
+    ],
+)
+def test_line_level_reads_each_format_the_children_write(line: str, level: str | None) -> None:
+    assert line_level(line) == level
+
+
+def test_echo_filter_keeps_a_warning_with_its_traceback_and_drops_info() -> None:
+    echo = EchoFilter()
+    lines = [
+        "worker: Warm shutdown (MainProcess)",  # plain output before any record: quiet
+        "05:00:00.000 INFO    celery.apps.worker: ready.",
+        "  continued info",
+        "05:00:01.000 ERROR   collectors.runner: collector noop crashed",
+        "Traceback (most recent call last):",
+        '  File "/x/noop.py", line 3, in collect',
+        "ValueError: boom",
+        "05:00:02.000 INFO    celery.worker: done",
+    ]
+    shown = [line for line in lines if echo(line)]
+    assert shown == lines[3:7]
+
+
+def test_child_log_writes_every_line_and_echoes_only_warnings_prefixed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = (
+        "import sys\n"
+        "print('05:00:00.000 INFO    x: hello', flush=True)\n"
+        "sys.stdout.write('x' * 200000 + '\\n')\n"  # more than a pipe holds: never blocks
+        "sys.stdout.flush()\n"
+        "print('05:00:01.000 WARNING x: careful', file=sys.stderr, flush=True)\n"
+        "print('  the warning goes on', file=sys.stderr, flush=True)\n"
+        "print('05:00:02.000 INFO    x: bye')\n"
+    )
+    log = ChildLog("worker http", tmp_path, width=len("worker maintenance"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    log.follow(proc.stdout)
+    assert proc.wait(20) == 0
+    log.join(10)
+    written = (tmp_path / "worker-http.log").read_text().splitlines()
+    assert written[0] == "05:00:00.000 INFO    x: hello"
+    assert written[-1] == "05:00:02.000 INFO    x: bye"
+    assert len(written) == 5
+    assert capsys.readouterr().err.splitlines() == [
+        "worker http        | 05:00:01.000 WARNING x: careful",
+        "worker http        |   the warning goes on",
+    ]
+    assert log.tail(1) == [f"worker http        | {written[-1]}"]
+
+
+def test_rotate_logs_keeps_one_previous_run(tmp_path: Path) -> None:
+    (tmp_path / "api.log").write_text("run 1\n")
+    rotate_logs(tmp_path, ["api", "worker http"])
+    assert (tmp_path / "api.log.1").read_text() == "run 1\n"
+    assert not (tmp_path / "api.log").exists()
+
+
+def test_banner_aligns_its_rows() -> None:
+    text = render_banner("collectq up: ready", [("API", "http://a"), ("processes", "api")])
+    assert text == "collectq up: ready\n  API        http://a\n  processes  api\n"
+
+
+# The open/auth rule that `collectq flower` and `collectq up` share.
+
+
+@pytest.fixture
+def dev(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COLLECTQ_ENV", "dev")
+    return load_settings()
+
+
+def test_flower_runs_open_only_on_loopback_in_dev(dev) -> None:
+    access = flower_access(dev)
+    assert access.refusal is None
+    assert access.basic_auth is None
+    assert access.state.startswith("OPEN")
+    refused = flower_access(replace(dev, flower_host="0.0.0.0"))
+    assert refused.refusal is not None
+    assert "beyond loopback" in refused.refusal
+
+
+@pytest.mark.parametrize("profile", ["staging", "prod"])
+def test_flower_never_runs_open_in_hardened_profiles(dev, profile: str) -> None:
+    access = flower_access(replace(dev, env=profile))
+    assert access.refusal is not None
+    assert f"required in the {profile} profile" in access.refusal
+
+
+@pytest.mark.parametrize("profile", ["dev", "prod"])
+def test_flower_with_credentials_runs_behind_basic_auth(dev, profile: str) -> None:
+    access = flower_access(replace(dev, env=profile, flower_basic_auth="ops:pw", flower_host="::"))
+    assert access.refusal is None
+    assert access.basic_auth == "ops:pw"
+    env = flower_env({"FLOWER_UNAUTHENTICATED_API": "true", "PATH": "/bin"}, access)
+    assert env == {"FLOWER_BASIC_AUTH": "ops:pw", "PATH": "/bin"}  # the caller's FLOWER_* gone

@@ -61,12 +61,22 @@ def http(
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
     except OSError:
         return 0, b""
+
+
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without the shell's collectq or metrics settings."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k != "PROMETHEUS_MULTIPROC_DIR"
+        and (not k.startswith("COLLECTQ_") or k.startswith("COLLECTQ_TEST_"))
+    }
 
 
 @dataclass
@@ -150,7 +160,7 @@ def live_stack(
         api_proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "api", "--bind", f"127.0.0.1:{ports['api']}"],
             cwd=ROOT,
-            env={**os.environ, **env},
+            env={**_clean_environ(), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

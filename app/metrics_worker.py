@@ -15,7 +15,7 @@ from celery import Celery
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
 from app.metrics_presence import Presence
-from app.metrics_serve import mark_dead, process_registry, remove_multiproc_dir, serve_metrics
+from app.metrics_serve import mark_dead, process_registry, serve_metrics
 from app.rediskeys import RedisKeys
 from app.runtime import Runtime
 
@@ -38,9 +38,10 @@ def connect_worker_metrics(celery: Celery, rt: Runtime) -> None:
         presence.append(beacon)
 
     def shutdown(**_: Any) -> None:
+        # the directory stays: pool processes may still be finishing; the next start of a
+        # worker removes the directories of servers that are gone (`use_multiproc_dir`)
         for beacon in presence:
             beacon.stop()
-        remove_multiproc_dir()
 
     def process_gone(**_: Any) -> None:
         mark_dead(os.getpid())  # in the pool process itself, as it exits

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _PJLFormatter
@@ -34,6 +34,7 @@ __all__ = [
     "ContextFilter",
     "JsonFormatter",
     "TextFormatter",
+    "build_handler",
     "configure",
     "configure_logging",
     "scrub",
@@ -136,15 +137,20 @@ def _text(value: Any) -> str:
     return text if text and not any(c.isspace() or c == '"' for c in text) else json.dumps(text)
 
 
+def build_handler(*, json_lines: bool, stream: IO[str] | None = None) -> logging.Handler:
+    """The one handler of a process: stderr, JSON or text, with the log context."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    handler.addFilter(ContextFilter())
+    return handler
+
+
 def configure(*, json_lines: bool, level: str) -> None:
     """Configure the root logger once per process (idempotent; a fork inherits it)."""
     root = logging.getLogger()
     if getattr(root, "_collectq", False):
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
-    handler.addFilter(ContextFilter())
-    root.handlers[:] = [handler]
+    root.handlers[:] = [build_handler(json_lines=json_lines)]
     root.setLevel(level)
     logging.captureWarnings(True)  # a warning is a line like any other (`py.warnings`)
     root._collectq = True  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ import click
 
 from app.cli.keys import keys
 from app.jobs.names import COLLECTOR_QUEUE_PREFIX
+from app.logs import configure_logging
 from app.metrics_serve import use_multiproc_dir
 from app.settings import (
     POOL_TYPES,
@@ -97,6 +98,7 @@ def collect(
     # In-process, as the invoking user: the dev profile unless COLLECTQ_ENV says otherwise
     # (a worker or API without COLLECTQ_ENV gets no dev allowances; this is neither).
     settings = settings_or_exit(**({} if configured("env") else {"env": "dev"}))
+    configure_logging(settings)  # a collector's log lines: on stderr, as in every process
     if settings.is_dev and settings.net_allow:
         click.echo(
             f"collectq: dev profile: loopback allowed ({', '.join(settings.net_allow)})", err=True

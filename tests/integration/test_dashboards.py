@@ -1,0 +1,321 @@
+"""Grafana dashboards and alert rules: valid, well formed, and naming only metrics that exist.
+
+The structure checks and the PromQL parse (promtool) need no services. The metric-name check
+reads the names from a live exposition of the API's and a worker's metrics listeners after a
+job ran, and allows only external exporters' metrics (RabbitMQ, Redis, Flower, `up`) besides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import wait_for
+from tests.metricsenv import live_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DATASOURCE_UID = "collectq-prom"
+EXPECTED_DASHBOARDS = {"api.json", "queues-workers.json", "collectors.json"}
+
+# Metrics of the exporters collectq does not implement (deploy/prometheus/prometheus.yml).
+EXTERNAL_PREFIXES = ("rabbitmq_", "redis_", "flower_")
+EXTERNAL_NAMES = {"up"}
+# Webhook metrics arrive with issue 13: an alert rule may name them already, a dashboard not.
+RULES_ONLY_PREFIXES = ("collectq_webhook_",)
+
+# Words of PromQL that look like identifiers but name no metric (function and aggregation
+# names are recognised by the parenthesis that follows them).
+PROMQL_WORDS = {
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "atan2",
+}
+GRAFANA_RANGES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression (or a Grafana label_values query) selects."""
+    e = re.sub(r"label_values\(\s*([^,()]*(?:\{[^}]*\})?)\s*,\s*\w+\s*\)", r" \1 ", expr)
+    e = re.sub(r"label_values\(\s*\w+\s*\)", " ", e)
+    e = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', e)
+    e = re.sub(r"\{[^}]*\}", "{}", e)
+    e = re.sub(r"\[[^\]]*\]", "[]", e)
+    e = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names = set()
+    for m in re.finditer(r"(?<![\w:.$])([A-Za-z_:][\w:]*)(\s*\()?", e):
+        if m.group(2) is None and m.group(1) not in PROMQL_WORDS:
+            names.add(m.group(1))
+    return names
+
+
+def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", [])  # a collapsed row holds its panels
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
+    exprs = [t["expr"] for p in panels(dashboard) for t in p.get("targets", [])]
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") == "query":
+            query = variable["query"]
+            exprs.append(query["query"] if isinstance(query, dict) else query)
+    return exprs
+
+
+def rule_exprs() -> list[str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule["expr"] for group in groups for rule in group["rules"]]
+
+
+def unknown_metrics(exprs: list[str], known: set[str], *, rules: bool) -> dict[str, set[str]]:
+    """Names in `exprs` that are neither known (live) collectq metrics nor allowed external
+    ones, keyed by the expression that uses them."""
+    allowed_prefixes = EXTERNAL_PREFIXES + (RULES_ONLY_PREFIXES if rules else ())
+    bad: dict[str, set[str]] = {}
+    for expr in exprs:
+        names = {
+            n
+            for n in promql_metric_names(expr)
+            if n not in known and n not in EXTERNAL_NAMES and not n.startswith(allowed_prefixes)
+        }
+        if names:
+            bad[expr] = names
+    return bad
+
+
+# ------------------------------------------------------------------ extraction
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        ('up{job="collectq-api"} == 0', {"up"}),
+        (
+            'histogram_quantile(0.95, sum by (queue, le) (rate(a_bucket{queue=~"$queue"}'
+            "[$__rate_interval])))",
+            {"a_bucket"},
+        ),
+        (
+            "time() - max(b_seconds) > 300 or absent(b_seconds)",
+            {"b_seconds"},
+        ),
+        (
+            'sum(rate(c_total{status=~"5.."}[5m])) by (route) / ignoring(status) group_left '
+            "sum without (status) (rate(c_total[5m] offset 1h)) > bool 1e3",
+            {"c_total"},
+        ),
+        (
+            'label_replace(d, "dst", "x and y", "src", "(.*)") unless on (a, b) e:recorded',
+            {"d", "e:recorded"},
+        ),
+        ("label_values(collectq_http_requests_total, route)", {"collectq_http_requests_total"}),
+        ('label_values(f{queue="q"}, queue)', {"f"}),
+        ("label_values(route)", set()),
+    ],
+)
+def test_promql_metric_names_are_extracted(expr: str, names: set[str]) -> None:
+    assert promql_metric_names(expr) == names
+
+
+def test_a_misspelled_metric_in_a_dashboard_is_reported() -> None:
+    exprs = dashboard_exprs(load(GRAFANA / "dashboards" / "api.json"))
+    known = {n for e in exprs for n in promql_metric_names(e)}
+    typo = [e.replace("collectq_http_requests_total", "collectq_http_request_total") for e in exprs]
+    assert unknown_metrics(exprs, known, rules=False) == {}
+    bad = unknown_metrics(typo, known, rules=False)
+    assert bad
+    assert {n for names in bad.values() for n in names} == {"collectq_http_request_total"}
+
+
+def test_webhook_metrics_are_allowed_in_rules_only() -> None:
+    expr = 'sum(rate(collectq_webhook_deliveries_total{outcome="failed"}[5m]))'
+    assert unknown_metrics([expr], set(), rules=True) == {}
+    assert unknown_metrics([expr], set(), rules=False) == {
+        expr: {"collectq_webhook_deliveries_total"}
+    }
+
+
+# ------------------------------------------------------------------ structure
+
+
+def test_the_three_dashboards_are_shipped() -> None:
+    assert {p.name for p in DASHBOARDS} == EXPECTED_DASHBOARDS
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_well_formed(path: Path) -> None:
+    board = load(path)
+    assert board["schemaVersion"] >= 39
+    assert board["uid"].startswith("collectq-")
+    assert board["title"]
+    ids = [p["id"] for p in panels(board)]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    variables = {v["name"] for v in board.get("templating", {}).get("list", [])}
+    cells: set[tuple[int, int]] = set()
+    for panel in panels(board):
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0, panel["title"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        mine = {
+            (x, y)
+            for x in range(pos["x"], pos["x"] + pos["w"])
+            for y in range(pos["y"], pos["y"] + pos["h"])
+        }
+        assert not cells & mine, f"{panel['title']} overlaps another panel"
+        cells |= mine
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
+        assert panel["targets"], f"{panel['title']} has no query"
+        for target in panel["targets"]:
+            assert target["expr"].strip(), panel["title"]
+            assert target["datasource"]["uid"] == DATASOURCE_UID
+            used = set(re.findall(r"\$(\w+)", target["expr"])) - {"__rate_interval", "__interval"}
+            assert used <= variables, (
+                f"{panel['title']} uses undefined variables {used - variables}"
+            )
+    for variable in board.get("templating", {}).get("list", []):
+        assert variable["datasource"]["uid"] == DATASOURCE_UID
+
+
+def test_dashboard_queries_parse_as_promql(tmp_path: Path) -> None:
+    """promtool parses every query (Grafana's variables replaced by values it would send)."""
+    exprs = [e for path in DASHBOARDS for e in dashboard_exprs(load(path))]
+    rules = []
+    for i, expr in enumerate(exprs):
+        if expr.startswith("label_values("):
+            continue
+        for var, value in GRAFANA_RANGES.items():
+            expr = expr.replace(var, value)
+        rules.append({"record": f"dashboard:query{i}", "expr": re.sub(r"\$\w+", ".*", expr)})
+    assert len(rules) > 30
+    (tmp_path / "queries.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "q", "rules": rules}]})
+    )
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: install Debian's prometheus package"
+    result = subprocess.run(
+        [promtool, "check", "rules", str(tmp_path / "queries.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_provisioning_points_at_the_dashboards_and_the_datasource() -> None:
+    source = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    (ds,) = source["datasources"]
+    assert ds["uid"] == DATASOURCE_UID
+    assert ds["type"] == "prometheus"
+    provider = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "collectq.yml").read_text()
+    )
+    (entry,) = provider["providers"]
+    assert entry["type"] == "file"
+    mount = entry["options"]["path"]
+    assert f"deploy/grafana/dashboards:{mount}" in (ROOT / "docs" / "operations.md").read_text()
+
+
+# ------------------------------------------------------------------ live names
+
+
+def exposed_names(text: str) -> set[str]:
+    """Every metric name an exposition text offers to PromQL (samples and families)."""
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+@pytest.fixture(scope="module")
+def live_names(vhost: str, tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The names of a live API's and worker's /metrics after a job with a retry, a reaper
+    tick and an open circuit breaker (so that every series the dashboards use exists)."""
+    from app.jobs.breaker import Breakers
+    from collectors.base import TargetConnectError
+
+    with live_stack(vhost, tmp_path_factory.mktemp("dashboards")) as stack:
+        job = stack.run_job(["noop", "flaky"], {"flaky": {"fail_times": 1}})
+        assert job["status"] == "succeeded", job
+        celery = Celery("t", broker=stack.env["COLLECTQ_BROKER_URL"], set_as_current=False)
+        celery.send_task("maintenance.reap", queue="maintenance")
+        Breakers(
+            stack.env["COLLECTQ_REDIS_URL"],
+            stack.env["COLLECTQ_REDIS_PREFIX"],
+            fail_max=1,
+            reset_timeout=60,
+        ).call("http://127.0.0.1:9", lambda: TargetConnectError("refused"))
+
+        def api_names() -> set[str] | None:
+            names = exposed_names(stack.api_metrics())
+            return names if "collectq_beat_last_tick_timestamp_seconds" in names else None
+
+        names: set[str] = wait_for(api_names, timeout=10, interval=0.1)
+        return names | exposed_names(stack.worker_metrics())
+
+
+@pytest.mark.integration
+def test_dashboards_query_only_metrics_that_exist(live_names: set[str]) -> None:
+    assert "collectq_http_requests_total" in live_names  # the exposition was read
+    for path in DASHBOARDS:
+        assert unknown_metrics(dashboard_exprs(load(path)), live_names, rules=False) == {}, (
+            path.name
+        )
+
+
+@pytest.mark.integration
+def test_alert_rules_use_only_metrics_that_exist(live_names: set[str]) -> None:
+    assert unknown_metrics(rule_exprs(), live_names, rules=True) == {}
+
+
+@pytest.mark.integration
+def test_every_collectq_metric_is_on_a_dashboard(live_names: set[str]) -> None:
+    """The other direction: an operator sees every metric collectq exposes somewhere."""
+    used = {
+        n
+        for path in DASHBOARDS
+        for e in dashboard_exprs(load(path))
+        for n in promql_metric_names(e)
+    }
+    families = {
+        re.sub(r"_(bucket|count|sum|total|created)$", "", n)
+        for n in live_names
+        if n.startswith("collectq_")
+    }
+    shown = {re.sub(r"_(bucket|count|sum|total|created)$", "", n) for n in used}
+    assert families - shown == set()

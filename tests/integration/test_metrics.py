@@ -215,7 +215,13 @@ def prometheus(stack: LiveStack, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: proc.poll() is None and http(f"{url}/-/ready")[0] == 200, 20, 0.1)
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError((work / "prometheus.log").read_text()[-3000:])
+            return http(f"{url}/-/ready")[0] == 200
+
+        wait_for(ready, 20, 0.1)
         yield url
     finally:
         proc.terminate()
@@ -237,8 +243,13 @@ def scalar(url: str, promql: str) -> float | None:
 def test_prometheus_scrapes_the_live_metrics_and_counts_the_jobs(
     stack: LiveStack, prometheus: str
 ) -> None:
-    for job in ("collectq-api", "collectq-workers"):
-        assert wait_for(lambda j=job: scalar(prometheus, f'up{{job="{j}"}}') == 1, 15, 0.2)
+    def both_up() -> bool:
+        return all(
+            scalar(prometheus, f'up{{job="{job}"}}') == 1
+            for job in ("collectq-api", "collectq-workers")
+        )
+
+    assert wait_for(both_up, 15, 0.2)
     finished = 'sum(collectq_jobs_finished_total{collector="noop",status="succeeded"})'
     submitted = 'sum(collectq_jobs_submitted_total{collector="noop"})'
     done0 = value(stack.worker_metrics(), "collectq_jobs_finished_total", collector="noop")

@@ -74,7 +74,9 @@ class _Waits(JobObserver):
 
 
 class _Request(dict[str, Any]):
-    def __init__(self, eta: str | None = None, redelivered: bool = False, **headers: Any) -> None:
+    def __init__(
+        self, headers: dict[str, Any], eta: str | None = None, redelivered: bool = False
+    ) -> None:
         super().__init__(headers)
         self.eta = eta
         self.delivery_info = {"redelivered": redelivered}
@@ -88,17 +90,17 @@ def _wait_of(request: _Request) -> list[tuple[str, float]]:
 
 def test_queue_wait_counts_from_publish_or_from_the_retry_eta() -> None:
     now = datetime.now(UTC).timestamp()
-    [(queue, waited)] = _wait_of(_Request(**{ENQUEUED_AT_HEADER: now - 2.0}))
+    [(queue, waited)] = _wait_of(_Request({ENQUEUED_AT_HEADER: now - 2.0}))
     assert queue == "collect.noop"
     assert 2.0 <= waited < 3.0
     eta = datetime.fromtimestamp(now - 0.5, UTC).isoformat()
-    [(_, waited)] = _wait_of(_Request(eta=eta, **{ENQUEUED_AT_HEADER: now - 60}))
+    [(_, waited)] = _wait_of(_Request({ENQUEUED_AT_HEADER: now - 60}, eta=eta))
     assert 0.5 <= waited < 1.5  # from the ETA, not the first publish a minute ago
 
 
 def test_queue_wait_skips_redeliveries_and_messages_without_the_header() -> None:
-    assert _wait_of(_Request(redelivered=True, **{ENQUEUED_AT_HEADER: 1.0})) == []
-    assert _wait_of(_Request()) == []
+    assert _wait_of(_Request({ENQUEUED_AT_HEADER: 1.0}, redelivered=True)) == []
+    assert _wait_of(_Request({})) == []
 
 
 def test_each_server_gets_a_fresh_metrics_dir_and_dead_ones_are_removed(

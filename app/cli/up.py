@@ -18,19 +18,14 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from app.cli.flowercmd import flower_access
-from app.cli.upoutput import ChildLog, render_banner, rotate_logs, terminal
-from app.jobs.names import MAINTENANCE_QUEUE, collector_queue
-from app.runtime import load_collectors
+from app.cli.upoutput import render_banner, rotate_logs, terminal
+from app.cli.upplan import DATA_DIR, LOG_DIR, Child, Plan, plan_up, port_free, running_as_root
 from app.settings import (
     RUN_FILE,
     UP_TOKEN_VAR,
@@ -41,33 +36,21 @@ from app.settings import (
     is_loopback_host,
     load_settings,
     read_setting,
-    redact_url,
 )
 
 __all__ = ["run_up"]
 
-DATA_DIR = Path(".collectq")
-LOG_DIR = DATA_DIR / "logs"
 STOP_GRACE = 30.0
 MAX_FAILURES = 5  # within FAILURE_WINDOW seconds, then give up
 FAILURE_WINDOW = 60.0
 HEALTH_PATIENCE = 60.0  # seconds before `up` says the service has not answered yet
+WORKER_PATIENCE = 30.0  # seconds Flower waits for the workers to be ready before it starts
 # Celery warns once per worker process when it runs as root; `up` says it once instead.
 ROOT_WARNING = "ignore:You're running the worker with superuser privileges:UserWarning"
 
 
 def _say(msg: str) -> None:
     terminal(f"collectq up: {msg}")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _open_quick_start(settings: Settings) -> bool:
@@ -89,44 +72,9 @@ def _child_env(overrides: dict[str, Any]) -> dict[str, str]:
         env.pop(f"{var}_FILE", None)  # a file would win over the variable
         env[var] = text
     env["PYTHONUNBUFFERED"] = "1"  # a pipe, not a terminal: lines as they are written
-    if _running_as_root():
+    if running_as_root():
         env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), ROOT_WARNING]))
     return env
-
-
-def _running_as_root() -> bool:
-    return os.geteuid() == 0
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log: ChildLog
-    proc: subprocess.Popen[bytes] | None = None
-    failures: list[float] = field(default_factory=list)
-    restart_at: float = 0.0
-
-    def start(self, env: dict[str, str]) -> None:
-        # Own session: a terminal's Ctrl-C reaches only the supervisor, which
-        # then stops the children in order instead of all at once.
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
-            self.argv,
-            env=env,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        assert self.proc.stdout is not None  # noqa: S101 - PIPE above
-        self.log.follow(self.proc.stdout)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def terminate(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
 
 
 def _start_embedded_redis(port: int) -> subprocess.Popen[bytes]:
@@ -168,82 +116,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-@dataclass
-class Plan:
-    """What `up` runs, what must answer before it says it is ready, and its banner rows."""
-
-    children: list[Child]
-    health: list[str]  # URLs that answer 200 once the service is up
-    rows: list[tuple[str, str]]  # the banner's (name, value) rows
-
-
-def _plan(settings: Settings, embedded_redis: int | None) -> Plan:
-    registry = load_collectors(settings)
-    try:
-        names, infos = registry.available_names(), registry.infos()
-    finally:
-        registry.close()
-    cli = [sys.executable, "-m", "app.cli"]
-    argvs = {"api": [*cli, "api"]}
-    argvs |= {f"worker {n}": [*cli, "worker", "-q", "-Q", collector_queue(n)] for n in names}
-    argvs["worker maintenance"] = [*cli, "worker", "-q", "-Q", MAINTENANCE_QUEUE, "-c", "1"]
-    # beat ticks the reaper (maintenance.reap); exactly one per deployment
-    argvs["beat"] = [*cli, "beat", "-q", "-s", str(DATA_DIR / "celerybeat-schedule")]
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    rows = [("API", base), ("docs", f"{base}/docs")]
-    health = [f"{base}/health"]
-    access = flower_access(settings)
-    refusal = access.refusal or _flower_port_taken(settings)
-    if refusal is None:
-        argvs["flower"] = [*cli, "flower"]
-        flower = f"http://{settings.flower_host}:{settings.flower_port}"
-        rows.append(("Flower", f"{flower}  ({access.state})"))
-        health.append(f"{flower}/healthcheck")  # answers without credentials
-    else:
-        rows.append(("Flower", f"not started: {refusal}"))
-    rows += _facts(settings, embedded_redis)
-    rows.append(("processes", ", ".join(argvs)))
-    rows += [
-        ("note", f"collector {i.name} unavailable: {i.reason}") for i in infos if not i.available
-    ]
-    if _running_as_root():
-        rows.append(
-            ("note", "running as root: Celery advises against it for workers (said once here)")
-        )
-    width = max(len(role) for role in argvs)
-    children = [Child(role, argv, ChildLog(role, LOG_DIR, width)) for role, argv in argvs.items()]
-    return Plan(children, health, rows)
-
-
-def _flower_port_taken(settings: Settings) -> str | None:
-    if _port_free(settings.flower_host, settings.flower_port):
-        return None
-    return (
-        f"port {settings.flower_port} on {settings.flower_host} is in use "
-        "(set COLLECTQ_FLOWER_PORT)"
-    )
-
-
-def _facts(settings: Settings, embedded_redis: int | None) -> list[tuple[str, str]]:
-    """The banner's rows on the profile, authentication, data and logs."""
-    profile = settings.env
-    if settings.is_dev and settings.net_allow:
-        profile += f" (DEV PROFILE: targets on {', '.join(settings.net_allow)} are allowed)"
-    auth = (
-        f"AUTH IS OFF: anyone who reaches {settings.api_host} may use the API as admin; "
-        "set COLLECTQ_AUTH=on (and create a key: collectq keys create) to require keys"
-        if not settings.auth
-        else "on: API keys required (collectq keys create)"
-    )
-    data = (
-        f"{DATA_DIR.resolve()} (embedded Redis on 127.0.0.1:{embedded_redis})"
-        if embedded_redis is not None
-        else f"Redis {redact_url(settings.redis_url)}, broker {redact_url(settings.broker_url)}"
-    )
-    logs = f"{LOG_DIR.resolve()}/<process>.log (warnings and errors also here, as 'process | line')"
-    return [("profile", profile), ("auth", auth), ("data", data), ("logs", logs)]
-
-
 def _prepare() -> tuple[Settings, dict[str, str], int | None] | int:
     """The settings, the children's environment and the embedded Redis port (None when
     URLs are configured); or the exit code when `up` cannot start."""
@@ -263,10 +135,10 @@ def _prepare() -> tuple[Settings, dict[str, str], int | None] | int:
         _say(str(exc))
         return 2
     redis_port = None if all(urls) else settings.embedded_redis_port
-    if redis_port is not None and not _port_free("127.0.0.1", redis_port):
+    if redis_port is not None and not port_free("127.0.0.1", redis_port):
         _say(f"port {redis_port} on 127.0.0.1 is in use (set COLLECTQ_EMBEDDED_REDIS_PORT)")
         return 1
-    if not _port_free(settings.api_host, settings.api_port):
+    if not port_free(settings.api_host, settings.api_port):
         _say(f"port {settings.api_port} on {settings.api_host} is in use (set COLLECTQ_API_PORT)")
         return 1
     env = _child_env(overrides)
@@ -316,7 +188,7 @@ def run_up() -> int:
         return prepared
     settings, env, redis_port = prepared
     stopping = _stop_on_signals()
-    plan = _plan(settings, redis_port)
+    plan = plan_up(settings, redis_port)
     rotate_logs(LOG_DIR, [c.name for c in plan.children])
     _say(f"starting ({settings.env} profile); each process logs to {LOG_DIR}/<process>.log")
     redis_proc: subprocess.Popen[bytes] | None = None
@@ -330,7 +202,8 @@ def run_up() -> int:
     try:
         _write_run_file(settings, env[UP_TOKEN_VAR], embedded=redis_port is not None)
         for child in plan.children:
-            child.start(env)
+            if not child.after_workers:
+                child.start(env)
         code = _supervise(plan, env, stopping)
     finally:
         _stop_all(plan.children, redis_proc, settings.soft_shutdown_timeout)
@@ -343,27 +216,16 @@ def _supervise(plan: Plan, env: dict[str, str], stopping: Callable[[], bool]) ->
     backoff; give up on one that keeps dying."""
     started = time.monotonic()
     announced = impatient = False
+    workers = [c for c in plan.children if c.name.startswith("worker ")]
     while not stopping():
         now = time.monotonic()
+        if all(c.log.worker_ready.is_set() for c in workers) or now - started > WORKER_PATIENCE:
+            for child in plan.children:
+                if child.after_workers and child.proc is None:
+                    child.start(env)
         for child in plan.children:
-            if child.alive() or child.proc is None:
-                continue
-            if child.restart_at == 0.0:
-                child.failures = [t for t in child.failures if now - t < FAILURE_WINDOW] + [now]
-                rc = child.proc.returncode
-                if len(child.failures) >= MAX_FAILURES:
-                    _say(
-                        f"{child.name} keeps failing ({len(child.failures)}x in a minute); stopping"
-                    )
-                    terminal("\n".join(child.log.tail()))
-                    return 1
-                delay = min(30.0, 2.0 ** (len(child.failures) - 1))
-                _say(f"{child.name} exited ({rc}); restarting in {delay:.0f}s; its last lines:")
-                terminal("\n".join(child.log.tail()))
-                child.restart_at = now + delay
-            elif now >= child.restart_at:
-                child.restart_at = 0.0
-                child.start(env)
+            if not _tend(child, env, now):
+                return 1
         if not announced and all(c.alive() for c in plan.children):
             announced = all(_answers(url) for url in plan.health)
             if announced:
@@ -373,6 +235,28 @@ def _supervise(plan: Plan, env: dict[str, str], stopping: Callable[[], bool]) ->
                 _say(f"not answering yet after {HEALTH_PATIENCE:.0f}s: {', '.join(plan.health)}")
         time.sleep(0.2)
     return 0
+
+
+def _tend(child: Child, env: dict[str, str], now: float) -> bool:
+    """Schedule the restart of a child that died, or restart it when its delay is over;
+    False when it keeps dying (up gives up)."""
+    if child.alive() or child.proc is None:
+        return True
+    if child.restart_at == 0.0:
+        child.failures = [t for t in child.failures if now - t < FAILURE_WINDOW] + [now]
+        if len(child.failures) >= MAX_FAILURES:
+            _say(f"{child.name} keeps failing ({len(child.failures)}x in a minute); stopping")
+            terminal("\n".join(child.log.tail()))
+            return False
+        delay = min(30.0, 2.0 ** (len(child.failures) - 1))
+        rc = child.proc.returncode
+        _say(f"{child.name} exited ({rc}); restarting in {delay:.0f}s; its last lines:")
+        terminal("\n".join(child.log.tail()))
+        child.restart_at = now + delay
+    elif now >= child.restart_at:
+        child.restart_at = 0.0
+        child.start(env)
+    return True
 
 
 def _stop_all(

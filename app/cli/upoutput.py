@@ -41,6 +41,9 @@ _ALERTS = (
     (re.compile(r"^\S+:\d+: \w*Warning: "), "WARNING"),  # Python's warnings module
 )
 
+# Celery's "<node> ready." once a worker consumes (text and JSON lines alike)
+_WORKER_READY = re.compile(r"@[^\s@]+ ready\.")  # linear: no two greedy runs to backtrack
+
 _terminal_lock = threading.Lock()
 
 
@@ -106,6 +109,7 @@ class ChildLog:
         self.role = role
         self.path = log_file(log_dir, role)
         self.prefix = f"{role:<{width}} | "
+        self.worker_ready = threading.Event()  # the child said it is a ready Celery worker
         self._threads: list[threading.Thread] = []
 
     def follow(self, stream: IO[bytes]) -> None:
@@ -122,6 +126,8 @@ class ChildLog:
             for raw in iter(stream.readline, b""):
                 out.write(raw if raw.endswith(b"\n") else raw + b"\n")
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not self.worker_ready.is_set() and _WORKER_READY.search(line):
+                    self.worker_ready.set()
                 if echo(line):
                     terminal(f"{self.prefix}{line}")
 

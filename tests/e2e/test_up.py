@@ -62,6 +62,13 @@ def test_up_serves_a_job_end_to_end_and_stops_cleanly(tmp_path, httpserver) -> N
         status, page = _get(f"{flower}/tasks")  # open: dev profile, loopback
         assert status == 200
         assert b"Flower" in page
+        # each worker node has a metrics listener of its own
+        logs = tmp_path / ".collectq" / "logs"
+        found = re.search(
+            r"metrics on (http://127\.0\.0\.1:\d+/metrics)", (logs / "worker-http.log").read_text()
+        )
+        assert found
+        assert _get(found.group(1))[0] == 200
         wait_for(
             lambda: (
                 b"collect.http" in _get(f"{base}/v1/status")[1]
@@ -97,6 +104,7 @@ def test_up_serves_a_job_end_to_end_and_stops_cleanly(tmp_path, httpserver) -> N
     output = log.read_text()
     assert code == 0, output
     _assert_reads_well(output, tmp_path / ".collectq" / "logs", base, flower)
+    assert f"  metrics    http://127.0.0.1:{env['COLLECTQ_METRICS_PORT']}/metrics (API)" in output
     assert f"embedded Redis on 127.0.0.1:{redis_port}" in output
     assert "DEV PROFILE" in output
     assert output.count("AUTH IS OFF") == 1  # the quick start runs open on loopback, said once

@@ -57,7 +57,7 @@ def test_child_log_writes_every_line_and_echoes_only_warnings_prefixed(
 ) -> None:
     script = (
         "import sys\n"
-        "print('05:00:00.000 INFO    x: hello', flush=True)\n"
+        "print('05:00:00.000 INFO    x: collect.http@vm ready.', flush=True)\n"
         "sys.stdout.write('x' * 200000 + '\\n')\n"  # more than a pipe holds: never blocks
         "sys.stdout.flush()\n"
         "print('05:00:01.000 WARNING x: careful', file=sys.stderr, flush=True)\n"
@@ -73,9 +73,10 @@ def test_child_log_writes_every_line_and_echoes_only_warnings_prefixed(
     assert proc.wait(20) == 0
     log.join(10)
     written = (tmp_path / "worker-http.log").read_text().splitlines()
-    assert written[0] == "05:00:00.000 INFO    x: hello"
+    assert written[0] == "05:00:00.000 INFO    x: collect.http@vm ready."
     assert written[-1] == "05:00:02.000 INFO    x: bye"
     assert len(written) == 5
+    assert log.worker_ready.is_set()  # Flower starts once every worker said so
     assert capsys.readouterr().err.splitlines() == [
         "worker http        | 05:00:01.000 WARNING x: careful",
         "worker http        |   the warning goes on",

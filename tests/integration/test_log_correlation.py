@@ -78,7 +78,8 @@ def test_one_request_id_follows_a_job_from_the_api_to_the_worker(
         worker = start_worker("collect.noop,collect.flaky", concurrency=2, **env)
         wait_for(lambda: _call(port, "GET", "/health", token)[0] == 200, timeout=30, interval=0.1)
 
-        body = {"target": "a.org", "collectors": ["noop", "flaky"], "options": {"flaky": {"fail_times": 1}}}  # fmt: skip
+        flaky = {"fail_times": 1}  # one retry
+        body = {"target": "a.org", "collectors": ["noop", "flaky"], "options": {"flaky": flaky}}
         status, headers, job = _call(port, "POST", "/v1/jobs", token, body, rid=RID)
         assert status == 202, job
         assert headers["X-Request-ID"] == RID

@@ -1,10 +1,15 @@
-"""`collectq collect`: run collectors in-process, no servers, same envelope as the API."""
+"""`collectq collect`: run collectors in-process, no servers, same envelope as the API.
+
+On a terminal, progress goes to stderr (`TerminalProgress`): one line per collector,
+``[2/3] dns …`` while it runs, then its outcome and duration. The envelope on stdout is
+the same with or without it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 from app.jobs.envelope import Stopwatch, build_envelope, failed_body, succeeded_body, utcnow
 from app.jobs.ids import new_id
@@ -14,7 +19,53 @@ from collectors.base import CollectContext, CollectorError
 from collectors.runner import run_collector_once
 from schemas.status import CollectorStatus, JobStatus, final_job_status
 
-__all__ = ["collect_locally"]
+__all__ = ["Progress", "TerminalProgress", "collect_locally", "progress_line"]
+
+DETAIL_CHARS = 80  # of a failed collector's error detail, on its progress line
+
+
+class Progress(Protocol):
+    def started(self, index: int, name: str) -> None: ...
+    def finished(self, index: int, name: str, result: Mapping[str, Any]) -> None: ...
+
+
+def progress_line(
+    index: int, total: int, name: str, width: int, result: Mapping[str, Any] | None = None
+) -> str:
+    """``[1/3] http  running…``, or with its `result`: ``[1/3] http  succeeded  0.21 s``
+    (a failure adds its error type and the start of its detail)."""
+    head = f"[{index}/{total}] {name:<{width}}"
+    if result is None:
+        return f"{head}  running…"
+    line = f"{head}  {result['status']:<9}  {result.get('duration_ms', 0) / 1000:.2f} s"
+    error = result.get("error")
+    if error:
+        detail = str(error.get("detail") or "")
+        if len(detail) > DETAIL_CHARS:
+            detail = detail[: DETAIL_CHARS - 1] + "…"
+        line += f"  {error.get('type')}: {detail}"
+    return line
+
+
+class TerminalProgress:
+    """Progress on a terminal: the running line is rewritten in place with the outcome."""
+
+    def __init__(self, out: TextIO, names: list[str]) -> None:
+        self.out = out
+        self.total = len(names)
+        self.width = max((len(n) for n in names), default=0)
+
+    def started(self, index: int, name: str) -> None:
+        self._write(progress_line(index, self.total, name, self.width))
+
+    def finished(self, index: int, name: str, result: Mapping[str, Any]) -> None:
+        # \r and erase-line: the outcome replaces the running line
+        line = progress_line(index, self.total, name, self.width, result)
+        self._write(f"\r\x1b[K{line}\n")
+
+    def _write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
 
 
 def collect_locally(
@@ -24,10 +75,12 @@ def collect_locally(
     options: dict[str, dict[str, Any]],
     artifacts_dir: Path | None = None,
     save: Mapping[str, Path] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run each collector once; return (exit code, envelope). Exit 0 only if all succeeded.
 
     Artifacts named in `save` go to the file given there; the rest to `artifacts_dir`.
+    `progress` hears of each collector as it starts and finishes.
     """
     registry = load_collectors(settings)
     policy = network_policy(settings)
@@ -35,7 +88,9 @@ def collect_locally(
     created = utcnow()
     results: dict[str, Any] = {}
     try:
-        for name in names:
+        for index, name in enumerate(names, 1):
+            if progress is not None:
+                progress.started(index, name)
             results[name] = _run_one(
                 registry,
                 name,
@@ -46,6 +101,8 @@ def collect_locally(
                 artifacts_dir,
                 save or {},
             )
+            if progress is not None:
+                progress.finished(index, name, results[name])
     finally:
         registry.close()
     status = final_job_status(r["status"] for r in results.values()) or JobStatus.FAILED

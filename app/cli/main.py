@@ -93,7 +93,7 @@ def collect(
     screenshot: Path | None,
 ) -> None:
     """Run collectors in-process (no servers) and print the result envelope."""
-    from app.cli.local import collect_locally
+    from app.cli.local import TerminalProgress, collect_locally
 
     # In-process, as the invoking user: the dev profile unless COLLECTQ_ENV says otherwise
     # (a worker or API without COLLECTQ_ENV gets no dev allowances; this is neither).
@@ -121,7 +121,11 @@ def collect(
             raise click.BadParameter(f"{spec!r}: use NAME=FILE", param_hint="--artifact")
         save[name] = Path(file)
     names = [n.strip() for n in collectors.split(",") if n.strip()]
-    code, envelope = collect_locally(settings, target, names, options, save_artifacts, save)
+    # progress only for a person watching: never into a pipe or a file
+    progress = TerminalProgress(sys.stderr, names) if sys.stderr.isatty() else None
+    code, envelope = collect_locally(
+        settings, target, names, options, save_artifacts, save, progress
+    )
     click.echo(json.dumps(envelope, indent=2))
     sys.exit(code)
 

@@ -129,3 +129,29 @@ def test_flower_with_credentials_runs_behind_basic_auth(dev, profile: str) -> No
     assert access.basic_auth == "ops:pw"
     env = flower_env({"FLOWER_UNAUTHENTICATED_API": "true", "PATH": "/bin"}, access)
     assert env == {"FLOWER_BASIC_AUTH": "ops:pw", "PATH": "/bin"}  # the caller's FLOWER_* gone
+
+
+def test_compose_flower_runs_behind_basic_auth(monkeypatch, tmp_path: Path) -> None:
+    """docker-compose.yml's flower service, its secrets filled in: Flower starts (staging)
+    behind basic auth on the container's interface."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    flower = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]["flower"]
+    samples = {
+        "broker_url": "amqp://collectq:a-long-rabbit-password@rabbitmq:5672//",
+        "redis_url": "redis://:a-long-redis-password@redis:6379/0",
+        "secret_key": "s" * 48,
+        "flower_basic_auth": "ops:a-long-flower-password",
+    }
+    for name in flower["secrets"]:
+        (tmp_path / name).write_text(samples[name] + "\n")
+    for var, value in flower["environment"].items():
+        if var.endswith("_FILE"):
+            value = str(tmp_path / value.removeprefix("/run/secrets/"))
+        monkeypatch.setenv(var, str(value))
+    settings = load_settings()
+    access = flower_access(settings)
+    assert (settings.env, settings.flower_host) == ("staging", "0.0.0.0")
+    assert (access.refusal, access.basic_auth) == (None, "ops:a-long-flower-password")
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]  # the host's loopback only

@@ -260,3 +260,28 @@ def test_prometheus_scrapes_the_live_metrics_and_counts_the_jobs(
     assert wait_for(lambda: scalar(prometheus, finished) == done0 + jobs, 15, 0.2)
     assert wait_for(lambda: scalar(prometheus, submitted) == sent0 + jobs, 15, 0.2)
     assert scalar(prometheus, 'max(collectq_workers_online{queue="collect.noop"})') == 1
+
+
+def test_an_unreachable_dependency_is_reported_down_and_the_scrape_still_answers(
+    stack: LiveStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from app.metrics_scrape import ScrapeCollector
+    from app.settings import load_settings
+
+    closed = free_port()  # nothing listens there
+    for key, val in stack.env.items():
+        monkeypatch.setenv(key, val)
+    monkeypatch.setenv("COLLECTQ_BROKER_URL", f"amqp://guest:guest@127.0.0.1:{closed}//")
+    monkeypatch.setenv("COLLECTQ_REDIS_URL", f"redis://127.0.0.1:{closed}/0")
+    registry = CollectorRegistry()
+    registry.register(ScrapeCollector(load_settings()))
+    started = time.monotonic()
+    text = generate_latest(registry).decode()
+    assert time.monotonic() - started < 10
+    assert value(text, "collectq_dependency_up", dependency="broker") == 0
+    assert value(text, "collectq_dependency_up", dependency="redis") == 0
+    assert "collectq_queue_depth{" not in text
+    assert "collectq_workers_online{" not in text
+    assert value(text, "collectq_build_info") == 1

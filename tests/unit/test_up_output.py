@@ -11,7 +11,7 @@ import pytest
 
 from app.cli.flowercmd import flower_access, flower_env
 from app.cli.upoutput import ChildLog, EchoFilter, line_level, render_banner, rotate_logs
-from app.settings import load_settings
+from app.settings import Settings, load_settings
 
 DEV_TEXT = "05:24:13.331 WARNING collectq.metrics: listener not started"
 
@@ -100,7 +100,7 @@ def test_banner_aligns_its_rows() -> None:
 
 
 @pytest.fixture
-def dev(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def dev(monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("COLLECTQ_ENV", "dev")
     return load_settings()
 

@@ -21,7 +21,8 @@ from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import wait_for
-from tests.metricsenv import live_stack
+from tests.integration import test_metrics
+from tests.metricsenv import LiveStack, http, live_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -29,6 +30,11 @@ DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DATASOURCE_UID = "collectq-prom"
 EXPECTED_DASHBOARDS = {"api.json", "queues-workers.json", "collectors.json"}
+
+# Debian's Prometheus scraping this module's `stack` with deploy/prometheus/prometheus.yml
+# (test_metrics' fixture, registered here under a name of its own).
+live_prometheus = test_metrics.prometheus
+query = test_metrics.query
 
 # Metrics of the exporters collectq does not implement (deploy/prometheus/prometheus.yml).
 EXTERNAL_PREFIXES = ("rabbitmq_", "redis_", "flower_")
@@ -54,7 +60,6 @@ PROMQL_WORDS = {
     "nan",
     "atan2",
 }
-GRAFANA_RANGES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
 
 
 def promql_metric_names(expr: str) -> set[str]:
@@ -92,9 +97,19 @@ def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
     return exprs
 
 
-def rule_exprs() -> list[str]:
+def alert_rules() -> list[dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [rule["expr"] for group in groups for rule in group["rules"]]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def rule_exprs() -> list[str]:
+    return [rule["expr"] for rule in alert_rules()]
+
+
+def grafana_to_promql(expr: str, rate_interval: str = "5m") -> str:
+    """A panel's query as Grafana sends it, every variable at "All"."""
+    expr = expr.replace("$__rate_interval", rate_interval).replace("$__interval", "1m")
+    return re.sub(r"\$\w+", ".*", expr.replace("$__range", "1h"))
 
 
 def unknown_metrics(exprs: list[str], known: set[str], *, rules: bool) -> dict[str, set[str]]:
@@ -211,21 +226,18 @@ def test_dashboard_is_well_formed(path: Path) -> None:
 def test_dashboard_queries_parse_as_promql(tmp_path: Path) -> None:
     """promtool parses every query (Grafana's variables replaced by values it would send)."""
     exprs = [e for path in DASHBOARDS for e in dashboard_exprs(load(path))]
-    rules = []
-    for i, expr in enumerate(exprs):
-        if expr.startswith("label_values("):
-            continue
-        for var, value in GRAFANA_RANGES.items():
-            expr = expr.replace(var, value)
-        rules.append({"record": f"dashboard:query{i}", "expr": re.sub(r"\$\w+", ".*", expr)})
+    rules = [
+        {"record": f"dashboard:query{i}", "expr": grafana_to_promql(expr)}
+        for i, expr in enumerate(exprs)
+        if not expr.startswith("label_values(")
+    ]
     assert len(rules) > 30
-    (tmp_path / "queries.yml").write_text(
-        yaml.safe_dump({"groups": [{"name": "q", "rules": rules}]})
-    )
+    queries = tmp_path / "queries.yml"
+    queries.write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": rules}]}))
     promtool = shutil.which("promtool")
     assert promtool, "promtool not found: install Debian's prometheus package"
     result = subprocess.run(
-        [promtool, "check", "rules", str(tmp_path / "queries.yml")],
+        [promtool, "check", "rules", str(queries)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -250,7 +262,7 @@ def test_provisioning_points_at_the_dashboards_and_the_datasource() -> None:
     assert f"deploy/grafana/dashboards:{mount}" in (ROOT / "docs" / "operations.md").read_text()
 
 
-# ------------------------------------------------------------------ live names
+# ------------------------------------------------------------------ live
 
 
 def exposed_names(text: str) -> set[str]:
@@ -263,30 +275,32 @@ def exposed_names(text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def live_names(vhost: str, tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """The names of a live API's and worker's /metrics after a job with a retry, a reaper
-    tick and an open circuit breaker (so that every series the dashboards use exists)."""
+def stack(vhost: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """A live API and worker after a job with a retry, a 404, a reaper tick and an open
+    circuit breaker: every series the dashboards and rules use exists."""
     from app.jobs.breaker import Breakers
     from collectors.base import TargetConnectError
 
-    with live_stack(vhost, tmp_path_factory.mktemp("dashboards")) as stack:
-        job = stack.run_job(["noop", "flaky"], {"flaky": {"fail_times": 1}})
+    with live_stack(vhost, tmp_path_factory.mktemp("dashboards")) as s:
+        job = s.run_job(["noop", "flaky"], {"flaky": {"fail_times": 1}})
         assert job["status"] == "succeeded", job
-        celery = Celery("t", broker=stack.env["COLLECTQ_BROKER_URL"], set_as_current=False)
+        assert s.api("/no/such/page")[0] == 404
+        celery = Celery("t", broker=s.env["COLLECTQ_BROKER_URL"], set_as_current=False)
         celery.send_task("maintenance.reap", queue="maintenance")
-        Breakers(
-            stack.env["COLLECTQ_REDIS_URL"],
-            stack.env["COLLECTQ_REDIS_PREFIX"],
+        breakers = Breakers(
+            s.env["COLLECTQ_REDIS_URL"],
+            s.env["COLLECTQ_REDIS_PREFIX"],
             fail_max=1,
             reset_timeout=60,
-        ).call("http://127.0.0.1:9", lambda: TargetConnectError("refused"))
+        )
+        breakers.call("http://127.0.0.1:9", lambda: TargetConnectError("refused"))
+        wait_for(lambda: "collectq_beat_last_tick" in s.api_metrics(), timeout=10, interval=0.1)
+        yield s
 
-        def api_names() -> set[str] | None:
-            names = exposed_names(stack.api_metrics())
-            return names if "collectq_beat_last_tick_timestamp_seconds" in names else None
 
-        names: set[str] = wait_for(api_names, timeout=10, interval=0.1)
-        return names | exposed_names(stack.worker_metrics())
+@pytest.fixture(scope="module")
+def live_names(stack: LiveStack) -> set[str]:
+    return exposed_names(stack.api_metrics()) | exposed_names(stack.worker_metrics())
 
 
 @pytest.mark.integration
@@ -319,3 +333,52 @@ def test_every_collectq_metric_is_on_a_dashboard(live_names: set[str]) -> None:
     }
     shown = {re.sub(r"_(bucket|count|sum|total|created)$", "", n) for n in used}
     assert families - shown == set()
+
+
+# Panels that show only failures: empty on a healthy live stack.
+FAILURE_ONLY_PANELS = {
+    "5xx ratio (5m)",
+    "5xx error ratio by route",
+    "Failure ratio (15 min) by collector",
+    "Refused by open breakers/s",
+}
+
+
+@pytest.mark.integration
+def test_dashboards_show_data_from_a_real_prometheus(
+    stack: LiveStack, live_prometheus: str
+) -> None:
+    """Debian's Prometheus scrapes the live listeners (deploy/prometheus/prometheus.yml,
+    tests/integration/test_metrics.py): every query runs, and every panel on collectq's
+    own metrics shows data, but those that show only failures."""
+    flaky = 'collectq_collector_retries_total{collector="flaky"}'
+    wait_for(
+        lambda: query(live_prometheus, flaky) and query(live_prometheus, f"rate({flaky}[1m])"),
+        20,
+        0.2,
+    )
+    for path in DASHBOARDS:
+        for panel in panels(load(path)):
+            exprs = [t["expr"] for t in panel.get("targets", [])]
+            results = [
+                query(live_prometheus, grafana_to_promql(e, rate_interval="1m")) for e in exprs
+            ]
+            own = all(n.startswith("collectq_") for e in exprs for n in promql_metric_names(e))
+            if own and panel["title"] not in FAILURE_ONLY_PANELS:
+                assert all(results), f"{path.name}: {panel['title']} shows no data"
+
+
+@pytest.mark.integration
+def test_alert_rules_evaluate_without_error_on_a_real_prometheus(live_prometheus: str) -> None:
+    """The rules Prometheus loaded (prometheus.yml's rule_files) evaluate cleanly on live series."""
+
+    def evaluated() -> list[dict[str, Any]] | None:
+        status, body = http(f"{live_prometheus}/api/v1/rules?type=alert")
+        assert status == 200, body
+        rules = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]
+        ready = rules and all(r["health"] != "unknown" for r in rules)
+        return rules if ready else None
+
+    rules = wait_for(evaluated, 20, 0.2)
+    assert {r["name"] for r in rules} == {r["alert"] for r in alert_rules()}
+    assert {r["name"]: r.get("lastError", "") for r in rules if r["health"] != "ok"} == {}

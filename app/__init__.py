@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, api_tracing: bool = True) -> Flask:
     """Build the Flask app (API + Celery wiring) from `settings` (default: the environment)."""
     from app.factory import create_app as _create
 
-    return _create(settings)
+    return _create(settings, api_tracing=api_tracing)

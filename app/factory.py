@@ -9,18 +9,25 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.celery_app import celery_init_app
+from app.errortracking import init_error_tracking
 from app.logs import configure_logging
 from app.runtime import EXTENSION, build_runtime
 from app.settings import UP_TOKEN_VAR, Settings, load_settings
+from app.tracing import init_api_tracing
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("collectq")
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, api_tracing: bool = True) -> Flask:
+    """`api_tracing=False`: a Celery process (`app.worker`), which starts tracing at
+    Celery's process signals instead (after the pool's fork)."""
     settings = settings or load_settings()
     configure_logging(settings)
+    from api.requests import request_id  # api → app, never the other way at import time
+
+    init_error_tracking(settings, request_id)
     # No static folder: Flask would serve <cwd>/static (the import name is no package).
     app = Flask("collectq", static_folder=None)
     app.config.update(
@@ -34,6 +41,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # its own address (and so its own rate-limit bucket).
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    if api_tracing:
+        init_api_tracing(app)  # before the API's hooks: its span opens first
     if not settings.auth and not os.environ.get(UP_TOKEN_VAR):
         # `collectq up` (whose children hold UP_TOKEN_VAR) says it once in its banner,
         # rather than once per process here.
@@ -45,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION] = build_runtime(settings)
     celery_init_app(app)
 
-    from api import init_api  # api → app, never the other way at import time
+    from api import init_api
 
     init_api(app)
     return app

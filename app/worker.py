@@ -6,16 +6,25 @@ It only builds the app and exposes `celery_app`; per-process hooks live here.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    beat_init,
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from app import create_app
+from app.errortracking import init_error_tracking
 from app.jobs.names import collector_queue
 from app.metrics_worker import connect_worker_metrics
 from app.tasklog import connect_task_logging
+from app.tracing import BEAT_SERVICE, init_tracing, init_worker_tracing, shutdown_tracing
 from collectors.base import CollectorError
 
-flask_app = create_app()
+flask_app = create_app(api_tracing=False)  # tracing starts at the signals below
 celery_app = flask_app.extensions["celery"]
 connect_worker_metrics(celery_app, flask_app.extensions["collectq"])
 connect_task_logging()
@@ -52,3 +61,25 @@ def _warm_collectors(**_: object) -> None:
 @worker_process_shutdown.connect
 def _close_collectors(**_: object) -> None:
     flask_app.extensions["collectq"].registry.close()
+
+
+@worker_init.connect
+def _trace_worker(sender: Any, **_: object) -> None:
+    init_worker_tracing(celery_app, sender.pool_cls)  # threads/solo: the tasks run here
+
+
+@worker_process_init.connect
+def _observe_pool_process(**_: object) -> None:
+    """A prefork pool process: its own Sentry client and tracer provider, after the fork."""
+    init_error_tracking(flask_app.extensions["collectq"].settings)
+    init_worker_tracing(celery_app)
+
+
+@worker_process_shutdown.connect
+def _flush_traces(**_: object) -> None:
+    shutdown_tracing()
+
+
+@beat_init.connect
+def _trace_beat(**_: object) -> None:
+    init_tracing(BEAT_SERVICE)

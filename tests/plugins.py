@@ -25,6 +25,8 @@ class FlakyOptions(Schema):
     stubborn = fields.Boolean(load_default=False)
     # the process dies on every attempt (a poison message)
     crash = fields.Boolean(load_default=False)
+    # a bug: raise a RuntimeError with this message (no CollectorError)
+    bug = fields.String(load_default=None)
 
 
 class FlakyResult(Schema):
@@ -41,6 +43,8 @@ class FlakyCollector(Collector):
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
         if options["crash"]:
             os._exit(13)
+        if options["bug"]:
+            raise RuntimeError(options["bug"])
         if options["sleep"] and (
             not options["slow_attempts"] or ctx.attempt <= options["slow_attempts"]
         ):

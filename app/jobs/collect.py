@@ -21,6 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from opentelemetry import trace
 from redis.exceptions import RedisError
 
 from app.jobs.backoff import backoff_delay
@@ -89,8 +90,21 @@ def collect(
         return "missing"
     ctx.observer.started(collector)
     watch = Stopwatch()
-    outcome = _run_guarded(ctx, spec, collector, begin.attempt, interrupts)
-    return _conclude(ctx, spec, collector, begin.attempt, outcome, watch)
+    # The collector's span (a child of the task's, when tracing is on; a no-op otherwise).
+    # The host only: a target URL may carry credentials or a tenant's query.
+    with trace.get_tracer(__name__).start_as_current_span(
+        "collector.run",
+        attributes={
+            "collectq.collector": collector,
+            "collectq.job_id": job_id,
+            "collectq.attempt": begin.attempt,
+            "server.address": host_of(spec.target),
+        },
+    ) as span:
+        outcome = _run_guarded(ctx, spec, collector, begin.attempt, interrupts)
+        if isinstance(outcome, CollectorError) and span.is_recording():
+            span.set_attribute("collectq.error", outcome.type)
+        return _conclude(ctx, spec, collector, begin.attempt, outcome, watch)
 
 
 def _run_guarded(
@@ -144,15 +158,15 @@ def _conclude(
     if isinstance(outcome, CollectorError):
         ctx.observer.errored(collector, outcome.type)
         if outcome.retryable and attempt <= settings.max_retries:
-            ctx.observer.ran(collector, CollectorStatus.RETRYING, _seconds(watch))
+            _ran(ctx, collector, CollectorStatus.RETRYING, watch)
             return _retry_later(ctx, spec.id, collector, attempt, outcome, watch)
         if isinstance(outcome, TransientResponse):
             outcome = outcome.result  # retries exhausted: the target's own answer is data
     if isinstance(outcome, CollectorError):
-        ctx.observer.ran(collector, CollectorStatus.FAILED, _seconds(watch))
+        _ran(ctx, collector, CollectorStatus.FAILED, watch)
         body = failed_body(outcome, **watch.timing())
         return _record(ctx, spec.id, collector, CollectorStatus.FAILED, attempt, body)
-    ctx.observer.ran(collector, CollectorStatus.SUCCEEDED, _seconds(watch))
+    _ran(ctx, collector, CollectorStatus.SUCCEEDED, watch)
     artifacts = ctx.store.artifacts.put_all(
         spec.id, outcome.artifacts, budget=settings.artifact_budget_bytes
     )
@@ -185,6 +199,15 @@ def _retry_later(
         watch_in=delay + settings.reap_queued_after,
     )
     return Retry(delay, error)
+
+
+def _ran(ctx: JobContext, collector: str, outcome: str, watch: Stopwatch) -> None:
+    """A run ended (`succeeded`, `failed` or `retrying`): the observer and the span know."""
+    ctx.observer.ran(collector, outcome, _seconds(watch))
+    span = trace.get_current_span()
+    span.set_attribute("collectq.outcome", str(outcome))
+    if outcome == CollectorStatus.FAILED:
+        span.set_status(trace.StatusCode.ERROR)
 
 
 def _seconds(watch: Stopwatch) -> float:

@@ -51,9 +51,11 @@ class Child:
     def start(self, env: dict[str, str]) -> None:
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which
         # then stops the children in order instead of all at once.
+        own = {f"{var}_FILE": None for var in self.env}  # a file would win over the variable
+        merged = {k: v for k, v in env.items() if k not in own} | self.env
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
             self.argv,
-            env=env | self.env,
+            env=merged,
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

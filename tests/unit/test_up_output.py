@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -11,7 +12,9 @@ import pytest
 
 from app.cli.flowercmd import flower_access, flower_env
 from app.cli.upoutput import ChildLog, EchoFilter, line_level, render_banner, rotate_logs
+from app.cli.upplan import plan_up
 from app.settings import Settings, load_settings
+from tests.conftest import free_port
 
 DEV_TEXT = "05:24:13.331 WARNING collectq.metrics: listener not started"
 
@@ -155,3 +158,39 @@ def test_compose_flower_runs_behind_basic_auth(monkeypatch, tmp_path: Path) -> N
     assert (settings.env, settings.flower_host) == ("staging", "0.0.0.0")
     assert (access.refusal, access.basic_auth) == (None, "ops:a-long-flower-password")
     assert flower["ports"] == ["127.0.0.1:5555:5555"]  # the host's loopback only
+
+
+# What `up` runs and says (no process started).
+
+
+def test_up_plan_gives_each_worker_a_metrics_port_and_starts_flower_last(dev) -> None:
+    settings = replace(dev, metrics_port=19464, flower_port=free_port())
+    plan = plan_up(settings, embedded_redis=6390)
+    roles = [c.name for c in plan.children]
+    assert roles[0] == "api"
+    assert roles[-2:] == ["beat", "flower"]
+    workers = [c for c in plan.children if c.name.startswith("worker ")]
+    assert [c.env["COLLECTQ_WORKER_METRICS_PORT"] for c in workers] == [
+        str(19465 + i) for i in range(len(workers))
+    ]
+    assert all("-q" in c.argv for c in workers)  # no Celery banner
+    assert [c.name for c in plan.children if c.after_workers] == ["flower"]
+    rows = dict(plan.rows)
+    assert rows["metrics"].startswith("http://127.0.0.1:19464/metrics (API); workers on")
+    assert rows["Flower"].startswith(f"http://127.0.0.1:{settings.flower_port}  (OPEN")
+    assert f"http://127.0.0.1:{settings.flower_port}/healthcheck" in plan.health
+
+
+def test_up_plan_runs_without_flower_and_says_why(dev) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        plan = plan_up(replace(dev, flower_port=port, metrics_port=0), embedded_redis=None)
+    assert "flower" not in [c.name for c in plan.children]
+    rows = dict(plan.rows)
+    assert (
+        rows["Flower"]
+        == f"not started: port {port} on 127.0.0.1 is in use (set COLLECTQ_FLOWER_PORT)"
+    )
+    assert "metrics" not in rows  # the API's listener off, no worker port set
+    assert all(not c.env for c in plan.children)

@@ -64,7 +64,8 @@ class RunningApi:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 return resp.status, json.loads(resp.read() or b"null"), dict(resp.headers)
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null"), dict(err.headers)
+            with err:  # its socket, else a ResourceWarning
+                return err.code, json.loads(err.read() or b"null"), dict(err.headers)
 
     def wait(self, job_id: str, timeout: float = 20.0) -> dict[str, Any]:
         """The job's envelope once it is finished."""

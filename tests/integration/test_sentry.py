@@ -104,9 +104,9 @@ def test_api_and_worker_errors_reach_sentry_tagged_and_scrubbed(
         sentry_ingest() as (ingest, dsn),
         running_api({**service_env, "COLLECTQ_SENTRY_DSN": dsn}, tmp_path) as api,
     ):
-        # a threads pool: the worker's main process runs the tasks (and its Sentry client)
-        start_worker("collect.flaky,collect.noop", concurrency=2,
-                     COLLECTQ_WORKER_POOL="threads", COLLECTQ_SENTRY_DSN=dsn)  # fmt: skip
+        # a prefork pool: the pool process that runs the task starts its own client
+        start_worker("collect.flaky", concurrency=1,
+                     COLLECTQ_WORKER_POOL="prefork", COLLECTQ_SENTRY_DSN=dsn)  # fmt: skip
         api.wait_ready()
         # the worker: a collector with a bug (not a CollectorError) that says too much
         bug = f"boom at http://admin:{URL_PASSWORD}@127.0.0.1/x?token={QUERY_TOKEN} {JWT}"

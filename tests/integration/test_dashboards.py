@@ -351,12 +351,10 @@ def test_dashboards_show_data_from_a_real_prometheus(
     """Debian's Prometheus scrapes the live listeners (deploy/prometheus/prometheus.yml,
     tests/integration/test_metrics.py): every query runs, and every panel on collectq's
     own metrics shows data, but those that show only failures."""
-    flaky = 'collectq_collector_retries_total{collector="flaky"}'
-    wait_for(
-        lambda: query(live_prometheus, flaky) and query(live_prometheus, f"rate({flaky}[1m])"),
-        20,
-        0.2,
-    )
+    # two scrapes of each target (a rate needs them): the API's and the worker's counters
+    api = 'collectq_http_requests_total{route="/v1/jobs", method="POST"}'
+    worker = 'collectq_collector_retries_total{collector="flaky"}'
+    wait_for(lambda: all(query(live_prometheus, f"rate({m}[1m])") for m in (api, worker)), 20, 0.2)
     for path in DASHBOARDS:
         for panel in panels(load(path)):
             exprs = [t["expr"] for t in panel.get("targets", [])]

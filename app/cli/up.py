@@ -226,32 +226,39 @@ def _supervise(plan: Plan, env: dict[str, str], stopping: Callable[[], bool]) ->
         for child in plan.children:
             if not _tend(child, env, now):
                 return 1
-        if not announced and all(c.alive() for c in plan.children):
-            announced = all(_answers(url) for url in plan.health)
+        live = [c for c in plan.children if not c.given_up]
+        if not announced and all(c.alive() for c in live):
+            urls = [c.health for c in live if c.health]
+            announced = all(_answers(url) for url in urls)
             if announced:
                 terminal(render_banner("collectq up: ready; Ctrl-C to stop", plan.rows))
             elif not impatient and now - started > HEALTH_PATIENCE:
                 impatient = True
-                _say(f"not answering yet after {HEALTH_PATIENCE:.0f}s: {', '.join(plan.health)}")
+                _say(f"not answering yet after {HEALTH_PATIENCE:.0f}s: {', '.join(urls)}")
         time.sleep(0.2)
     return 0
 
 
 def _tend(child: Child, env: dict[str, str], now: float) -> bool:
     """Schedule the restart of a child that died, or restart it when its delay is over;
-    False when it keeps dying (up gives up)."""
-    if child.alive() or child.proc is None:
+    False when an essential child keeps dying (up gives up; an optional one stays down)."""
+    if child.given_up or child.alive() or child.proc is None:
         return True
     if child.restart_at == 0.0:
         child.failures = [t for t in child.failures if now - t < FAILURE_WINDOW] + [now]
+        tail = "\n".join(child.log.tail())
         if len(child.failures) >= MAX_FAILURES:
-            _say(f"{child.name} keeps failing ({len(child.failures)}x in a minute); stopping")
-            terminal("\n".join(child.log.tail()))
-            return False
+            then = "left stopped, the rest runs on" if child.optional else "stopping"
+            _say(f"{child.name} keeps failing ({len(child.failures)}x in a minute); {then}")
+            if tail:
+                terminal(tail)
+            child.given_up = child.optional
+            return child.optional
         delay = min(30.0, 2.0 ** (len(child.failures) - 1))
         rc = child.proc.returncode
         _say(f"{child.name} exited ({rc}); restarting in {delay:.0f}s; its last lines:")
-        terminal("\n".join(child.log.tail()))
+        if tail:
+            terminal(tail)
         child.restart_at = now + delay
     elif now >= child.restart_at:
         child.restart_at = 0.0

@@ -44,6 +44,9 @@ class Child:
     log: ChildLog
     env: dict[str, str] = field(default_factory=dict)  # this child's own variables
     after_workers: bool = False  # started once the workers are ready (or WORKER_PATIENCE)
+    health: str | None = None  # a URL that answers 200 once this child serves
+    optional: bool = False  # up runs on without it when it keeps failing
+    given_up: bool = False
     proc: subprocess.Popen[bytes] | None = None
     failures: list[float] = field(default_factory=list)
     restart_at: float = 0.0
@@ -74,10 +77,9 @@ class Child:
 
 @dataclass
 class Plan:
-    """What `up` runs, what must answer before it says it is ready, and its banner rows."""
+    """What `up` runs and its banner rows."""
 
     children: list[Child]
-    health: list[str]  # URLs that answer 200 once the service is up
     rows: list[tuple[str, str]]  # the banner's (name, value) rows
 
 
@@ -95,14 +97,14 @@ def plan_up(settings: Settings, embedded_redis: int | None) -> Plan:
     argvs["beat"] = [*cli, "beat", "-q", "-s", str(DATA_DIR / "celerybeat-schedule")]
     base = f"http://{settings.api_host}:{settings.api_port}"
     rows = [("API", base), ("docs", f"{base}/docs")]
-    health = [f"{base}/health"]
+    health = {"api": f"{base}/health"}
     access = flower_access(settings)
     refusal = access.refusal or _flower_port_taken(settings)
     if refusal is None:
         argvs["flower"] = [*cli, "flower"]
         flower = f"http://{settings.flower_host}:{settings.flower_port}"
         rows.append(("Flower", f"{flower}  ({access.state})"))
-        health.append(f"{flower}/healthcheck")  # answers without credentials
+        health["flower"] = f"{flower}/healthcheck"  # answers without credentials
     else:
         rows.append(("Flower", f"not started: {refusal}"))
     ports = _worker_metrics_ports(settings, [r for r in argvs if r.startswith("worker ")])
@@ -122,9 +124,11 @@ def plan_up(settings: Settings, embedded_redis: int | None) -> Plan:
         for role, argv in argvs.items()
     ]
     for child in children:
-        # Flower asks the workers for their state when it starts: after them, it finds them
-        child.after_workers = child.name == "flower"
-    return Plan(children, health, rows)
+        child.health = health.get(child.name)
+        # Flower asks the workers for their state when it starts: after them, it finds them.
+        # It is monitoring, not the service: up runs on without it.
+        child.after_workers = child.optional = child.name == "flower"
+    return Plan(children, rows)
 
 
 def _worker_metrics_ports(settings: Settings, workers: list[str]) -> dict[str, int]:

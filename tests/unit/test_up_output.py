@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from app.cli.flowercmd import flower_access, flower_env
 from app.cli.upoutput import ChildLog, EchoFilter, line_level, render_banner, rotate_logs
-from app.cli.upplan import plan_up
+from app.cli.upplan import Child, plan_up
 from app.settings import Settings, load_settings
 from tests.conftest import free_port
 
@@ -178,7 +179,12 @@ def test_up_plan_gives_each_worker_a_metrics_port_and_starts_flower_last(dev) ->
     rows = dict(plan.rows)
     assert rows["metrics"].startswith("http://127.0.0.1:19464/metrics (API); workers on")
     assert rows["Flower"].startswith(f"http://127.0.0.1:{settings.flower_port}  (OPEN")
-    assert f"http://127.0.0.1:{settings.flower_port}/healthcheck" in plan.health
+    health = {c.name: c.health for c in plan.children if c.health}
+    assert health == {
+        "api": f"http://127.0.0.1:{settings.api_port}/health",
+        "flower": f"http://127.0.0.1:{settings.flower_port}/healthcheck",
+    }
+    assert [c.name for c in plan.children if c.optional] == ["flower"]
 
 
 def test_up_plan_runs_without_flower_and_says_why(dev) -> None:
@@ -194,3 +200,32 @@ def test_up_plan_runs_without_flower_and_says_why(dev) -> None:
     )
     assert "metrics" not in rows  # the API's listener off, no worker port set
     assert all(not c.env for c in plan.children)
+
+
+@pytest.mark.parametrize("optional", [True, False])
+def test_a_child_that_keeps_failing_stops_up_unless_optional(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], optional: bool
+) -> None:
+    from app.cli.up import MAX_FAILURES, _tend
+
+    script = "print('05:00:00.000 ERROR   x: no port'); raise SystemExit(3)"
+    log = ChildLog("flower", tmp_path, width=6)
+    child = Child("flower", [sys.executable, "-c", script], log, optional=optional)
+    env = dict(os.environ)
+    child.start(env)
+    now, verdicts = 0.0, []
+    for _ in range(MAX_FAILURES):
+        assert child.proc is not None
+        child.proc.wait(20)
+        verdicts.append(_tend(child, env, now))  # notices the exit, schedules a restart
+        if child.restart_at:
+            now = child.restart_at  # the backoff is over
+            assert _tend(child, env, now)  # restarts it
+    log.join(10)
+    assert verdicts == [True] * (MAX_FAILURES - 1) + [optional]
+    assert child.given_up is optional
+    err = capsys.readouterr().err
+    then = "left stopped, the rest runs on" if optional else "stopping"
+    assert f"collectq up: flower keeps failing ({MAX_FAILURES}x in a minute); {then}" in err
+    assert "collectq up: flower exited (3); restarting in 1s; its last lines:" in err
+    assert "flower | 05:00:00.000 ERROR   x: no port" in err

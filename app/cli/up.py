@@ -189,7 +189,7 @@ def run_up() -> int:
     settings, env, redis_port = prepared
     stopping = _stop_on_signals()
     plan = plan_up(settings, redis_port)
-    rotate_logs(LOG_DIR, [c.name for c in plan.children])
+    rotate_logs(LOG_DIR, [c.name for c in plan.children] + ["redis"])
     _say(f"starting ({settings.env} profile); each process logs to {LOG_DIR}/<process>.log")
     redis_proc: subprocess.Popen[bytes] | None = None
     if redis_port is not None:

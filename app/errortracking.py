@@ -7,7 +7,7 @@ collector that crashed (`collectors.runner` logs it the same way), a task that r
 and the collector; release ``collectq@<version>``, environment the COLLECTQ_ENV profile.
 
 What never does: request bodies (targets, options, header values of a job), cookies,
-frame-local variables, and every secret the scrubber recognises wherever it stands in
+frame-local variables, and every secret the scrubber (`app.scrub`) recognises wherever it stands in
 the event (breadcrumbs included): API keys ``cq_…``, JWTs, ``Bearer``/``Basic``
 credentials, URL userinfo (``scheme://user:***@host``), query or ``key=value`` parameters
 named like a password/token/secret/key/signature, and the values of the Authorization,
@@ -19,56 +19,22 @@ process after the fork (`app.worker`), where the client gets its own transport t
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
+from app.logcontext import current
+from app.scrub import scrub_text
 from app.settings import Settings
 
-__all__ = ["FILTERED", "init_error_tracking", "scrub", "scrub_event", "scrub_text"]
+__all__ = ["FILTERED", "init_error_tracking", "scrub", "scrub_event"]
 
 FILTERED = "[Filtered]"
 SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"}
 )
-_SENSITIVE_PARAM = (
-    r"[\w.-]*(?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key"
-    r"|private[_-]?key|signature|sig|credentials?|session|auth)[\w.-]*|key"
-)
-# (pattern, replacement), applied in order to every string of an event.
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # header lines and header-like pairs: "Authorization: Bearer …", "'X-API-Key': '…'"
-    (
-        re.compile(
-            r"(?i)\b((?:proxy-)?authorization|x-api-key|(?:set-)?cookie)"
-            r"([\"']?\s*[:=]\s*[\"']?)[^\r\n\"']+"
-        ),
-        rf"\1\2{FILTERED}",
-    ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;\"']+"), rf"\1 {FILTERED}"),
-    (re.compile(r"\bcq_[0-9A-Za-z_]{6,}"), f"cq_{FILTERED}"),
-    (re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"), FILTERED),
-    # a URL's userinfo: user:password@ keeps the user; a lone token@ (redis://tok@) goes
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@\"']*):[^/\s@\"']+@"), r"\1:***@"),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@\"']+@"), r"\1***@"),
-    # ?token=…, &password=…, password=… in text
-    (
-        re.compile(rf"(?i)(^|[?&;\s,(\"'])({_SENSITIVE_PARAM})=[^&#\s\"',;)]+"),
-        r"\1\2=***",
-    ),
-)
-
-# The API's request id (api.requests), given by the factory: app.* never imports api.
-_request_id: list[Callable[[], str]] = []
+# The log context's fields an event is tagged with (the owner is not sent to Sentry).
+TAGGED_FIELDS = ("request_id", "job_id", "task_id", "collector")
 _tagging: list[bool] = []  # the tagging processor is on the (process-global) scope
-
-
-def scrub_text(text: str) -> str:
-    """`text` with every recognised secret replaced."""
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def scrub(value: Any) -> Any:
@@ -110,30 +76,17 @@ def _scrub_breadcrumb(crumb: dict[str, Any], hint: Any = None) -> dict[str, Any]
 
 
 def _correlation_tags(event: dict[str, Any], hint: Any = None) -> dict[str, Any]:
-    """Tag the event with the request id (API request or task header) and the job's ids."""
+    """Tag the event with the request id and the job's ids: the log context's fields,
+    bound per API request (`api.requests`) and per task (`app.tasklog`)."""
     tags = event.setdefault("tags", {})
-    from flask import has_request_context
-
-    if has_request_context() and _request_id:
-        tags.setdefault("request_id", _request_id[0]() or None)
-    from celery import current_task
-
-    from app.jobs.names import collector_task
-
-    if current_task and current_task.request.id:
-        request = current_task.request
-        request_id = getattr(request, "x_request_id", None)  # the API's task header
-        if request_id:
-            tags.setdefault("request_id", str(request_id))
-        args = request.args or ()
-        if len(args) == 2 and current_task.name == collector_task(str(args[1])):
-            tags.setdefault("job_id", str(args[0]))
-            tags.setdefault("collector", str(args[1]))
-    event["tags"] = {k: v for k, v in tags.items() if v is not None}
+    context = current()
+    for name in TAGGED_FIELDS:
+        if context.get(name):
+            tags.setdefault(name, context[name])
     return event
 
 
-def init_error_tracking(settings: Settings, request_id: Callable[[], str] | None = None) -> bool:
+def init_error_tracking(settings: Settings) -> bool:
     """Start the Sentry client of this process if a DSN is set; return whether it did."""
     if not settings.sentry_dsn:
         return False
@@ -142,8 +95,6 @@ def init_error_tracking(settings: Settings, request_id: Callable[[], str] | None
     from sentry_sdk.integrations.flask import FlaskIntegration
     from sentry_sdk.scrubber import EventScrubber
 
-    if request_id is not None:
-        _request_id[:] = [request_id]
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         release=f"collectq@{version('collectq')}",

@@ -25,9 +25,7 @@ def create_app(settings: Settings | None = None, *, api_tracing: bool = True) ->
     Celery's process signals instead (after the pool's fork)."""
     settings = settings or load_settings()
     configure_logging(settings)
-    from api.requests import request_id  # api → app, never the other way at import time
-
-    init_error_tracking(settings, request_id)
+    init_error_tracking(settings)
     # No static folder: Flask would serve <cwd>/static (the import name is no package).
     app = Flask("collectq", static_folder=None)
     app.config.update(
@@ -54,7 +52,7 @@ def create_app(settings: Settings | None = None, *, api_tracing: bool = True) ->
     app.extensions[EXTENSION] = build_runtime(settings)
     celery_init_app(app)
 
-    from api import init_api
+    from api import init_api  # api → app, never the other way at import time
 
     init_api(app)
     return app

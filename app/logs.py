@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter as _PJLFormatter
 
 from app.logcontext import FIELDS, current
+from app.scrub import scrub_text
 from app.settings import Settings
 
 __all__ = [
@@ -44,25 +44,10 @@ __all__ = [
 # `data` (the arguments of its own messages, task args and return values included).
 _NOT_EXTRA = frozenset(RESERVED_ATTRS) | {"message", "asctime", "data", *FIELDS}
 
-# What `scrub` hides, in case a message or an exception carries it.
-_SCRUB = [
-    # userinfo of a URL: scheme://user:password@host (app/urls.py shows URLs the same way)
-    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"\\]*):[^\s/@\"\\]*@"), r"\1:***@"),
-    # an Authorization header value
-    (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
-    # a JWT (header.payload.signature, base64url)
-    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "***"),
-    # the secret of an API key, cq_<prefix>_<secret><checksum> (app/auth/apikeys.py);
-    # the prefix is the key's public id and stays
-    (re.compile(r"\b(cq_[0-9a-z]{12})_[0-9A-Za-z]{8,}"), r"\1_***"),
-]
-
 
 def scrub(text: str) -> str:
-    """`text` with credentials hidden (the last line of defence, not the first)."""
-    for pattern, replacement in _SCRUB:
-        text = pattern.sub(replacement, text)
-    return text
+    """`text` with credentials hidden (`app.scrub`; the last line of defence, not the first)."""
+    return scrub_text(text)
 
 
 class ContextFilter(logging.Filter):

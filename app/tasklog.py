@@ -3,9 +3,10 @@
 `task_prerun` binds the task's fields (`app.logcontext`) in the process or thread that
 runs the task, `task_postrun` unbinds them: the collector's lines, the store's, a retry's
 and Celery's own "Task … succeeded" / "retry" lines all carry task_id, job_id, collector
-and the request_id of the API request that published the job (the ``x_request_id``
-header `app.jobs.broker.publish` sets; `Task.retry` copies a request's custom headers
-into the retried message, so a retry keeps it).
+the request_id of the API request that published the job and the job's owner (the
+headers `app.jobs.broker.publish` sets; `Task.retry` copies a request's custom headers
+into the retried message, so a retry keeps them; the reaper's requeue sends them again
+from the job record).
 
 Celery logs some lines about a task in the worker's main process, outside any task
 (received, a hard time limit): `TaskRecordFilter` reads the task id and name Celery
@@ -21,12 +22,11 @@ from typing import Any
 from celery import Task
 from celery.signals import task_postrun, task_prerun
 
+from app.jobs.broker import OWNER_HEADER, REQUEST_ID_HEADER
 from app.jobs.names import collector_task
 from app.logcontext import bind, clear, reset
 
-__all__ = ["REQUEST_ID_HEADER", "TaskRecordFilter", "connect_task_logging", "task_fields"]
-
-REQUEST_ID_HEADER = "x_request_id"  # as app/jobs/broker.py publishes it
+__all__ = ["TaskRecordFilter", "connect_task_logging", "task_fields"]
 
 # task id → the token that undoes its bind (a thread pool runs several tasks at once)
 _tokens: dict[str, Token[Any]] = {}
@@ -42,10 +42,11 @@ def task_fields(task_name: str, task_id: str) -> dict[str, str]:
 
 
 def _bind_task(task_id: str, task: Task, **_: Any) -> None:  # type: ignore[type-arg]
-    request_id = task.request.get(REQUEST_ID_HEADER)
+    request_id, owner = (task.request.get(h) for h in (REQUEST_ID_HEADER, OWNER_HEADER))
     _tokens[task_id] = bind(
         **task_fields(task.name, task_id),
         request_id=request_id if isinstance(request_id, str) else None,
+        owner=owner if isinstance(owner, str) else None,
     )
 
 

@@ -144,17 +144,19 @@ def _task_attributes(task: Any = None, args: Any = None, **_: Any) -> None:
     """The task span (current: the instrumentation opened it) gets the job's ids."""
     from opentelemetry import trace
 
-    from app.jobs.names import collector_task
+    from app.jobs.broker import REQUEST_ID_HEADER
+    from app.tasklog import task_fields
 
     span = trace.get_current_span()
-    if task is None or not span.is_recording():
+    if task is None or not span.is_recording() or not task.request.id:
         return
-    request_id = getattr(task.request, "x_request_id", None)
+    request_id = task.request.get(REQUEST_ID_HEADER)
     if request_id:
         span.set_attribute(REQUEST_ID_ATTRIBUTE, str(request_id))
-    if args and len(args) == 2 and task.name == collector_task(str(args[1])):
-        span.set_attribute("collectq.job_id", str(args[0]))
-        span.set_attribute("collectq.collector", str(args[1]))
+    fields = task_fields(task.name, task.request.id)
+    for name in ("job_id", "collector"):
+        if name in fields:
+            span.set_attribute(f"collectq.{name}", fields[name])
 
 
 def init_worker_tracing(celery: Celery, pool_cls: Any = None) -> bool:

@@ -192,7 +192,7 @@ def cost_breakdown(env: dict[str, str], n: int = 200) -> dict[str, float]:
             owner="bench", target="example.org", collectors=["noop"], options={}, labels={}
         )["id"]
         t1 = time.perf_counter()
-        broker.publish(celery, rt, job_id, ["noop"], None)
+        broker.publish(celery, rt, job_id, ["noop"], owner="bench", request_id=None)
         t2 = time.perf_counter()
         create, publish = create + (t1 - t0), publish + (t2 - t1)
     t0 = time.perf_counter()

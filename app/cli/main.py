@@ -162,8 +162,6 @@ def api(bind: str | None) -> None:
             "30",
             "--timeout",
             str(max(60, s.max_wait + 30)),
-            "--access-logfile",
-            "-",
             "app.wsgi:application",
         ]
     )

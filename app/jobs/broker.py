@@ -13,10 +13,21 @@ from app.jobs.names import collector_queue, collector_task
 if TYPE_CHECKING:
     from app.jobs.context import JobContext
 
-__all__ = ["ENQUEUED_AT_HEADER", "PUBLISH_ERRORS", "publish", "queue_depths"]
+__all__ = [
+    "ENQUEUED_AT_HEADER",
+    "OWNER_HEADER",
+    "PUBLISH_ERRORS",
+    "REQUEST_ID_HEADER",
+    "publish",
+    "queue_depths",
+]
 
 # When the message was published (unix time): the worker measures its queue wait from it.
 ENQUEUED_AT_HEADER = "x_enqueued_at"
+# The API request that caused the job, and the job's owner: every log line (app.tasklog),
+# Sentry event and span the job causes in the worker names them.
+REQUEST_ID_HEADER = "x_request_id"
+OWNER_HEADER = "x_owner"
 
 # What a failed publish can raise: kombu wraps most, sockets and amqp leak some.
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
@@ -34,12 +45,19 @@ except ImportError:  # pragma: no cover - amqp ships with celery[amqp]
 
 
 def publish(
-    celery: Celery, rt: JobContext, job_id: str, collectors: list[str], request_id: str | None
+    celery: Celery,
+    rt: JobContext,
+    job_id: str,
+    collectors: list[str],
+    *,
+    owner: str,
+    request_id: str | None,
 ) -> None:
     """Publish one message per collector and wait for the broker's confirms (bounded)."""
     timeout = rt.settings.publish_timeout
-    headers: dict[str, Any] = {"x_request_id": request_id} if request_id else {}
-    headers[ENQUEUED_AT_HEADER] = time.time()
+    headers: dict[str, Any] = {OWNER_HEADER: owner, ENQUEUED_AT_HEADER: time.time()}
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
     with celery.producer_or_acquire() as producer:
         for name in collectors:
             celery.send_task(

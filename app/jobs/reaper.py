@@ -173,7 +173,7 @@ def _resolve(rt: JobContext, celery: Celery, w: Watched, now: float, report: Rea
         report.failed.append(member)
     elif decision == "requeue":
         try:
-            publish(celery, rt, w.job_id, [w.collector], None)
+            publish(celery, rt, w.job_id, [w.collector], owner=w.owner, request_id=w.request_id)
             report.requeued.append(member)
         except PUBLISH_ERRORS + (RedisError,):
             log.warning("requeue failed; next pass retries", extra={"job_id": w.job_id})

@@ -113,9 +113,10 @@ def submit_job(
         collectors=collectors,
         options=options,
         labels=data.get("labels") or {},
+        request_id=request_id,
     )
     try:
-        publish(celery, rt, job_id, collectors, request_id)
+        publish(celery, rt, job_id, collectors, owner=owner, request_id=request_id)
     except PUBLISH_ERRORS as exc:
         log.warning("publish failed, job withdrawn", extra={"job_id": job_id, "error": repr(exc)})
         _withdraw(rt, job_id, owner, idempotency_key)

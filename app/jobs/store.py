@@ -86,6 +86,7 @@ class Watched:
     requeues: int
     created_at: str
     owner: str
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class JobStore:
         labels: dict[str, str],
         schedule_id: str | None = None,
         job_id: str | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """Write a queued job record and index it; return its envelope."""
         job_id = job_id or new_id("j_")
@@ -165,6 +167,8 @@ class JobStore:
         }
         if schedule_id:
             fields["schedule_id"] = schedule_id
+        if request_id:  # not in the envelope: for the reaper's requeue (its log lines)
+            fields["request_id"] = request_id
         queued = json.dumps({"status": CollectorStatus.QUEUED, "attempts": 0})
         for name in collectors:
             fields |= {f"s:{name}": CollectorStatus.QUEUED, f"a:{name}": 0, f"r:{name}": queued}
@@ -425,11 +429,18 @@ class JobStore:
     def watched(self, member: str) -> Watched | None:
         """The state of a watch member, or None (and the member dropped) if it is done."""
         job_id, collector = split_watch_member(member)
-        status, attempt, requeues, created_at, owner = cast(
+        status, attempt, requeues, created_at, owner, request_id = cast(
             builtins.list[bytes | None],
             self.redis.hmget(
                 self.keys.job(job_id),
-                [f"s:{collector}", f"a:{collector}", f"k:{collector}", "created_at", "owner"],
+                [
+                    f"s:{collector}",
+                    f"a:{collector}",
+                    f"k:{collector}",
+                    "created_at",
+                    "owner",
+                    "request_id",
+                ],
             ),
         )
         if status is None or created_at is None or status.decode() in TERMINAL_COLLECTOR:
@@ -443,6 +454,7 @@ class JobStore:
             requeues=int(requeues or 0),
             created_at=created_at.decode(),
             owner=(owner or b"").decode(),
+            request_id=_s(request_id),
         )
 
     def postpone(self, member: str, seconds: float) -> None:

@@ -2,7 +2,7 @@
 
 A request with an X-Request-ID submits a job (noop, and flaky failing once: a retry);
 the API's and the worker's output are JSON lines, and every line about the job in the
-worker carries its request id, job id, task id and collector.
+worker carries its request id, owner, job id, task id and collector.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def test_one_request_id_follows_a_job_from_the_api_to_the_worker(
     assert isinstance(submit[0]["duration_ms"], float)
     assert any(r.get("request_id") == generated for r in api_lines)
 
-    # The worker: every line a task of the job logs while it runs carries all four.
+    # The worker: every line a task of the job logs while it runs carries all five.
     about_job = [r for r in worker_lines if r.get("job_id") == job_id]
     ran = [r for r in about_job if r["logger"] != "celery.worker.strategy"]  # "received": main
     messages = " | ".join(r["message"] for r in ran)
@@ -123,6 +123,7 @@ def test_one_request_id_follows_a_job_from_the_api_to_the_worker(
     assert messages.count("succeeded") == 2, messages
     for record in ran:
         assert record["request_id"] == RID, record
+        assert record["owner"] == "logs", record
         assert record["collector"] in ("noop", "flaky"), record
         assert record["task_id"] == f"{job_id}.{record['collector']}", record
     assert {r["collector"] for r in about_job} == {"noop", "flaky"}

@@ -20,9 +20,14 @@ from tests.conftest import REDIS_URL
 pytestmark = pytest.mark.integration
 
 
-def _new(store, collectors=("a",)) -> str:
+def _new(store, collectors=("a",), request_id=None) -> str:
     return store.create(
-        owner="o", target="a.org", collectors=list(collectors), options={}, labels={}
+        owner="o",
+        target="a.org",
+        collectors=list(collectors),
+        options={},
+        labels={},
+        request_id=request_id,
     )["id"]
 
 
@@ -108,7 +113,8 @@ def test_reaper_requeues_a_vanished_message_then_gives_up_as_lost(make_app) -> N
     app = make_app(COLLECTQ_REAP_MAX_REQUEUES="1")
     rt, celery = app.extensions["collectq"], app.extensions["celery"]
     _declare_queues(app)
-    job = _new(rt.store, ["noop"])  # a record whose message never reached the broker
+    # a record whose message never reached the broker
+    job = _new(rt.store, ["noop"], request_id="req-lost-1")
     _overdue_now(rt.store, job, "noop")
 
     first = reap(rt, celery)
@@ -117,6 +123,11 @@ def test_reaper_requeues_a_vanished_message_then_gives_up_as_lost(make_app) -> N
         channel: Any = conn.default_channel  # an AMQP channel; the stubs know only StdChannel
         depth = channel.queue_declare(queue="collect.noop", passive=True)
         assert depth.message_count == 1  # the requeued message
+        # it names the request and the owner again (the worker's log lines carry them)
+        message = channel.basic_get("collect.noop", no_ack=False)
+        headers = message.properties["application_headers"]
+        assert (headers["x_request_id"], headers["x_owner"]) == ("req-lost-1", "o")
+        channel.basic_reject(message.delivery_tag, requeue=True)
 
     _overdue_now(rt.store, job, "noop")
     assert reap(rt, celery).postponed == 1  # its message is waiting: leave it

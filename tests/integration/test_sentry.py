@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import redis
 
-from app.errortracking import FILTERED, scrub_event, scrub_text
+from app.errortracking import FILTERED, scrub_event
 from app.rediskeys import RedisKeys
+from app.scrub import scrub_text
 from tests.apiprocess import running_api
 from tests.conftest import REDIS_URL, wait_for
 
@@ -167,7 +168,10 @@ def test_scrubber_hides_every_secret_form() -> None:
     }
     out = scrub_event(event)
     assert out["request"] == {"headers": {"X-Api-Key": FILTERED, "Accept": "*/*"}}
-    assert out["breadcrumbs"]["values"][0]["message"] == "GET https://u:***@h/ with cq_[Filtered]"
+    assert (
+        out["breadcrumbs"]["values"][0]["message"]
+        == "GET https://u:***@h/ with cq_abcdefghijkl_***"
+    )
 
 
 def test_sentry_off_without_a_dsn(make_app) -> None:

@@ -103,8 +103,9 @@ def test_each_thread_has_its_own_context() -> None:
 def test_scrub_hides_credentials_that_slip_into_a_line() -> None:
     key = format_token("a1b2c3d4e5f6", "S" * 32)
     text = scrub(
-        f"amqp://user:hunter2@rabbit/ Authorization: Bearer abcdefgh12345678 key {key} "
+        f"amqp://user:hunter2@rabbit/ key {key} "
         "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"
+        " Authorization: Bearer abcdefgh12345678"  # a header line is masked to its end
     )
     for secret in ("hunter2", "abcdefgh12345678", key, "S" * 32, "eyJzdWIiOiJhIn0"):
         assert secret not in text
@@ -207,3 +208,11 @@ def test_an_invalid_request_id_is_replaced_and_the_new_one_logged(api_lines, bad
     assert len(rid) == 24
     (access,) = _records(out)
     assert (access["request_id"], access["route"], access["status"]) == (rid, "unmatched", 404)
+
+
+def test_scrub_keeps_escaped_quotes_of_a_json_line(lines) -> None:
+    logger, out = lines
+    logger.info('password="pw" and Authorization: "Bearer x"', extra={"h": 'Cookie: a="b"'})
+    (record,) = _records(out)  # still one valid JSON object
+    for secret in ("pw", "Bearer x", 'a="b"'):
+        assert secret not in record["message"] + record["h"]

@@ -89,7 +89,12 @@ def running_api(env: dict[str, str], tmp_path: Path) -> Iterator[RunningApi]:
         owner="tests", name="api", scopes=["admin"], rate_limits=FIXTURE_LIMITS
     )
     port, log_path = free_port(), tmp_path / "api.log"
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTQ_")}
+    base = {  # not the shell's collectq or metrics settings (the test's own stay)
+        k: v
+        for k, v in os.environ.items()
+        if k != "PROMETHEUS_MULTIPROC_DIR"
+        and (not k.startswith("COLLECTQ_") or k.startswith("COLLECTQ_TEST_"))
+    }
     settings = {"COLLECTQ_API_WORKERS": "1", "COLLECTQ_METRICS_PORT": "0", **env}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

@@ -13,9 +13,7 @@ tests that only read metric names, e.g. the dashboards' queries).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -27,7 +25,8 @@ from typing import Any
 
 import redis
 
-from tests.conftest import AMQP_BASE, FIXTURE_LIMITS, REDIS_URL, ROOT, Worker, free_port, wait_for
+from tests.apiprocess import RunningApi, running_api
+from tests.conftest import AMQP_BASE, REDIS_URL, Worker, free_port, wait_for
 from tests.plugins import PLUGINS
 
 __all__ = ["LiveStack", "deployment_env", "http", "live_stack", "metrics_after_job"]
@@ -69,34 +68,26 @@ def http(
         return 0, b""
 
 
-def _clean_environ() -> dict[str, str]:
-    """This process's environment without the shell's collectq or metrics settings."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if k != "PROMETHEUS_MULTIPROC_DIR"
-        and (not k.startswith("COLLECTQ_") or k.startswith("COLLECTQ_TEST_"))
-    }
-
-
 @dataclass
 class LiveStack:
     env: dict[str, str]
-    api_port: int
+    running: RunningApi
     metrics_port: int
     worker_metrics_port: int
-    token: str
-    api_proc: subprocess.Popen[bytes]
     worker: Worker
-    api_log: Path
     jobs: list[str] = field(default_factory=list)
 
+    @property
+    def api_port(self) -> int:
+        return self.running.port
+
+    @property
+    def api_proc(self) -> subprocess.Popen[bytes]:
+        return self.running.proc
+
     def api(self, path: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-        status, raw = http(f"http://127.0.0.1:{self.api_port}{path}", method, body, self.token)
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw
+        status, data, _ = self.running.call(method, path, body)
+        return status, data
 
     def submit(self, collectors: list[str], options: dict[str, Any] | None = None) -> str:
         body = {"target": "http://127.0.0.1/", "collectors": collectors, "options": options or {}}
@@ -105,17 +96,8 @@ class LiveStack:
         self.jobs.append(envelope["id"])
         return str(envelope["id"])
 
-    def wait(self, job_id: str, timeout: float = 20.0) -> dict[str, Any]:
-        terminal = {"succeeded", "partial", "failed", "cancelled", "expired"}
-
-        def done() -> Any:
-            status, env = self.api(f"/v1/jobs/{job_id}?wait=5")
-            return env if status == 200 and env["status"] in terminal else None
-
-        return dict(wait_for(done, timeout=timeout, interval=0.05))
-
     def run_job(self, collectors: list[str], options: dict[str, Any] | None = None) -> dict:
-        return self.wait(self.submit(collectors, options))
+        return self.running.wait(self.submit(collectors, options))
 
     def api_metrics(self) -> str:
         return _scrape(self.metrics_port)
@@ -135,66 +117,28 @@ def live_stack(
     vhost: str, tmp_path: Path, *, api_workers: int = 2, queues: str = WORKER_QUEUES
 ) -> Iterator[LiveStack]:
     """Start the API (gunicorn, `api_workers` processes) and one worker node; stop both."""
-    from app.auth.apikeys import KeyStore
-
     env = deployment_env(vhost)
-    ports = {
-        "COLLECTQ_METRICS_PORT": free_port(),
-        "COLLECTQ_WORKER_METRICS_PORT": free_port(),
-        "api": free_port(),
-    }
+    metrics_port, worker_metrics_port = free_port(), free_port()
     env.update(
         COLLECTQ_API_WORKERS=str(api_workers),
         COLLECTQ_API_THREADS="4",
         COLLECTQ_METRICS_HOST="127.0.0.1",
-        COLLECTQ_METRICS_PORT=str(ports["COLLECTQ_METRICS_PORT"]),
-        COLLECTQ_WORKER_METRICS_PORT=str(ports["COLLECTQ_WORKER_METRICS_PORT"]),
+        COLLECTQ_METRICS_PORT=str(metrics_port),
+        COLLECTQ_WORKER_METRICS_PORT=str(worker_metrics_port),
         COLLECTQ_METRICS_DIR=str(tmp_path / "metrics"),
     )
-    client = redis.Redis.from_url(REDIS_URL)
-    _, token = KeyStore(client, env["COLLECTQ_REDIS_PREFIX"]).create(
-        owner="metrics", name="metrics", scopes=["admin"], rate_limits=FIXTURE_LIMITS
-    )
-    api_log = tmp_path / "api.log"
-    with api_log.open("wb") as log:
-        api_proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api", "--bind", f"127.0.0.1:{ports['api']}"],
-            cwd=ROOT,
-            env={**_clean_environ(), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     worker = None
     try:
-        worker = Worker(env, queues, tmp_path / "worker.log", concurrency=2)
-        stack = LiveStack(
-            env,
-            ports["api"],
-            ports["COLLECTQ_METRICS_PORT"],
-            ports["COLLECTQ_WORKER_METRICS_PORT"],
-            token,
-            api_proc,
-            worker,
-            api_log,
-        )
-
-        def api_up() -> bool:
-            if api_proc.poll() is not None:
-                raise AssertionError(f"API exited: {api_log.read_text()[-3000:]}")
-            return http(f"http://127.0.0.1:{ports['api']}/health")[0] == 200
-
-        wait_for(api_up, timeout=30, interval=0.1)
-        wait_for(lambda: http(f"http://127.0.0.1:{stack.metrics_port}/metrics")[0] == 200, 10)
-        yield stack
+        with running_api(env, tmp_path) as running:
+            worker = Worker(env, queues, tmp_path / "worker.log", concurrency=2)
+            running.wait_ready()
+            stack = LiveStack(env, running, metrics_port, worker_metrics_port, worker)
+            wait_for(lambda: http(f"http://127.0.0.1:{metrics_port}/metrics")[0] == 200, 10)
+            yield stack
     finally:
         if worker is not None:
             worker.stop()
-        api_proc.terminate()
-        try:
-            api_proc.wait(30)
-        except subprocess.TimeoutExpired:
-            api_proc.kill()
-            api_proc.wait()
+        client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(f"{env['COLLECTQ_REDIS_PREFIX']}*", count=1000))
         if keys:
             client.delete(*keys)

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from marshmallow import RAISE, Schema, fields
+from marshmallow import RAISE, Schema, fields, validate
 
 from collectors.base import CollectContext, Collector, Result, TargetConnectError
 
@@ -17,16 +17,17 @@ class FlakyOptions(Schema):
     class Meta:
         unknown = RAISE
 
-    fail_times = fields.Integer(load_default=0)
-    sleep = fields.Float(load_default=0.0)
+    # bounded like every option of a real collector (the OpenAPI document says so)
+    fail_times = fields.Integer(load_default=0, validate=validate.Range(0, 1000))
+    sleep = fields.Float(load_default=0.0, validate=validate.Range(0, 3600))
     # sleep only on attempts up to this one (0: on every attempt)
-    slow_attempts = fields.Integer(load_default=0)
+    slow_attempts = fields.Integer(load_default=0, validate=validate.Range(0, 1000))
     # keep sleeping through the soft time limit (to reach the hard one)
     stubborn = fields.Boolean(load_default=False)
     # the process dies on every attempt (a poison message)
     crash = fields.Boolean(load_default=False)
     # a bug: raise a RuntimeError with this message (no CollectorError)
-    bug = fields.String(load_default=None)
+    bug = fields.String(load_default=None, validate=validate.Length(max=200))
 
 
 class FlakyResult(Schema):

@@ -8,39 +8,17 @@ worker carries its request id, owner, job id, task id and collector.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from tests.conftest import REDIS_URL, ROOT, free_port, wait_for
+from tests.apiprocess import running_api
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
 RID = "corr-test.42:a_b"
-
-
-def _call(
-    port: int, method: str, path: str, token: str, body: Any = None, rid: str | None = None
-) -> tuple[int, dict[str, str], Any]:
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    if rid is not None:
-        headers["X-Request-ID"] = rid
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data, headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), json.loads(err.read() or b"null")
-    except OSError:
-        return 0, {}, None
 
 
 def _json_lines(text: str, source: str) -> list[dict[str, Any]]:
@@ -58,36 +36,23 @@ def _json_lines(text: str, source: str) -> list[dict[str, Any]]:
 def test_one_request_id_follows_a_job_from_the_api_to_the_worker(
     service_env, start_worker, tmp_path: Path
 ) -> None:
-    from app.auth.apikeys import KeyStore
-
-    env = {**service_env, "COLLECTQ_LOG_JSON": "true", "COLLECTQ_API_WORKERS": "1"}
-    env["COLLECTQ_METRICS_PORT"] = str(free_port())  # the API's metrics listener: not 9464
-    store = KeyStore(redis.Redis.from_url(REDIS_URL), service_env["COLLECTQ_REDIS_PREFIX"])
-    _, token = store.create(owner="logs", name="logs", scopes=["admin"])
-    port = free_port()
-    api_log = tmp_path / "api.log"
-    with api_log.open("wb") as out:
-        api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api", "--bind", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    env = {**service_env, "COLLECTQ_LOG_JSON": "true"}
+    with running_api(env, tmp_path) as api:
         worker = start_worker("collect.noop,collect.flaky", concurrency=2, **env)
-        wait_for(lambda: _call(port, "GET", "/health", token)[0] == 200, timeout=30, interval=0.1)
+        api.wait_ready()
+        token = api.token
 
         flaky = {"fail_times": 1}  # one retry
         body = {"target": "a.org", "collectors": ["noop", "flaky"], "options": {"flaky": flaky}}
-        status, headers, job = _call(port, "POST", "/v1/jobs", token, body, rid=RID)
+        status, job, headers = api.call("POST", "/v1/jobs", body, {"X-Request-ID": RID})
         assert status == 202, job
         assert headers["X-Request-ID"] == RID
         job_id = job["id"]
-        status, _, done = _call(port, "GET", f"/v1/jobs/{job_id}?wait=20", token)
-        assert done["status"] == "succeeded", done
+        assert api.wait(job_id)["status"] == "succeeded"
         # an invalid id is replaced by a generated one, echoed and logged
-        status, headers, _ = _call(port, "GET", "/v1/jobs?limit=1", token, rid="not valid!")
+        status, _, headers = api.call(
+            "GET", "/v1/jobs?limit=1", None, {"X-Request-ID": "not valid!"}
+        )
         generated = headers["X-Request-ID"]
         assert status == 200
         assert generated != "not valid!"
@@ -98,12 +63,10 @@ def test_one_request_id_follows_a_job_from_the_api_to_the_worker(
             return all(f"{job_id}.{name}] succeeded" in text for name in ("noop", "flaky"))
 
         wait_for(both_succeeded, timeout=10)
-        wait_for(lambda: generated in api_log.read_text(), timeout=10)
-        api_lines = _json_lines(api_log.read_text(), "api")
+        wait_for(lambda: generated in api.log.read_text(), timeout=10)
+        api_text = api.log.read_text()
+        api_lines = _json_lines(api_text, "api")
         worker_lines = _json_lines(worker.log_path.read_text(), "worker")
-    finally:
-        api.terminate()
-        api.wait(30)
 
     # The API: gunicorn's own lines and the access lines, JSON; the job's request id.
     assert any(line["logger"].startswith("gunicorn") for line in api_lines)
@@ -111,7 +74,7 @@ def test_one_request_id_follows_a_job_from_the_api_to_the_worker(
     assert [(r["logger"], r["method"], r["route"], r["status"]) for r in submit] == [
         ("collectq.access", "POST", "/v1/jobs", 202)
     ]
-    assert submit[0]["owner"] == "logs"
+    assert submit[0]["owner"] == "tests"
     assert isinstance(submit[0]["duration_ms"], float)
     assert any(r.get("request_id") == generated for r in api_lines)
 
@@ -123,12 +86,12 @@ def test_one_request_id_follows_a_job_from_the_api_to_the_worker(
     assert messages.count("succeeded") == 2, messages
     for record in ran:
         assert record["request_id"] == RID, record
-        assert record["owner"] == "logs", record
+        assert record["owner"] == "tests", record
         assert record["collector"] in ("noop", "flaky"), record
         assert record["task_id"] == f"{job_id}.{record['collector']}", record
     assert {r["collector"] for r in about_job} == {"noop", "flaky"}
 
     # No credential in any line of either process.
-    for text in (api_log.read_text(), worker.log_path.read_text()):
+    for text in (api_text, worker.log_path.read_text()):
         assert token not in text
         assert token.rsplit("_", 1)[1] not in text

@@ -55,6 +55,10 @@ def run_schemathesis(base: str, token: str, report: Path, *extra: str) -> tuple[
         "run",
         f"{base}/openapi.json",
         "--checks=all",
+        # DELETE cancels a job and revokes a key; both stay readable afterwards by design
+        # (the cancelled job until JOB_TTL, the revoked key for audit: docs/decisions.md),
+        # where this check expects a 404 after any DELETE.
+        "--exclude-checks=use_after_free",
         f"--phases={PHASES}",
         f"--max-examples={MAX_EXAMPLES}",
         "--seed=11",

@@ -10,7 +10,15 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from app.jobs.names import MAINTENANCE_QUEUE, REAP_TASK, collector_queue, collector_task
+from app.jobs.names import (
+    DELIVER_TASK,
+    FINISHED_TASK,
+    MAINTENANCE_QUEUE,
+    REAP_TASK,
+    WEBHOOKS_QUEUE,
+    collector_queue,
+    collector_task,
+)
 from app.settings import Settings
 
 __all__ = ["build"]
@@ -18,7 +26,7 @@ __all__ = ["build"]
 
 def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
     exchange = Exchange("collectq", type="direct", durable=True)
-    queues = [collector_queue(n) for n in collectors] + [MAINTENANCE_QUEUE]
+    queues = [collector_queue(n) for n in collectors] + [MAINTENANCE_QUEUE, WEBHOOKS_QUEUE]
     amqp = settings.broker_url.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
     return {
         "broker_url": settings.broker_url,
@@ -43,6 +51,7 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
         "task_routes": [
             {collector_task(n): {"queue": collector_queue(n)} for n in collectors}
             | {REAP_TASK: {"queue": MAINTENANCE_QUEUE}}
+            | {FINISHED_TASK: {"queue": WEBHOOKS_QUEUE}, DELIVER_TASK: {"queue": WEBHOOKS_QUEUE}}
         ],
         # beat that reconnects after a broker restart (see app/beat.py)
         "beat_scheduler": "app.beat:Scheduler",

@@ -17,6 +17,7 @@ from api.metrics import init_metrics
 from api.ratelimit import init_ratelimit
 from api.requests import init_body_rules, init_requests
 from api.webguard import init_webguard
+from api.webhooks import blp as webhooks_blp
 from app.runtime import runtime
 from schemas.errors import PROBLEM_CONTENT_TYPE, ProblemSchema
 
@@ -97,6 +98,7 @@ def init_api(app: Flask) -> Api:
     collectors.extend_converter(api.ma_plugin.converter)
     for module in (jobs, collectors, health, keys, legacy):
         api.register_blueprint(module.blp)
+    api.register_blueprint(webhooks_blp)
     collectors.document_collectors(api, runtime(app).registry)
     # Before-request order matters: id → who → rate limit (per who) → may they → body rules.
     init_metrics(app)  # first: its after-request hook runs last, on the final response

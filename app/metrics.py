@@ -28,8 +28,13 @@ __all__ = [
     "JOBS_SUBMITTED",
     "QUEUE_WAIT",
     "UNMATCHED_ROUTE",
+    "WEBHOOK_ATTEMPTS",
+    "WEBHOOK_DELIVERIES",
+    "WEBHOOK_DURATION",
     "MetricsObserver",
+    "count_webhook_delivery",
     "observe_request",
+    "observe_webhook_attempt",
 ]
 
 # A request no route matched (404s, scanners): one label value, whatever the path.
@@ -80,6 +85,30 @@ QUEUE_WAIT = Histogram(
     ["queue"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
+
+# webhooks (app.webhooks.deliver) -----------------------------------------------------
+WEBHOOK_DELIVERIES = Counter(
+    "collectq_webhook_deliveries",
+    "webhook delivery attempts by event and outcome (delivered, retrying, failed: given up)",
+    ["event", "outcome"],
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "collectq_webhook_attempts", "webhook requests sent (every attempt) by event", ["event"]
+)
+WEBHOOK_DURATION = Histogram(
+    "collectq_webhook_duration_seconds",
+    "time of one webhook attempt: connect, send, the receiver's answer",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def observe_webhook_attempt(event: str, seconds: float) -> None:
+    WEBHOOK_ATTEMPTS.labels(event).inc()
+    WEBHOOK_DURATION.observe(seconds)
+
+
+def count_webhook_delivery(event: str, outcome: str) -> None:
+    WEBHOOK_DELIVERIES.labels(event, outcome).inc()
 
 
 def observe_request(route: str, method: str, status: int, seconds: float | None) -> None:

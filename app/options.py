@@ -141,6 +141,11 @@ def _schemes(*schemes: str) -> Check:
     return check
 
 
+def _http_url(value: str | None) -> None:
+    if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
+        raise ValidationError("must be an http(s) URL with a host")
+
+
 def _networks(cidrs: tuple[str, ...]) -> None:
     for cidr in cidrs:
         try:
@@ -287,6 +292,40 @@ class Options:
         "collector fails with `redelivery_limit`",
         min=0,
         max=100,
+    )
+    finished_grace: float = option(
+        60.0,
+        "a final job whose finalizer (`jobs.finished`: schedule bookkeeping, webhooks) has not "
+        "run after this many seconds is announced again by the maintenance pass",
+        min=1,
+    )
+    webhook_max_attempts: int = option(
+        8, "attempts of one webhook delivery before it is marked `failed`", min=1, max=50
+    )
+    webhook_backoff_base: float = option(
+        5.0,
+        "first retry delay of a webhook delivery, seconds (exponential backoff with full "
+        "jitter; a 429's `Retry-After` is honoured up to `WEBHOOK_BACKOFF_MAX`)",
+        min=0,
+    )
+    webhook_backoff_max: float = option(
+        600.0, "longest retry delay of a webhook delivery, seconds", min=0
+    )
+    webhook_timeout: float = option(
+        10.0, "seconds a webhook receiver has to connect and answer", min=0.5, max=120
+    )
+    webhook_secret_overlap: int = option(
+        24 * 3600,
+        "seconds the previous webhook signing secret still signs after a rotation (deliveries "
+        "carry both signatures meanwhile)",
+        min=0,
+        max=30 * 86400,
+    )
+    public_url: str | None = option(
+        None,
+        "the API's public base URL (`https://collectq.example.org`): webhook bodies link "
+        "artifacts under it; without it the links are relative (`/v1/jobs/…`)",
+        check=_http_url,
     )
     breaker_fail_max: int = option(
         5,

@@ -68,6 +68,21 @@ class RedisKeys:
         """An owner's jobs still queued (the per-owner quota)."""
         return f"{self.queued_prefix}{owner}"
 
+    @property
+    def finished(self) -> str:
+        """The finished outbox: ids of jobs that became final, scored by when
+        (`app.jobs.finalize`); an entry leaves when the finalizer (`jobs.finished`) ran."""
+        return f"{self.prefix}finished"
+
+    # webhooks ---------------------------------------------------------------
+    def webhook_secret(self, owner: str) -> str:
+        """An owner's signing secret(s): current, previous and until when it still signs."""
+        return f"{self.prefix}whsec:{owner}"
+
+    def deliveries(self, job_id: str) -> str:
+        """A job's webhook deliveries: delivery id → JSON record with its attempts."""
+        return f"{self.prefix}dlv:{job_id}"
+
     # artifacts --------------------------------------------------------------
     @property
     def artifact_prefix(self) -> str:

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import SplitResult, urljoin
 
 import urllib3
 from urllib3 import BaseHTTPResponse, HTTPHeaderDict
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection
 from urllib3.exceptions import (
     DecodeError,
     HTTPError,
@@ -47,6 +44,8 @@ from collectors.base import (
     TlsError,
     TransientResponse,
 )
+from collectors.guardedpool import GuardedConnection as _GuardedConnection
+from collectors.guardedpool import GuardedPoolManager as _GuardedPoolManager
 from schemas.http import HttpOptionsSchema, HttpResultSchema
 
 __all__ = ["HttpCollector", "TlsError", "TooManyRedirects", "parse_retry_after"]
@@ -63,78 +62,6 @@ class TooManyRedirects(InvalidTarget):
     """The redirect chain is longer than `max_redirects`."""
 
     type = "too_many_redirects"
-
-
-if TYPE_CHECKING:  # the mixin's super() is urllib3's connection; at runtime it is a plain mixin
-    _ConnBase = HTTPConnection
-else:
-    _ConnBase = object
-
-
-class _GuardedConnection(_ConnBase):
-    """Open the socket through the network guard; remember how long connecting took."""
-
-    def __init__(self, *args: Any, policy: NetworkPolicy, **kwargs: Any) -> None:
-        self.policy = policy
-        self.connect_seconds = 0.0
-        super().__init__(*args, **kwargs)
-
-    def _new_conn(self) -> socket.socket:
-        # Replaces urllib3's create_connection(), which would resolve the name itself.
-        timeout = self.timeout if isinstance(self.timeout, int | float) else None
-        sock = netguard.guarded_connection(
-            self.host, self.port, self.policy, timeout, socket_options=self.socket_options
-        )
-        sys.audit("http.client.connect", self, self.host, self.port)  # as urllib3 does
-        return sock
-
-    def connect(self) -> None:
-        started = time.perf_counter()
-        super().connect()  # for https this includes the handshake (SNI = self.host)
-        self.connect_seconds += time.perf_counter() - started
-
-    def pop_connect_seconds(self) -> float:
-        """Connect time since the last call: 0 for a connection reused from the pool."""
-        seconds, self.connect_seconds = self.connect_seconds, 0.0
-        return seconds
-
-
-class _GuardedHTTPConnection(_GuardedConnection, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
-    pass
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedPoolManager(urllib3.PoolManager):
-    """A PoolManager whose pools only make guarded connections under one policy."""
-
-    def __init__(self, policy: NetworkPolicy, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.policy = policy
-        self.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
-
-    def _new_pool(
-        self,
-        scheme: str,
-        host: str,
-        port: int,
-        request_context: dict[str, Any] | None = None,
-    ) -> HTTPConnectionPool:
-        # Added after the pool key was computed: the key stays urllib3's own, and the
-        # policy is the same for every pool of this manager anyway.
-        context = dict(self.connection_pool_kw if request_context is None else request_context)
-        context["policy"] = self.policy
-        return super()._new_pool(scheme, host, port, context)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

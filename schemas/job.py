@@ -20,6 +20,7 @@ from schemas import (
     full_match,
 )
 from schemas.status import CollectorStatus, JobStatus
+from schemas.webhooks import CallbackSchema, callback_on_field, callback_url_field
 
 __all__ = [
     "ArtifactInfoSchema",
@@ -128,6 +129,14 @@ class JobRequestSchema(_Strict):
         validate=validate.Length(max=MAX_LABELS),
     )
 
+    callback_url = callback_url_field()
+    callback_on = callback_on_field()
+
+    @validates_schema
+    def _check_callback(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("callback_on") and not data.get("callback_url"):
+            raise ValidationError("needs callback_url", "callback_on")
+
     # name -> options schema of each available collector; set from the registry at start
     # (api.collectors.document_collectors), as the OpenAPI document is
     option_schemas: ClassVar[Mapping[str, type[Schema]]] = {}
@@ -195,6 +204,7 @@ class EnvelopeSchema(Schema):
     finished_at = fields.String(allow_none=True)
     labels = fields.Dict(keys=fields.String(), values=fields.String())
     schedule_id = fields.String(allow_none=True)
+    callback = fields.Nested(CallbackSchema, allow_none=True)
     results = fields.Dict(keys=fields.String(), values=fields.Nested(CollectorResultSchema))
 
 

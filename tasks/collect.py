@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from app.jobs.broker import ENQUEUED_AT_HEADER
 from app.jobs.collect import Retry, collect, outage_delay, record_hard_time_limit
 from app.jobs.context import JobContext
+from app.jobs.finalize import announce
 from app.jobs.names import collector_queue, collector_task
 from app.logcontext import log_context
 from app.runtime import runtime
@@ -65,6 +66,8 @@ def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: igno
     if isinstance(outcome, Retry):
         # max_retries=None: the attempt budget is ours (the store counts redeliveries too).
         raise task.retry(countdown=outcome.delay, max_retries=None, exc=outcome.error)
+    if outcome == "final":  # this delivery made the job final: its finalizer may run
+        announce(task.app, job_id, timeout=ctx.settings.publish_timeout)
     return outcome
 
 

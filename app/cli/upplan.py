@@ -13,7 +13,7 @@ from pathlib import Path
 
 from app.cli.flowercmd import flower_access
 from app.cli.upoutput import ChildLog
-from app.jobs.names import MAINTENANCE_QUEUE, collector_queue
+from app.jobs.names import MAINTENANCE_QUEUE, WEBHOOKS_QUEUE, collector_queue
 from app.runtime import load_collectors
 from app.settings import Settings, as_environ, configured, redact_url
 
@@ -93,6 +93,8 @@ def plan_up(settings: Settings, embedded_redis: int | None) -> Plan:
     argvs = {"api": [*cli, "api"]}
     argvs |= {f"worker {n}": [*cli, "worker", "-q", "-Q", collector_queue(n)] for n in names}
     argvs["worker maintenance"] = [*cli, "worker", "-q", "-Q", MAINTENANCE_QUEUE, "-c", "1"]
+    # a job's end (jobs.finished) and its webhook deliveries: I/O-bound, the generic threads pool
+    argvs["worker webhooks"] = [*cli, "worker", "-q", "-Q", WEBHOOKS_QUEUE]
     # beat ticks the reaper (maintenance.reap); exactly one per deployment
     argvs["beat"] = [*cli, "beat", "-q", "-s", str(DATA_DIR / "celerybeat-schedule")]
     base = f"http://{settings.api_host}:{settings.api_port}"

@@ -34,6 +34,7 @@ def build_envelope(
     labels: dict[str, str],
     schedule_id: str | None,
     results: dict[str, Any],
+    callback: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": job_id,
@@ -46,6 +47,7 @@ def build_envelope(
         "finished_at": finished_at,
         "labels": labels,
         "schedule_id": schedule_id,
+        "callback": callback,  # {"url", "on"} of the job's webhook (app.webhooks), or None
         "results": results,
     }
 

@@ -92,9 +92,9 @@ local function dequeue(key, queued_prefix)
 end
 """
 
-# KEYS job, watch. ARGV: collector, status, attempt, result JSON, now, ttl, watch score
-# ('' = leave the watch entry as it is; a terminal status always removes it), member,
-# queued-set prefix.
+# KEYS job, watch, finished outbox. ARGV: collector, status, attempt, result JSON, now, ttl,
+# watch score ('' = leave the watch entry as it is; a terminal status always removes it),
+# member, queued-set prefix, now (epoch s, the outbox score).
 # Returns {outcome, job status}; outcome is ok | final | stale | missing.
 RECORD = render(
     _SETS
@@ -124,7 +124,11 @@ elseif score ~= '' then
 end
 if not cterminal[new] then return {'ok', jstatus} end
 local final = finalize(key, now, ttl)
-if final then return {'final', final} end
+if final then
+  -- the finished outbox (app.jobs.finalize): the job's end is announced at least once
+  redis.call('ZADD', KEYS[3], ARGV[10], redis.call('HGET', key, 'id'))
+  return {'final', final}
+end
 return {'ok', jstatus}
 """
 )
@@ -163,8 +167,8 @@ return {'ok', attempt}
 )
 
 # Close a job that has not finished: every unfinished collector gets `cstatus`
-# with `result`, the job gets `jstatus`. KEYS job, watch.
-# ARGV: now, ttl, result JSON, cstatus, jstatus, queued-set prefix.
+# with `result`, the job gets `jstatus`. KEYS job, watch, finished outbox.
+# ARGV: now, ttl, result JSON, cstatus, jstatus, queued-set prefix, now (epoch s).
 # Returns the job status after ('' if unknown).
 CLOSE = render(
     _SETS
@@ -185,6 +189,7 @@ for _, name in ipairs(cjson.decode(redis.call('HGET', key, 'collectors'))) do
 end
 redis.call('HSET', key, 'status', ARGV[5], 'finished_at', ARGV[1])
 redis.call('EXPIRE', key, tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[3], ARGV[7], id)  -- the finished outbox (app.jobs.finalize)
 return ARGV[5]
 """
 )

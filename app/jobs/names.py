@@ -8,14 +8,21 @@ from __future__ import annotations
 
 __all__ = [
     "COLLECTOR_QUEUE_PREFIX",
+    "DELIVER_TASK",
+    "FINISHED_TASK",
     "MAINTENANCE_QUEUE",
     "REAP_TASK",
+    "WEBHOOKS_QUEUE",
     "collector_queue",
     "collector_task",
 ]
 
 MAINTENANCE_QUEUE = "maintenance"
 REAP_TASK = "maintenance.reap"
+# A job became final (app.jobs.finalize), and each webhook delivery: both on one queue.
+WEBHOOKS_QUEUE = "webhooks"
+FINISHED_TASK = "jobs.finished"
+DELIVER_TASK = "webhooks.deliver"
 COLLECTOR_QUEUE_PREFIX = "collect."
 
 

@@ -32,6 +32,7 @@ from app.jobs.broker import PUBLISH_ERRORS, publish, queue_depths
 from app.jobs.context import JobContext
 from app.jobs.envelope import failed_body
 from app.jobs.errors import Lost
+from app.jobs.finalize import announce
 from app.jobs.names import collector_queue
 from app.jobs.store import Watched
 from app.rediskeys import split_watch_member, watch_member
@@ -90,7 +91,8 @@ def reap(rt: JobContext, celery: Celery, *, limit: int = 500) -> ReapReport:
         if w is None:
             continue
         if _age(w.created_at, now) > settings.job_deadline:
-            _expire(rt, w.job_id)
+            if _expire(rt, w.job_id):
+                announce(celery, w.job_id, timeout=settings.publish_timeout)
             report.expired.append(w.job_id)
             continue
         # A queued or retrying collector, or a lapsed one requeued already, may still
@@ -109,14 +111,16 @@ def reap(rt: JobContext, celery: Celery, *, limit: int = 500) -> ReapReport:
     return report
 
 
-def _expire(rt: JobContext, job_id: str) -> None:
-    """End a job past its deadline; its unfinished collectors count as `expired`."""
+def _expire(rt: JobContext, job_id: str) -> bool:
+    """End a job past its deadline; its unfinished collectors count as `expired`.
+    True if this call made the job final."""
     before = rt.store.get(job_id)
     status = rt.store.expire(job_id, f"not finished within {rt.settings.job_deadline}s")
     if before is not None and status == JobStatus.EXPIRED:
         for name, result in before["results"].items():
             if result.get("status") not in TERMINAL_COLLECTOR:
                 rt.observer.finished(name, JobStatus.EXPIRED)
+    return before is not None and status == JobStatus.EXPIRED
 
 
 def _note_pass(rt: JobContext, now: float, report: ReapReport) -> None:

@@ -26,7 +26,9 @@ from app.errors import (
     ValidationFailed,
 )
 from app.jobs.broker import PUBLISH_ERRORS, publish
+from app.jobs.callback import check_callback_url
 from app.jobs.context import JobContext
+from app.jobs.finalize import announce
 from app.jobs.ids import new_id
 from app.rediskeys import RedisKeys
 from schemas.status import TERMINAL_COLLECTOR, CollectorStatus, JobStatus
@@ -86,10 +88,17 @@ def submit_job(
     owner: str,
     idempotency_key: str | None = None,
     request_id: str | None = None,
+    callback_url: str | None = None,
+    callback_on: list[str] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Accept a job; return (envelope, created). created=False for an idempotent repeat."""
     collectors: list[str] = data["collectors"]
     options = _check_collectors(rt, collectors, data.get("options") or {})
+    # the job's webhook: the request's, or the caller's (a schedule's callback)
+    callback_url = callback_url or data.get("callback_url")
+    callback_on = callback_on or data.get("callback_on")
+    if callback_url:
+        check_callback_url(callback_url, rt.policy)
     job_id = new_id("j_")
     if idempotency_key:
         earlier = rt.store.claim_idempotency_key(owner, idempotency_key, job_id)
@@ -114,6 +123,8 @@ def submit_job(
         options=options,
         labels=data.get("labels") or {},
         request_id=request_id,
+        callback_url=callback_url,
+        callback_on=callback_on,
     )
     try:
         publish(celery, rt, job_id, collectors, owner=owner, request_id=request_id)
@@ -210,6 +221,7 @@ def cancel_job(rt: JobContext, celery: Celery, job_id: str, owner: str | None) -
         for name, result in envelope["results"].items():
             if result.get("status") not in TERMINAL_COLLECTOR:
                 rt.observer.finished(name, CollectorStatus.CANCELLED)
+        announce(celery, job_id, timeout=rt.settings.publish_timeout)  # its finalizer
     # The record is final now. Queued messages find their collector cancelled at
     # start and skip: that check is in Redis, so it survives worker restarts (a
     # worker's own revoke list does not). Running work on a prefork pool is

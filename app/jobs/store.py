@@ -151,6 +151,8 @@ class JobStore:
         schedule_id: str | None = None,
         job_id: str | None = None,
         request_id: str | None = None,
+        callback_url: str | None = None,
+        callback_on: builtins.list[str] | None = None,
     ) -> dict[str, Any]:
         """Write a queued job record and index it; return its envelope."""
         job_id = job_id or new_id("j_")
@@ -169,6 +171,9 @@ class JobStore:
             fields["schedule_id"] = schedule_id
         if request_id:  # not in the envelope: for the reaper's requeue (its log lines)
             fields["request_id"] = request_id
+        if callback_url:  # the job's webhook (app.webhooks)
+            on = json.dumps(callback_on or ["always"])
+            fields |= {"callback_url": callback_url, "callback_on": on}
         queued = json.dumps({"status": CollectorStatus.QUEUED, "attempts": 0})
         for name in collectors:
             fields |= {f"s:{name}": CollectorStatus.QUEUED, f"a:{name}": 0, f"r:{name}": queued}
@@ -229,6 +234,11 @@ class JobStore:
             labels=json.loads(h["labels"]),
             schedule_id=h.get("schedule_id"),
             results={name: json.loads(h[f"r:{name}"]) for name in collectors},
+            callback=(
+                {"url": h["callback_url"], "on": json.loads(h["callback_on"])}
+                if h.get("callback_url")
+                else None
+            ),
         )
 
     def status(self, job_id: str) -> str | None:
@@ -336,7 +346,7 @@ class JobStore:
         out = cast(
             list[bytes],
             self._record(
-                keys=[self.keys.job(job_id), self.keys.watch],
+                keys=[self.keys.job(job_id), self.keys.watch, self.keys.finished],
                 args=[
                     collector,
                     status,
@@ -347,6 +357,7 @@ class JobStore:
                     score,
                     watch_member(job_id, collector),
                     self.keys.queued_prefix,
+                    repr(time.time()),
                 ],
             ),
         )
@@ -386,8 +397,16 @@ class JobStore:
         out = cast(
             bytes,
             self._close(
-                keys=[self.keys.job(job_id), self.keys.watch],
-                args=[utcnow(), self.ttl, body, cstatus, jstatus, self.keys.queued_prefix],
+                keys=[self.keys.job(job_id), self.keys.watch, self.keys.finished],
+                args=[
+                    utcnow(),
+                    self.ttl,
+                    body,
+                    cstatus,
+                    jstatus,
+                    self.keys.queued_prefix,
+                    repr(time.time()),
+                ],
             ),
         )
         return out.decode()

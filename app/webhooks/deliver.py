@@ -1,0 +1,122 @@
+"""Deliver one webhook: one attempt per call, recorded; a retry is the caller's to schedule.
+
+Retried (exponential backoff with full jitter, `app.jobs.backoff`): network errors,
+timeouts, 429 (its Retry-After honoured up to `WEBHOOK_BACKOFF_MAX`) and 5xx. Any
+other answer, a URL the network guard refuses, or `WEBHOOK_MAX_ATTEMPTS` used up:
+the delivery is `failed`. A 2xx: `delivered`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from app import metrics
+from app.jobs.backoff import backoff_delay
+from app.jobs.context import JobContext
+from app.jobs.envelope import utcnow
+from app.webhooks.deliveries import FINAL_STATES, DeliveryState, DeliveryStore
+from app.webhooks.events import body_for
+from app.webhooks.secrets import SecretStore
+from app.webhooks.sender import Answer, post_signed
+
+__all__ = ["Again", "deliver", "delivery_store", "secret_store"]
+
+log = logging.getLogger("collectq.webhooks")
+
+
+@dataclass(frozen=True)
+class Again:
+    """Attempt the delivery again in `delay` seconds (its `retrying` state is recorded)."""
+
+    delay: float
+    attempt: int  # the number of attempts made so far
+
+
+def delivery_store(ctx: JobContext) -> DeliveryStore:
+    return DeliveryStore(ctx.redis, ctx.store.keys, ctx.store.ttl)
+
+
+def secret_store(ctx: JobContext) -> SecretStore:
+    return SecretStore(ctx.redis, ctx.store.keys)
+
+
+def _retryable(answer: Answer) -> bool:
+    if answer.blocked:
+        return False
+    if answer.status is None:
+        return True  # network error, timeout
+    return answer.status == 429 or answer.status >= 500
+
+
+def deliver(ctx: JobContext, job_id: str, did: str, attempts_before: int) -> str | Again:
+    """Attempt delivery `did` of `job_id` once, unless it is done or another task claimed
+    attempt number `attempts_before + 1` already (a duplicate message)."""
+    dstore = delivery_store(ctx)
+    record = dstore.get(job_id, did)
+    if record is None or record["state"] in FINAL_STATES:
+        return "done"
+    attempt = len(record["attempts"]) + 1
+    if attempt != attempts_before + 1 or not dstore.claim(job_id, did, attempt):
+        return "duplicate"
+    owner = ctx.store.owner_of(job_id)
+    envelope = ctx.store.get(job_id)
+    if envelope is None or owner is None:
+        dstore.add_attempt(
+            job_id, did, {"at": utcnow(), "error": "job expired"}, DeliveryState.FAILED
+        )
+        return DeliveryState.FAILED.value
+    settings = ctx.settings
+    body = json.dumps(
+        body_for(
+            record["event"], envelope, public_url=settings.public_url, change=record.get("change")
+        ),
+        separators=(",", ":"),
+    )
+    answer = post_signed(
+        record["url"],
+        body,
+        msg_id=did,
+        secrets=secret_store(ctx).get(owner).signing(),
+        policy=ctx.policy,
+        timeout=settings.webhook_timeout,
+    )
+    metrics.observe_webhook_attempt(record["event"], answer.seconds)
+    ok = answer.status is not None and 200 <= answer.status < 300
+    again = not ok and _retryable(answer) and attempt < settings.webhook_max_attempts
+    state = (
+        DeliveryState.DELIVERED
+        if ok
+        else (DeliveryState.RETRYING if again else DeliveryState.FAILED)
+    )
+    entry: dict[str, object] = {
+        "attempt": attempt,
+        "at": utcnow(),
+        "status_code": answer.status,
+        "error": answer.error,
+        "duration_ms": round(answer.seconds * 1000, 1),
+        "response": answer.excerpt,
+    }
+    delay = 0.0
+    if again:
+        delay = backoff_delay(
+            attempt,
+            base=settings.webhook_backoff_base,
+            cap=settings.webhook_backoff_max,
+            retry_after=answer.retry_after,
+        )
+        entry["retry_in_s"] = round(delay, 3)
+    dstore.add_attempt(job_id, did, entry, state)
+    metrics.count_webhook_delivery(record["event"], state.value)
+    if state is DeliveryState.FAILED:
+        log.warning(
+            "webhook delivery failed",
+            extra={
+                "job_id": job_id,
+                "delivery": did,
+                "status_code": answer.status,
+                "error": answer.error,
+            },
+        )
+    return Again(delay, attempt) if again else state.value

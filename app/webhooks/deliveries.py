@@ -1,0 +1,106 @@
+"""The record of a job's webhook deliveries and their attempts.
+
+    p dlv:{job id}  hash  delivery id → JSON {id, event, url, state, created_at,
+                          updated_at, attempts: [{attempt, at, status_code | error,
+                          duration_ms, response}]}
+
+A delivery id is ``{job id}.{event}``: the finalizer creates each delivery once
+(HSETNX), so a finalizer that runs twice plans no second set, and the id is
+also the ``webhook-id`` header, the same on every retry (receivers deduplicate
+by it). Only one task works on a delivery at a time (a retry is the next
+message of the same chain), so an attempt is appended by read-modify-write.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any, cast
+
+from redis import Redis
+
+from app.jobs.envelope import utcnow
+from app.rediskeys import RedisKeys
+
+__all__ = ["DeliveryState", "DeliveryStore", "delivery_id"]
+
+RESPONSE_EXCERPT = 256
+CLAIM_PREFIX = "claim:"  # fields of the same hash: which attempts a task has taken
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+FINAL_STATES = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED})
+
+
+def delivery_id(job_id: str, event: str) -> str:
+    return f"{job_id}.{event}"
+
+
+class DeliveryStore:
+    def __init__(self, redis: Redis, keys: RedisKeys, ttl: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl = ttl
+
+    def create(
+        self, job_id: str, event: str, url: str, *, change: Any = None
+    ) -> tuple[dict[str, Any], bool]:
+        """The delivery of `event` for `job_id`, and whether this call created it."""
+        key, did = self.keys.deliveries(job_id), delivery_id(job_id, event)
+        now = utcnow()
+        record = {
+            "id": did,
+            "event": event,
+            "url": url,
+            "state": DeliveryState.PENDING.value,
+            "created_at": now,
+            "updated_at": now,
+            "attempts": [],
+        }
+        if change is not None:  # schedule.changed: the change travels with the delivery
+            record["change"] = change
+        created = bool(self.redis.hsetnx(key, did, json.dumps(record)))
+        self.redis.expire(key, self.ttl)
+        found = self.get(job_id, did)
+        return (found if found is not None else record), created
+
+    def get(self, job_id: str, did: str) -> dict[str, Any] | None:
+        raw = cast(bytes | None, self.redis.hget(self.keys.deliveries(job_id), did))
+        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
+    def list(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's deliveries, oldest first."""
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.deliveries(job_id)))
+        items = [
+            cast(dict[str, Any], json.loads(v))
+            for k, v in raw.items()
+            if not k.startswith(CLAIM_PREFIX.encode())
+        ]
+        return sorted(items, key=lambda d: (d["created_at"], d["id"]))
+
+    def add_attempt(
+        self, job_id: str, did: str, attempt: dict[str, Any], state: DeliveryState
+    ) -> dict[str, Any] | None:
+        """Append one attempt and move the delivery to `state`; None if it is gone."""
+        record = self.get(job_id, did)
+        if record is None:
+            return None
+        if "response" in attempt and attempt["response"] is not None:
+            attempt["response"] = attempt["response"][:RESPONSE_EXCERPT]
+        record["attempts"].append(attempt)
+        record["state"] = state.value
+        record["updated_at"] = utcnow()
+        self.redis.hset(self.keys.deliveries(job_id), did, json.dumps(record))
+        return record
+
+    def claim(self, job_id: str, did: str, attempt: int) -> bool:
+        """Take attempt `attempt` of `did` (one task per attempt, even when a message is
+        duplicated: the finalizer ran twice, a message came back after a lost ack)."""
+        key = self.keys.deliveries(job_id)
+        return bool(self.redis.hsetnx(key, f"{CLAIM_PREFIX}{did}:{attempt}", utcnow()))

@@ -1,0 +1,150 @@
+"""Signed webhooks through real workers: retries, give-up, Retry-After, the deliveries list."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import wait_for
+from tests.webhookreceiver import Receiver, webhook_receiver
+
+pytestmark = pytest.mark.integration
+
+WEBHOOK_ENV = {
+    "COLLECTQ_WEBHOOK_MAX_ATTEMPTS": "3",
+    "COLLECTQ_WEBHOOK_BACKOFF_BASE": "0.05",
+    "COLLECTQ_WEBHOOK_BACKOFF_MAX": "2",
+    "COLLECTQ_WEBHOOK_TIMEOUT": "5",
+}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver() as r:
+        yield r
+
+
+def _submit(client: Any, url: str, **extra: Any) -> str:
+    body = {"target": "example.org", "collectors": ["noop"], "callback_url": url, **extra}
+    resp = client.post("/v1/jobs", json=body)
+    assert resp.status_code == 202, resp.json
+    return str(resp.json["id"])
+
+
+def _final_delivery(client: Any, job_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        items = client.get(f"/v1/jobs/{job_id}/deliveries").json["items"]
+        final = [d for d in items if d["state"] in ("delivered", "failed")]
+        return final[0] if final else None
+
+    return wait_for(done, timeout=30)  # type: ignore[no-any-return]
+
+
+def test_deliveries_retry_give_up_and_honour_retry_after(
+    make_app, start_worker, receiver: Receiver
+) -> None:
+    app = make_app(**WEBHOOK_ENV)
+    client = app.test_client()
+    start_worker(queues="collect.noop,webhooks", **WEBHOOK_ENV)
+    secret = client.get("/v1/webhooks/secret").json["secret"]
+    receiver.script = {
+        "/flaky": [(500, {}), (500, {}), (204, {})],
+        "/down": [(503, {})],
+        "/busy": [(429, {"Retry-After": "1"}), (200, {})],
+    }
+    flaky = _submit(client, f"{receiver.base}/flaky")
+    down = _submit(client, f"{receiver.base}/down", callback_on=["failure", "always"])
+    busy = _submit(client, f"{receiver.base}/busy")
+
+    ok = _final_delivery(client, flaky)
+    assert ok["state"] == "delivered"
+    assert ok["event"] == "job.succeeded"
+    assert [a["status_code"] for a in ok["attempts"]] == [500, 500, 204]
+    assert all(a["duration_ms"] >= 0 and a["at"] for a in ok["attempts"])
+    assert ok["attempts"][0]["response"] == "answer 500"
+    # every request verifies with the owner's secret (Standard Webhooks), same id each time
+    calls = receiver.on("/flaky")
+    assert len(calls) == 3
+    for call in calls:
+        payload = Webhook(secret).verify(call.body, call.headers)
+        assert payload["type"] == "job.succeeded"
+        assert payload["data"]["id"] == flaky
+        assert payload["data"]["status"] == "succeeded"
+        assert payload["data"]["callback"] == {"url": f"{receiver.base}/flaky", "on": ["always"]}
+    assert {c.headers["webhook-id"] for c in calls} == {ok["id"]}
+
+    gave_up = _final_delivery(client, down)
+    assert gave_up["state"] == "failed"
+    assert [a["status_code"] for a in gave_up["attempts"]] == [503, 503, 503]
+    assert len(receiver.on("/down")) == 3
+
+    slow = _final_delivery(client, busy)
+    assert slow["state"] == "delivered"
+    assert [a["status_code"] for a in slow["attempts"]] == [429, 200]
+    assert slow["attempts"][0]["retry_in_s"] >= 1
+    first, second = receiver.on("/busy")
+    assert second.at - first.at >= 0.9  # Retry-After: 1 honoured
+
+    env = client.get(f"/v1/jobs/{flaky}").json
+    assert env["callback"] == {"url": f"{receiver.base}/flaky", "on": ["always"]}
+
+
+def test_callback_url_the_guard_refuses_is_a_422_naming_it(make_app) -> None:
+    client = make_app().test_client()
+    for url in ("http://10.1.2.3/hook", "http://169.254.169.254/", "http://[fd00::1]/x"):
+        resp = client.post(
+            "/v1/jobs", json={"target": "example.org", "collectors": ["noop"], "callback_url": url}
+        )
+        assert resp.status_code == 422, url
+        assert "callback_url" in resp.json["errors"], resp.json
+    bad = client.post(
+        "/v1/jobs",
+        json={"target": "example.org", "collectors": ["noop"], "callback_url": "ftp://x.org/"},
+    )
+    assert bad.status_code == 422
+    assert "callback_url" in bad.json["errors"]
+    lonely = client.post(
+        "/v1/jobs",
+        json={"target": "example.org", "collectors": ["noop"], "callback_on": ["always"]},
+    )
+    assert lonely.status_code == 422
+    assert "callback_on" in lonely.json["errors"]
+
+
+def test_a_lost_announcement_is_republished_and_delivered_once(
+    make_app, start_worker, receiver: Receiver
+) -> None:
+    from app.jobs.finalize import announce, republish_overdue
+    from app.runtime import runtime
+
+    app = make_app(**WEBHOOK_ENV)
+    client = app.test_client()
+    celery = app.extensions["celery"]
+    store = runtime(app).store
+    start_worker(queues="collect.noop", **WEBHOOK_ENV)  # no webhooks worker yet
+    job_id = _submit(client, f"{receiver.base}/late")
+    wait_for(lambda: client.get(f"/v1/jobs/{job_id}").json["status"] == "succeeded")
+    assert store.redis.zscore(store.keys.finished, job_id) is not None  # in the outbox
+    # the worker's announcement is lost (as if the broker had not taken it)
+    wait_for(lambda: _drop_webhook_messages(celery) or True)
+    assert republish_overdue(store, celery, grace=60, timeout=3) == 0  # not overdue yet
+    assert republish_overdue(store, celery, grace=0, timeout=3) == 1
+    announce(celery, job_id)  # a second announcement: the finalizer runs twice
+    start_worker(queues="webhooks", **WEBHOOK_ENV)
+
+    delivered = _final_delivery(client, job_id)
+    assert delivered["state"] == "delivered"
+    wait_for(lambda: store.redis.zscore(store.keys.finished, job_id) is None)  # settled
+    assert len(client.get(f"/v1/jobs/{job_id}/deliveries").json["items"]) == 1
+    assert len(receiver.on("/late")) == 1
+    payload = json.loads(receiver.on("/late")[0].body)
+    assert payload["data"]["id"] == job_id
+
+
+def _drop_webhook_messages(celery: Any) -> int:
+    with celery.connection_for_write() as conn:
+        return int(conn.default_channel.queue_purge("webhooks") or 0)

@@ -27,6 +27,7 @@ __all__ = [
     "JOBS_FINISHED",
     "JOBS_SUBMITTED",
     "QUEUE_WAIT",
+    "SCHEDULE_CHANGES",
     "UNMATCHED_ROUTE",
     "WEBHOOK_ATTEMPTS",
     "WEBHOOK_DELIVERIES",
@@ -109,6 +110,15 @@ def observe_webhook_attempt(event: str, seconds: float) -> None:
 
 def count_webhook_delivery(event: str, outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(event, outcome).inc()
+
+
+# change detection --------------------------------------------------------------------
+SCHEDULE_CHANGES = Counter(
+    "collectq_schedule_changes",
+    "changes detected between runs of a schedule, by collector (one change may count for "
+    "several collectors)",
+    ["collector"],
+)
 
 
 def observe_request(route: str, method: str, status: int, seconds: float | None) -> None:

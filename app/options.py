@@ -235,6 +235,15 @@ class Options:
         "larger than the budget is dropped (`dropped` in the envelope); `0` = no budget",
         min=0,
     )
+    change_history_max: int = option(
+        100, "change records kept per schedule (`GET /v1/schedules/{id}/changes`)", min=1, max=10000
+    )
+    change_history_max_age: int = option(
+        30 * 24 * 3600,
+        "seconds a schedule's change record is kept; also how long its last fingerprints "
+        "outlive its last run (a schedule idle longer starts from a new baseline)",
+        min=60,
+    )
     max_wait: int = option(30, "cap of `?wait=` in seconds", min=0, max=300)
     max_waits_per_client: int = option(
         4,

@@ -134,6 +134,19 @@ class RedisKeys:
     def host_slots(self, host: str) -> str:
         return f"{self.prefix}hc:{host}"
 
+    # change detection (app.changes) -----------------------------------------
+    def change_fingerprints(self, schedule_id: str) -> str:
+        """A schedule's last good fingerprint per collector (hash: collector → JSON)."""
+        return f"{self.prefix}chfp:{schedule_id}"
+
+    def changes(self, schedule_id: str) -> str:
+        """A schedule's change history (stream, bounded: count and age)."""
+        return f"{self.prefix}chg:{schedule_id}"
+
+    def change_done(self, job_id: str) -> str:
+        """The change a job recorded ("" for none): a repeated finalizer finds it."""
+        return f"{self.prefix}chgdone:{job_id}"
+
     # API --------------------------------------------------------------------
     def wait_slots(self, client: str) -> str:
         """Held slots of one client's concurrent `?wait=` long-polls (a zset)."""

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import abc
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from marshmallow import Schema
+
+from collectors import fingerprint as fp
 
 __all__ = [
     "Artifact",
@@ -177,6 +180,22 @@ class Collector(abc.ABC):
     @abc.abstractmethod
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
         """Collect from `target` with validated `options`; raise CollectorError on failure."""
+
+    def fingerprint(
+        self, data: Mapping[str, Any], options: fp.FingerprintOptions, artifact: fp.ArtifactReader
+    ) -> fp.Fingerprint:
+        """The stable facts of a succeeded result, compared between runs of a schedule.
+
+        The default digests all of `data`; a collector whose data holds what differs on
+        every run (timings, TTLs) overrides it with named parts (README "Change detection").
+        """
+        return fp.data_fingerprint(self.name, data)
+
+    def changed_parts(
+        self, before: fp.Fingerprint, after: fp.Fingerprint, options: fp.FingerprintOptions
+    ) -> list[str]:
+        """The parts that changed between two fingerprints of the same kind."""
+        return fp.changed_parts(before, after)
 
     def warm(self) -> None:  # noqa: B027 - optional hook
         """Start what the first job would otherwise wait for (called after the fork)."""

@@ -13,6 +13,7 @@ internal network: A/AAAA records whose address is neither global nor inside
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from collectors import fingerprint as fp
 from collectors import netguard
 from collectors.base import (
     CollectContext,
@@ -78,6 +80,23 @@ class DnsCollector(Collector):
         if resolver:
             ipaddress.ip_address(resolver)  # the settings checked it; refuse a bad one here too
         self.resolver = resolver or None
+
+    def fingerprint(
+        self, data: Mapping[str, Any], options: fp.FingerprintOptions, artifact: fp.ArtifactReader
+    ) -> fp.Fingerprint:
+        """Per record type the sorted values (no TTLs: they count down); names compare
+        case-insensitively, TXT and CAA as they are; a non-NOERROR rcode is a value too."""
+        parts: dict[str, Any] = {"nxdomain": bool(data.get("nxdomain"))}
+        for rdtype, answer in sorted((data.get("answers") or {}).items()):
+            keep_case = rdtype in ("TXT", "CAA")
+            values = sorted(
+                r["value"] if keep_case else r["value"].lower() for r in answer.get("records", [])
+            )
+            values += sorted(f"withheld {k}" for k in answer.get("withheld") or ())
+            if answer.get("rcode", "NOERROR") != "NOERROR":
+                values.insert(0, f"rcode {answer['rcode']}")
+            parts[rdtype] = values
+        return fp.Fingerprint("dns/1", parts)
 
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
         name = _hostname(target)

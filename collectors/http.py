@@ -14,6 +14,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -30,6 +31,7 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from collectors import fingerprint as fp
 from collectors import netguard
 from collectors.base import (
     Artifact,
@@ -129,6 +131,21 @@ class HttpCollector(Collector):
             managers, self._managers = list(self._managers.values()), {}
         for manager in managers:
             manager.clear()
+
+    def fingerprint(
+        self, data: Mapping[str, Any], options: fp.FingerprintOptions, artifact: fp.ArtifactReader
+    ) -> fp.Fingerprint:
+        """Status, where the redirects ended, the content type and the body's sha256; the
+        response headers a schedule names (`http_headers`); never timings."""
+        headers = {k.lower(): v for k, v in (data.get("headers") or {}).items()}
+        parts: dict[str, Any] = {
+            name: data.get(name) for name in ("status_code", "final_url", "content_type")
+        }
+        parts["body_sha256"] = data.get("body_sha256")
+        for name in options.http_headers:
+            parts[f"header:{name}"] = headers.get(name)
+        chosen = ",".join(options.http_headers)  # another choice of headers: a new baseline
+        return fp.Fingerprint(f"http/1{';' + chosen if chosen else ''}", parts)
 
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
         timeout: float = options["timeout"]

@@ -13,11 +13,13 @@ import contextlib
 import hashlib
 import struct
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from playwright.sync_api import BrowserContext, ConsoleMessage, Error, Page, Response
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from collectors import fingerprint as fp
 from collectors import netguard
 from collectors.base import (
     Artifact,
@@ -81,6 +83,38 @@ class ScreenshotCollector(Collector):
 
     def close(self) -> None:
         self.browsers.close()
+
+    def fingerprint(
+        self, data: Mapping[str, Any], options: fp.FingerprintOptions, artifact: fp.ArtifactReader
+    ) -> fp.Fingerprint:
+        """The PNG's sha256; with `screenshot_hash: perceptual` (and Pillow installed) a
+        difference hash of the image and its size instead."""
+        if options.screenshot_hash == "perceptual" and fp.perceptual_available():
+            png = artifact("screenshot.png")
+            try:
+                phash = fp.dhash(png) if png is not None else None
+            except (OSError, ValueError):  # not a readable image: compare exactly
+                phash = None
+            if phash is not None:
+                size = f"{data.get('width')}x{data.get('height')}"
+                return fp.Fingerprint("screenshot/perceptual", {"dhash": phash, "size": size})
+        return fp.Fingerprint("screenshot/exact", {"png_sha256": data.get("png_sha256")})
+
+    def changed_parts(
+        self, before: fp.Fingerprint, after: fp.Fingerprint, options: fp.FingerprintOptions
+    ) -> list[str]:
+        """Perceptual hashes within `screenshot_threshold` differing bits are the same page."""
+        parts = fp.changed_parts(before, after)
+        old, new = before.parts.get("dhash"), after.parts.get("dhash")
+        if (
+            "dhash" in parts
+            and isinstance(old, str)
+            and isinstance(new, str)
+            and len(old) == len(new)
+            and fp.hamming(old, new) <= options.screenshot_threshold
+        ):
+            parts.remove("dhash")
+        return parts
 
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
         timeout: float = options["timeout"]

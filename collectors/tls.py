@@ -13,12 +13,14 @@ import socket
 import ssl
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from collectors import fingerprint as fp
 from collectors import netguard
 from collectors.base import (
     CollectContext,
@@ -126,6 +128,22 @@ class TlsCollector(Collector):
         self._unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self._unverified.check_hostname = False
         self._unverified.verify_mode = ssl.CERT_NONE
+
+    def fingerprint(
+        self, data: Mapping[str, Any], options: fp.FingerprintOptions, artifact: fp.ArtifactReader
+    ) -> fp.Fingerprint:
+        """The leaf certificate (sha256 of its DER), its expiry and whether it verifies;
+        not the days to expiry (they count down)."""
+        chain = data.get("chain") or [{}]
+        verification = data.get("verification") or {}
+        return fp.Fingerprint(
+            "tls/1",
+            {
+                "leaf_sha256": chain[0].get("sha256"),
+                "not_after": chain[0].get("not_after"),
+                "verified": verification.get("verified"),
+            },
+        )
 
     def collect(self, target: str, options: dict[str, Any], ctx: CollectContext) -> Result:
         host, port = _host_port(target, options["port"])

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api import collectors, health, jobs, keys, legacy
+from api import batch, collectors, health, jobs, keys, legacy
 from api.errors import init_errors
 from api.identity import init_authenticate, init_authorize, public
 from api.metrics import init_metrics
@@ -96,7 +96,7 @@ def init_api(app: Flask) -> Api:
     )
     api = ProblemApi(app, spec_kwargs={"extra_plugins": [LinksPlugin()]})
     collectors.extend_converter(api.ma_plugin.converter)
-    for module in (jobs, collectors, health, keys, legacy):
+    for module in (jobs, batch, collectors, health, keys, legacy):
         api.register_blueprint(module.blp)
     api.register_blueprint(webhooks_blp)
     collectors.document_collectors(api, runtime(app).registry)

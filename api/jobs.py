@@ -14,6 +14,7 @@ from api.ratelimit import client_key
 from api.requests import Blueprint, request_id
 from app.errors import NotFound, ValidationFailed
 from app.jobs import service
+from app.jobs.reuse import SUCCEEDED
 from app.jobs.store import ListFilter
 from app.runtime import runtime
 from schemas.job import (
@@ -24,12 +25,14 @@ from schemas.job import (
     WaitArgsSchema,
 )
 
-__all__ = ["blp", "render", "submit"]
+__all__ = ["REUSED_HEADER", "answer_of", "blp", "render", "submit"]
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Collection jobs")
 
 _JOB_ID = re.compile(r"^j_[0-9A-HJKMNP-TV-Z]{26}$")
 MAX_IDEMPOTENCY_KEY = 256
+# On a job answered instead of a new one (`max_age`): `succeeded` or `in-flight`.
+REUSED_HEADER = "Collectq-Reused"
 _ARTIFACT = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
@@ -59,7 +62,7 @@ def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         raise ValidationFailed(
             {"Idempotency-Key": [f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"]}
         )
-    envelope, created = service.submit_job(
+    done = service.submit_request(
         runtime(),
         current_app.extensions["celery"],
         data,
@@ -67,10 +70,18 @@ def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
         idempotency_key=key or None,
         request_id=request_id(),
     )
-    headers = {"Location": f"/v1/jobs/{envelope['id']}"}
-    if not created:
+    return render(done.envelope), *answer_of(done)
+
+
+def answer_of(done: service.Submitted) -> tuple[int, dict[str, str]]:
+    """Status and headers of a submit: 202 (accepted, poll the Location), 200 for a job
+    reused because it succeeded recently (its result is final)."""
+    headers = {"Location": f"/v1/jobs/{done.envelope['id']}"}
+    if done.reused:
+        headers[REUSED_HEADER] = done.reused
+    elif not done.created:
         headers["Idempotent-Replayed"] = "true"
-    return render(envelope), 202, headers
+    return (200 if done.reused == SUCCEEDED else 202), headers
 
 
 @blp.route("")
@@ -78,7 +89,17 @@ class Jobs(MethodView):
     @requires("jobs:write", "submit")
     @blp.arguments(JobRequestSchema)
     @blp.response(202, EnvelopeSchema, description="Accepted; poll the Location")
-    @blp.alt_response(422, description="Invalid fields")
+    @blp.alt_response(
+        200,
+        schema=EnvelopeSchema,
+        description="`max_age`: an identical job that succeeded recently, reused "
+        "(`Collectq-Reused: succeeded`)",
+    )
+    @blp.alt_response(
+        422,
+        description="Invalid fields; or the Idempotency-Key was used with another body "
+        "(type `idempotency_key_reused`, `errors` names `Idempotency-Key`)",
+    )
     @blp.alt_response(503, description="Broker or Redis unreachable; retry after Retry-After")
     def post(self, data: dict[str, Any]) -> Any:
         """Submit a job: one target, one or more collectors."""

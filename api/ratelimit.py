@@ -6,6 +6,9 @@ X-Forwarded-For). Each route class (submit, read, admin) has one bucket per
 client, with its limit from settings unless the key overrides it. Answers
 carry ``RateLimit-Limit/-Remaining/-Reset/-Policy`` (draft-ietf-httpapi-ratelimit-headers,
 Reset in seconds) and, on 429, ``Retry-After``.
+
+A request counts 1 against its bucket, unless its view is marked with `counts_as`
+(``POST /v1/jobs/batch``: one per job in it, so a batch of N is N submits).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limit, Limiter
 from limits.errors import StorageError
 from redis.exceptions import RedisError
@@ -25,7 +30,7 @@ from app.redisclient import redis_options
 from app.rediskeys import RedisKeys
 from app.runtime import runtime
 
-__all__ = ["EXPOSED_HEADERS", "client_key", "init_ratelimit"]
+__all__ = ["EXPOSED_HEADERS", "client_key", "counts_as", "init_ratelimit"]
 
 log = logging.getLogger("collectq.ratelimit")
 
@@ -49,6 +54,29 @@ def _limit() -> str:
     return runtime().settings.rate_limit(rc)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+_COST_ATTR = "_collectq_rate_cost"
+
+
+def counts_as(cost: Callable[[], int]) -> Callable[[F], F]:
+    """Mark a view (a function route): a request to it costs `cost()` (≥ 1) of its bucket.
+
+    `cost` runs before the view, on the raw request (the body is not validated yet).
+    """
+
+    def mark(fn: F) -> F:
+        setattr(fn, _COST_ATTR, cost)
+        return fn
+
+    return mark
+
+
+def _cost() -> int:
+    view = current_app.view_functions.get(request.endpoint or "")
+    cost: Callable[[], int] | None = getattr(view, _COST_ATTR, None)
+    return max(1, cost()) if cost is not None else 1
+
+
 def _scope(_endpoint: str) -> str:
     return route_class() or "none"
 
@@ -58,7 +86,7 @@ def init_ratelimit(app: Flask) -> Limiter:
     settings = runtime(app).settings
     limiter = Limiter(
         client_key,
-        default_limits=[Limit(_limit, scope=_scope, shared=True)],
+        default_limits=[Limit(_limit, scope=_scope, shared=True, cost=_cost)],
         strategy="fixed-window",
         storage_uri=settings.redis_url,
         storage_options=redis_options(),

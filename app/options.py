@@ -446,6 +446,16 @@ class Options:
     max_queued_jobs: int = option(
         1000, "queued jobs per owner (`0`: no cap; refused in staging/prod)", min=0
     )
+    batch_max: int = option(
+        100, "most jobs in one `POST /v1/jobs/batch` (more: 422)", min=1, max=1000
+    )
+    max_age_max: int = option(
+        7 * 24 * 3600,
+        "largest `max_age` (seconds) a job request may give to reuse an identical job "
+        "(larger: 422); `0` lets requests share in-flight jobs only",
+        min=0,
+        max=30 * 24 * 3600,
+    )
     cors_origins: tuple[str, ...] = option(
         (), "allowed origins; CORS off when empty (wildcard refused in staging/prod)"
     )

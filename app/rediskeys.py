@@ -55,6 +55,10 @@ class RedisKeys:
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.prefix}idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
 
+    def reuse(self, owner: str, identity: str) -> str:
+        """The newest jobs of `owner` with one identity hash (`app.jobs.reuse`), a list."""
+        return f"{self.prefix}reuse:{owner}:{identity}"
+
     @property
     def watch(self) -> str:
         """Unfinished collectors, scored by when the reaper expects news of them."""

@@ -37,6 +37,7 @@ __all__ = [
 MAX_TARGET = 2048
 MAX_COLLECTORS = 16
 MAX_LABELS = 32
+MAX_AGE = 30 * 24 * 3600  # the schema's bound of `max_age`; the server's is MAX_AGE_MAX
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
 _COLLECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -127,6 +128,20 @@ class JobRequestSchema(_Strict):
         values=fields.String(validate=validate.Length(max=256)),
         load_default=dict,
         validate=validate.Length(max=MAX_LABELS),
+    )
+
+    max_age = fields.Integer(
+        validate=validate.Range(min=0, max=MAX_AGE),
+        metadata={
+            "description": (
+                "seconds: answer with an identical job of yours (same target, collectors, "
+                "options, callback) that is still queued/running, or that succeeded at most "
+                "this long ago, instead of collecting again (200 + `Collectq-Reused: "
+                "succeeded`, or 202 + `Collectq-Reused: in-flight`); `0` shares in-flight "
+                "jobs only; absent: always a new job. At most the server's `MAX_AGE_MAX`."
+            ),
+            "example": 300,
+        },
     )
 
     callback_url = callback_url_field()

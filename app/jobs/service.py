@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 from celery import Celery
@@ -25,15 +26,17 @@ from app.errors import (
     QuotaExceeded,
     ValidationFailed,
 )
+from app.jobs import reuse
 from app.jobs.broker import PUBLISH_ERRORS, publish
 from app.jobs.callback import check_callback_url
 from app.jobs.context import JobContext
 from app.jobs.finalize import announce
 from app.jobs.ids import new_id
+from app.jobs.reuse import IdempotencyKeyReused
 from app.rediskeys import RedisKeys
 from schemas.status import TERMINAL_COLLECTOR, CollectorStatus, JobStatus
 
-__all__ = ["cancel_job", "get_job", "submit_job", "wait_job"]
+__all__ = ["Submitted", "cancel_job", "get_job", "submit_job", "submit_request", "wait_job"]
 
 log = logging.getLogger("collectq.jobs")
 
@@ -88,10 +91,15 @@ def submit_job(
     owner: str,
     idempotency_key: str | None = None,
     request_id: str | None = None,
+    body_hash: str | None = None,
     callback_url: str | None = None,
     callback_on: list[str] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Accept a job; return (envelope, created). created=False for an idempotent repeat."""
+    """Accept a job; return (envelope, created). created=False for an idempotent repeat.
+
+    `body_hash` (`reuse.request_hash`) is kept with the Idempotency-Key: the same key
+    with another body is refused (`IdempotencyKeyReused`, 422).
+    """
     collectors: list[str] = data["collectors"]
     options = _check_collectors(rt, collectors, data.get("options") or {})
     # the job's webhook: the request's, or the caller's (a schedule's callback)
@@ -101,14 +109,9 @@ def submit_job(
         check_callback_url(callback_url, rt.policy)
     job_id = new_id("j_")
     if idempotency_key:
-        earlier = rt.store.claim_idempotency_key(owner, idempotency_key, job_id)
-        if earlier is not None:
-            envelope = rt.store.get(earlier)
-            if envelope is not None:
-                return envelope, False
-            # the earlier job expired or was never accepted: take the key over
-            rt.store.release_idempotency_key(owner, idempotency_key)
-            rt.store.claim_idempotency_key(owner, idempotency_key, job_id)
+        replay = _claim_key(rt, owner, idempotency_key, job_id, body_hash)
+        if replay is not None:
+            return replay, False
     try:
         _check_quota(rt, owner)
     except QuotaExceeded:
@@ -134,6 +137,90 @@ def submit_job(
         raise DependencyUnavailable("broker") from exc
     rt.observer.submitted(collectors)
     return envelope, True
+
+
+def _claim_key(
+    rt: JobContext, owner: str, key: str, job_id: str, body_hash: str | None
+) -> dict[str, Any] | None:
+    """Bind `key` to `job_id`; the envelope of the job bound earlier (a replay), if any."""
+    earlier = rt.store.claim_idempotency_key(owner, key, job_id, body_hash)
+    if earlier is None:
+        return None
+    earlier_id, earlier_hash = earlier
+    if body_hash and earlier_hash and earlier_hash != body_hash:
+        raise IdempotencyKeyReused()
+    envelope = rt.store.get(earlier_id)
+    if envelope is not None:
+        return envelope
+    # the earlier job expired or was never accepted: take the key over
+    rt.store.release_idempotency_key(owner, key)
+    rt.store.claim_idempotency_key(owner, key, job_id, body_hash)
+    return None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submit did: the job's envelope, whether it was created now, and whether an
+    identical job was reused instead (`reuse.IN_FLIGHT` / `reuse.SUCCEEDED`)."""
+
+    envelope: dict[str, Any]
+    created: bool  # False: an idempotent replay, or a reused job
+    reused: str | None = None
+
+
+def submit_request(
+    rt: JobContext,
+    celery: Celery,
+    data: dict[str, Any],
+    *,
+    owner: str,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+) -> Submitted:
+    """A client's submit (POST /v1/jobs, a batch item): `submit_job` plus reuse (`max_age`).
+
+    With `max_age` (seconds, ≤ `MAX_AGE_MAX`) an identical job of `owner` that is still
+    queued/running, or that succeeded at most `max_age` seconds ago, is answered instead
+    of a new one (docs/decisions.md, "Scheduling: idempotency, reuse and batch"). Every
+    job created here becomes a candidate for later requests. An Idempotency-Key is bound
+    to the reused job, so a retry with it answers the same job.
+    """
+    body_hash = reuse.request_hash(data)
+    collectors: list[str] = data["collectors"]
+    identity = reuse.identity_hash(
+        data["target"],
+        collectors,
+        data.get("options") or {},
+        callback_url=data.get("callback_url"),
+        callback_on=data.get("callback_on"),
+    )
+    max_age: int | None = data.get("max_age")
+    if max_age is not None:
+        if max_age > rt.settings.max_age_max:
+            raise ValidationFailed(
+                {"max_age": [f"must be at most {rt.settings.max_age_max} (seconds)"]}
+            )
+        _check_collectors(rt, collectors, data.get("options") or {})  # a bad option is a 422
+        found = reuse.find_reusable(rt.redis, rt.store.keys, owner, identity, max_age)
+        envelope = rt.store.get(found.job_id) if found else None
+        if found and envelope is not None:
+            if idempotency_key:
+                replay = _claim_key(rt, owner, idempotency_key, found.job_id, body_hash)
+                if replay is not None:
+                    return Submitted(replay, False)
+            return Submitted(envelope, False, found.kind)
+    envelope, created = submit_job(
+        rt,
+        celery,
+        data,
+        owner=owner,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+        body_hash=body_hash,
+    )
+    if created:
+        reuse.remember(rt.redis, rt.store.keys, owner, identity, envelope["id"], rt.store.ttl)
+    return Submitted(envelope, created)
 
 
 def _check_quota(rt: JobContext, owner: str) -> None:

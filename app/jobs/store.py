@@ -8,7 +8,8 @@ lifetimes in docs/architecture.md)::
                               s:{c} a:{c} r:{c}   status, attempt, result JSON per collector
     p idx:{owner}       zset  job ids (score 0, ordered by id = by time)
     p idx-all           zset  every job id (admin listing; no owner name can reach it)
-    p idem:{owner}:{h}  str   job id for an Idempotency-Key
+    p idem:{owner}:{h}  str   job id (and request body hash) for an Idempotency-Key
+    p reuse:{owner}:{i} list  newest job ids with one identity hash (`app.jobs.reuse`)
     p watch             zset  unfinished collectors ``{id}|{c}``, score = the time by
                               which the reaper expects news (heartbeat, start, retry)
     p queued:{owner}    zset  job ids still queued (score: created, epoch s): the quota
@@ -130,12 +131,20 @@ class JobStore:
         self._legacy_adopted = False
 
     # create / delete ----------------------------------------------------------
-    def claim_idempotency_key(self, owner: str, key: str, job_id: str) -> str | None:
-        """Bind `key` to `job_id`; return the job id bound earlier, if any."""
+    def claim_idempotency_key(
+        self, owner: str, key: str, job_id: str, body_hash: str | None = None
+    ) -> tuple[str, str | None] | None:
+        """Bind `key` to `job_id` (and the request's `body_hash`); return the job id and
+        body hash bound earlier, if any (the hash is None for a key bound without one)."""
         k = self.keys.idempotency(owner, key)
-        if self.redis.set(k, job_id, nx=True, ex=self.ttl):
+        value = f"{job_id} {body_hash}" if body_hash else job_id
+        if self.redis.set(k, value, nx=True, ex=self.ttl):
             return None
-        return _s(cast(bytes | None, self.redis.get(k)))
+        earlier = _s(cast(bytes | None, self.redis.get(k)))
+        if earlier is None:  # expired in between: take it
+            return self.claim_idempotency_key(owner, key, job_id, body_hash)
+        earlier_id, _, earlier_hash = earlier.partition(" ")
+        return earlier_id, earlier_hash or None
 
     def release_idempotency_key(self, owner: str, key: str) -> None:
         self.redis.delete(self.keys.idempotency(owner, key))

@@ -1,0 +1,94 @@
+"""POST /v1/jobs/batch: up to BATCH_MAX job requests, each accepted or rejected on its own.
+
+The answer is 200 with one result per item (index, status, job or problem): the batch
+itself was processed even when every item was refused. A batch of N counts as N submits
+against the rate limit (`api.ratelimit.counts_as`); the queued-jobs quota is checked per
+item. docs/decisions.md, "Scheduling: idempotency, reuse and batch (issue 13)".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, request
+from marshmallow import ValidationError
+
+from api.errors import problem
+from api.identity import current_owner, requires
+from api.jobs import answer_of, render
+from api.ratelimit import counts_as
+from api.requests import Blueprint, request_id
+from app.errors import CollectqError, DependencyUnavailable, ValidationFailed
+from app.jobs import service
+from app.runtime import runtime
+from schemas.batch import BATCH_LIMIT, BatchRequestSchema, BatchResponseSchema
+from schemas.job import JobRequestSchema
+
+__all__ = ["blp"]
+
+blp = Blueprint("batch", __name__, url_prefix="/v1/jobs", description="Collection jobs")
+
+
+def _size() -> int:
+    """Jobs in the raw body, for the rate limit (capped: a larger batch is a 422 anyway)."""
+    try:  # get_data keeps the bytes for the parser that validates them later
+        body = json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError):  # refused later, with the reason
+        return 1
+    jobs = body.get("jobs") if isinstance(body, dict) else None
+    return min(len(jobs), BATCH_LIMIT) if isinstance(jobs, list) else 1
+
+
+def _problem(exc: CollectqError) -> dict[str, Any]:
+    body: dict[str, Any] = problem(
+        exc.status, exc.title, exc.detail, exc.type, **exc.extra()
+    ).get_json()
+    return body
+
+
+@blp.route("/batch", methods=["POST"])
+@requires("jobs:write", "submit")
+@counts_as(_size)
+@blp.arguments(BatchRequestSchema)
+@blp.response(200, BatchResponseSchema, description="One result per item, in order")
+@blp.alt_response(422, description="Not a batch: `jobs` missing, empty or over `BATCH_MAX`")
+def batch(data: dict[str, Any]) -> Any:
+    """Submit several jobs; each item is accepted or rejected on its own."""
+    rt = runtime()
+    jobs: list[Any] = data["jobs"]
+    if len(jobs) > rt.settings.batch_max:
+        raise ValidationFailed({"jobs": [f"at most {rt.settings.batch_max} jobs per batch"]})
+    if "Idempotency-Key" in request.headers:
+        raise ValidationFailed(
+            {"Idempotency-Key": ["not supported on a batch; send `max_age` in the items"]}
+        )
+    celery, owner, rid = current_app.extensions["celery"], current_owner(), request_id()
+    items: list[dict[str, Any]] = []
+    unreachable: DependencyUnavailable | None = None
+    for index, raw in enumerate(jobs):
+        item: dict[str, Any] = {"index": index}
+        try:
+            if unreachable is not None:  # the broker just failed: do not wait for it again
+                raise unreachable
+            try:
+                job = JobRequestSchema().load(raw)
+            except ValidationError as exc:
+                messages = exc.messages
+                raise ValidationFailed(
+                    messages if isinstance(messages, dict) else {"_schema": messages}
+                ) from exc
+            done = service.submit_request(rt, celery, job, owner=owner, request_id=rid)
+        except DependencyUnavailable as exc:
+            unreachable = exc
+            item |= {"status": exc.status, "problem": _problem(exc)}
+        except CollectqError as exc:
+            item |= {"status": exc.status, "problem": _problem(exc)}
+        else:
+            status, _ = answer_of(done)
+            item |= {"status": status, "job": render(done.envelope)}
+            if done.reused:
+                item["reused"] = done.reused
+        items.append(item)
+    accepted = sum(1 for i in items if "job" in i)
+    return {"items": items, "accepted": accepted, "rejected": len(items) - accepted}

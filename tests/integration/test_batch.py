@@ -1,0 +1,81 @@
+"""POST /v1/jobs/batch: each item accepted or rejected on its own (issue 13, item 8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.runtime import runtime
+
+NOOP = {"target": "example.org", "collectors": ["noop"]}
+
+
+def _batch(client: Any, jobs: list[Any], **headers: str) -> Any:
+    return client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=headers)
+
+
+def test_mixed_items_are_answered_one_by_one(make_app) -> None:
+    client = make_app().test_client()
+    resp = _batch(
+        client,
+        [
+            {**NOOP, "max_age": 0},
+            {"target": "not a host", "collectors": ["noop"]},
+            {"target": "example.org", "collectors": ["nope"]},
+            "not an object",
+            {**NOOP, "max_age": 60},  # identical to item 0, still queued: the same job
+            {**NOOP, "labels": {"n": "5"}},
+        ],
+    )
+    assert resp.status_code == 200, resp.json
+    items = resp.json["items"]
+    assert [i["index"] for i in items] == list(range(6))
+    assert [i["status"] for i in items] == [202, 422, 422, 422, 202, 202]
+    assert (resp.json["accepted"], resp.json["rejected"]) == (3, 3)
+    assert "target" in items[1]["problem"]["errors"]
+    assert "collectors" in items[2]["problem"]["errors"]
+    assert items[3]["problem"]["type"].endswith("/validation_error")
+    assert items[4]["job"]["id"] == items[0]["job"]["id"]
+    assert items[4]["reused"] == "in-flight"
+    assert items[5]["job"]["id"] != items[0]["job"]["id"]
+    for i in (0, 5):  # accepted jobs are real jobs
+        got = client.get(f"/v1/jobs/{items[i]['job']['id']}")
+        assert got.status_code == 200
+        assert got.json["status"] == "queued"
+
+
+def test_over_the_max_empty_or_keyed_batch_is_422(make_app) -> None:
+    client = make_app(COLLECTQ_BATCH_MAX="2").test_client()
+    over = _batch(client, [NOOP, NOOP, NOOP])
+    assert over.status_code == 422
+    assert "jobs" in over.json["errors"]
+    assert _batch(client, []).status_code == 422
+    keyed = _batch(client, [NOOP], **{"Idempotency-Key": "k"})
+    assert keyed.status_code == 422
+    assert "Idempotency-Key" in keyed.json["errors"]
+    assert client.get("/v1/jobs").json["items"] == []  # nothing of a refused batch was queued
+
+
+def test_quota_per_item_and_a_batch_of_n_is_n_submits(make_app) -> None:
+    app = make_app(COLLECTQ_MAX_QUEUED_JOBS="2", COLLECTQ_RATE_LIMIT_SUBMIT="5/minute")
+    token = runtime(app).keys.create(owner="a", name="n", scopes=["jobs:write", "jobs:read"])[1]
+    client = app.test_client(api_key=token)
+    jobs = [{**NOOP, "labels": {"n": str(i)}} for i in range(3)]
+    resp = _batch(client, jobs)
+    assert resp.status_code == 200
+    assert [i["status"] for i in resp.json["items"]] == [202, 202, 429]
+    quota = resp.json["items"][2]["problem"]
+    assert quota["type"].endswith("/quota_exceeded")
+    assert quota["limit"] == 2
+    assert resp.headers["RateLimit-Remaining"] == "2"  # 5 - 3
+    limited = _batch(client, jobs)  # 3 more than the 2 left: the whole batch waits
+    assert limited.status_code == 429
+    assert limited.json["type"].endswith("/rate_limited")
+
+
+def test_batch_and_max_age_are_documented(make_app) -> None:
+    doc = make_app().test_client().get("/openapi.json").json
+    post = doc["paths"]["/v1/jobs/batch"]["post"]
+    assert "200" in post["responses"]
+    assert "422" in post["responses"]
+    assert "max_age" in doc["components"]["schemas"]["JobRequest"]["properties"]
+    assert "200" in doc["paths"]["/v1/jobs"]["post"]["responses"]

@@ -1,16 +1,18 @@
 """`collectq collect`: run collectors in-process, no servers, same envelope as the API.
 
-On a terminal, progress goes to stderr (`TerminalProgress`): one line per collector,
-``[2/3] dns …`` while it runs, then its outcome and duration. The envelope on stdout is
-the same with or without it.
+On a terminal, progress goes to stderr (`TerminalProgress`, app/cli/progress.py: the
+client's `jobs watch` draws the same lines): one line per collector, ``[2/3] dns …``
+while it runs, then its outcome and duration. The envelope on stdout is the same with
+or without it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any
 
+from app.cli.progress import Progress, TerminalProgress, progress_line
 from app.jobs.envelope import Stopwatch, build_envelope, failed_body, succeeded_body, utcnow
 from app.jobs.ids import new_id
 from app.runtime import load_collectors, network_policy
@@ -20,52 +22,6 @@ from collectors.runner import run_collector_once
 from schemas.status import CollectorStatus, JobStatus, final_job_status
 
 __all__ = ["Progress", "TerminalProgress", "collect_locally", "progress_line"]
-
-DETAIL_CHARS = 80  # of a failed collector's error detail, on its progress line
-
-
-class Progress(Protocol):
-    def started(self, index: int, name: str) -> None: ...
-    def finished(self, index: int, name: str, result: Mapping[str, Any]) -> None: ...
-
-
-def progress_line(
-    index: int, total: int, name: str, width: int, result: Mapping[str, Any] | None = None
-) -> str:
-    """``[1/3] http  running…``, or with its `result`: ``[1/3] http  succeeded  0.21 s``
-    (a failure adds its error type and the start of its detail)."""
-    head = f"[{index}/{total}] {name:<{width}}"
-    if result is None:
-        return f"{head}  running…"
-    line = f"{head}  {result['status']:<9}  {result.get('duration_ms', 0) / 1000:.2f} s"
-    error = result.get("error")
-    if error:
-        detail = str(error.get("detail") or "")
-        if len(detail) > DETAIL_CHARS:
-            detail = detail[: DETAIL_CHARS - 1] + "…"
-        line += f"  {error.get('type')}: {detail}"
-    return line
-
-
-class TerminalProgress:
-    """Progress on a terminal: the running line is rewritten in place with the outcome."""
-
-    def __init__(self, out: TextIO, names: list[str]) -> None:
-        self.out = out
-        self.total = len(names)
-        self.width = max((len(n) for n in names), default=0)
-
-    def started(self, index: int, name: str) -> None:
-        self._write(progress_line(index, self.total, name, self.width))
-
-    def finished(self, index: int, name: str, result: Mapping[str, Any]) -> None:
-        # \r and erase-line: the outcome replaces the running line
-        line = progress_line(index, self.total, name, self.width, result)
-        self._write(f"\r\x1b[K{line}\n")
-
-    def _write(self, text: str) -> None:
-        self.out.write(text)
-        self.out.flush()
 
 
 def collect_locally(

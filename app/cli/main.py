@@ -1,4 +1,5 @@
-"""The `collectq` command line: collect, api, worker, beat, up, config check/table."""
+"""The `collectq` command line: collect, api, worker, beat, up, config check/table, and
+the client of a running service (jobs)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any, NoReturn
 
 import click
 
+from app.cli.jobargs import parse_collectors, parse_options
+from app.cli.jobscmd import jobs
 from app.cli.keys import keys
 from app.jobs.names import COLLECTOR_QUEUE_PREFIX
 from app.logs import configure_logging
@@ -103,24 +106,14 @@ def collect(
         click.echo(
             f"collectq: dev profile: loopback allowed ({', '.join(settings.net_allow)})", err=True
         )
-    options: dict[str, dict[str, Any]] = {}
-    for opt in opts:
-        key, sep, raw = opt.partition("=")
-        name, dot, field = key.partition(".")
-        if not sep or not dot:
-            raise click.BadParameter(f"{opt!r}: use collector.key=value", param_hint="--option")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        options.setdefault(name, {})[field] = value
+    options = parse_options(opts)
     save: dict[str, Path] = {"screenshot.png": screenshot} if screenshot else {}
     for spec in artifact_files:
         name, sep, file = spec.partition("=")
         if not sep or not name or not file:
             raise click.BadParameter(f"{spec!r}: use NAME=FILE", param_hint="--artifact")
         save[name] = Path(file)
-    names = [n.strip() for n in collectors.split(",") if n.strip()]
+    names = parse_collectors(collectors)
     # progress only for a person watching: never into a pipe or a file
     progress = TerminalProgress(sys.stderr, names) if sys.stderr.isatty() else None
     code, envelope = collect_locally(
@@ -262,6 +255,7 @@ def flower(port: int | None) -> None:
 
 
 main.add_command(keys)
+main.add_command(jobs)  # the client: a running service over HTTP (app/cli/client.py)
 
 
 @main.group()

@@ -1,0 +1,44 @@
+"""Command-line parts of a job request, shared by `collectq collect` (in-process) and
+`collectq jobs submit` / `collectq schedules create` (over HTTP): one reading of each."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+__all__ = ["parse_collectors", "parse_labels", "parse_options"]
+
+
+def parse_collectors(text: str) -> list[str]:
+    """``http, dns`` → ``["http", "dns"]``."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def parse_options(opts: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """``-o collector.key=value`` options → ``{collector: {key: value}}``; the value is
+    JSON when it parses as JSON (numbers, booleans, objects), else the text itself."""
+    options: dict[str, dict[str, Any]] = {}
+    for opt in opts:
+        key, sep, raw = opt.partition("=")
+        name, dot, field = key.partition(".")
+        if not sep or not dot:
+            raise click.BadParameter(f"{opt!r}: use collector.key=value", param_hint="--option")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        options.setdefault(name, {})[field] = value
+    return options
+
+
+def parse_labels(labels: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--label k=v`` (repeatable) → ``{k: v}``; the server checks the keys and values."""
+    out: dict[str, str] = {}
+    for spec in labels:
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{spec!r}: use key=value", param_hint="--label")
+        out[key] = value
+    return out

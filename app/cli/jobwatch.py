@@ -1,0 +1,108 @@
+"""Follow a job until it is final: `collectq jobs watch` and `jobs submit --wait`.
+
+Two ways, the same outcome (the final envelope, read with GET at the end):
+- the event stream ``GET /v1/jobs/{id}/events`` (server-sent events: one event per
+  collector change, then ``done``), resumed with ``Last-Event-ID`` when the connection
+  breaks;
+- long-polling ``GET /v1/jobs/{id}?wait=…``, comparing each envelope with the last one,
+  when the service has no event stream (it answers 404 for it).
+
+Each change goes to a `Board` (app/cli/progress.py), when one is given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from app.cli.clienthttp import ApiClient, ApiProblem, Unreachable
+from app.cli.progress import Board
+from schemas.status import TERMINAL_JOB
+
+__all__ = ["POLL_WAIT", "follow"]
+
+POLL_WAIT = 1.0  # seconds per long-poll: how late a change shows at most
+STREAM_TIMEOUT = 60.0  # no byte for this long (the server sends keep-alives): reconnect
+RECONNECTS = 5  # in a row without an event, before giving up
+DONE_EVENTS = frozenset({"done", "end"})
+
+Show = Callable[[dict[str, Any]], None]
+
+
+def follow(
+    client: ApiClient, envelope: dict[str, Any], board: Board | None = None, *, stream: bool = True
+) -> dict[str, Any]:
+    """Wait for the job of `envelope` (as last read) to be final, showing its collectors'
+    changes on `board`; return the final envelope. `ApiProblem` if the job cannot be
+    read any more (404, 401…)."""
+    path = f"/v1/jobs/{envelope['id']}"
+
+    def show(results: dict[str, Any]) -> None:
+        if board is not None:
+            board.update(results)
+
+    show(envelope["results"])
+    if envelope["status"] in TERMINAL_JOB:
+        return envelope
+    if stream and _follow_events(client, path, envelope["results"], show):
+        return dict(client.call("GET", path))
+    return _follow_polling(client, path, show)
+
+
+def _follow_polling(client: ApiClient, path: str, show: Show) -> dict[str, Any]:
+    while True:
+        try:
+            envelope: dict[str, Any] = client.call(
+                "GET", path, query={"wait": POLL_WAIT}, timeout=POLL_WAIT + 30
+            )
+        except ApiProblem as exc:
+            if exc.status != 429:  # too many waits of this key in flight: pause, go on
+                raise
+            time.sleep(float(exc.problem.get("retry_after") or POLL_WAIT))
+            continue
+        show(envelope["results"])
+        if envelope["status"] in TERMINAL_JOB:
+            return envelope
+
+
+def _follow_events(client: ApiClient, path: str, results: dict[str, Any], show: Show) -> bool:
+    """Follow the event stream until ``done``; False when the service has none."""
+    last_id: str | None = None
+    failures = 0
+    while True:
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        try:
+            for event in client.stream(path + "/events", headers, timeout=STREAM_TIMEOUT):
+                failures = 0
+                last_id = event.id or last_id
+                if event.event in DONE_EVENTS:
+                    return True
+                _apply(results, event.json())
+                show(results)
+            # closed without `done`: resume after the last event seen
+        except ApiProblem as exc:
+            if exc.status in (404, 405) and last_id is None:
+                return False  # no event stream here (an older service): long-poll
+            raise
+        except (Unreachable, ValueError):
+            failures += 1
+            if failures > RECONNECTS:
+                raise
+        time.sleep(min(0.2 * 2**failures, 5.0))
+
+
+def _apply(results: dict[str, Any], data: Any) -> None:
+    """Merge one collector event into `results` (collector name → its result)."""
+    if not isinstance(data, dict) or not isinstance(data.get("collector"), str):
+        return
+    name = data["collector"]
+    result = data.get("result")
+    change = (
+        dict(result)
+        if isinstance(result, dict)
+        else {k: v for k, v in data.items() if k not in ("collector", "job_id", "id")}
+    )
+    if "attempt" in change and "attempts" not in change:
+        change["attempts"] = change.pop("attempt")
+    results[name] = {**results.get(name, {}), **change}

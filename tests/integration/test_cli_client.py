@@ -1,0 +1,201 @@
+"""The command-line client (`collectq jobs …`) against a live service: a gunicorn API and
+a worker with the test collectors. The client runs in this process (click's runner, no
+terminal), and as its own process where what a shell sees matters (errors, exit codes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from tests.apiprocess import RunningApi, running_api
+from tests.conftest import REDIS_URL, ROOT, Worker, free_port
+from tests.metricsenv import deployment_env
+
+TARGET = "http://127.0.0.1/"
+
+
+@pytest.fixture(scope="module")
+def api(vhost: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    tmp = tmp_path_factory.mktemp("cli-client")
+    env = deployment_env(vhost)
+    worker = None
+    try:
+        with running_api(env, tmp) as running:
+            worker = Worker(env, "collect.noop,collect.flaky", tmp / "worker.log", 4)
+            running.wait_ready()
+            yield running
+    finally:
+        if worker is not None:
+            worker.stop()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{env['COLLECTQ_REDIS_PREFIX']}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+def _env(api: RunningApi | None, url: str | None) -> dict[str, str]:
+    """The client's environment: the service's URL and key (never on argv)."""
+    env = {"COLLECTQ_CLIENT_CONFIG": os.devnull}  # not the developer's own config file
+    if api is not None:
+        env |= {"COLLECTQ_URL": f"http://127.0.0.1:{api.port}", "COLLECTQ_API_KEY": api.token}
+    if url is not None:
+        env["COLLECTQ_URL"] = url
+    return env
+
+
+def cq(api: RunningApi | None, *args: str, url: str | None = None) -> Done:
+    """`collectq ARGS` run in this process (click's runner: stdout is no terminal)."""
+    from app.cli.main import main
+
+    result = CliRunner().invoke(main, list(args), env=_env(api, url), catch_exceptions=True)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback would have reached the user
+    return Done(result.exit_code, result.stdout, result.stderr)
+
+
+def cq_process(api: RunningApi | None, *args: str, url: str | None = None) -> Done:
+    """`collectq ARGS` as its own process, as a shell runs it."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTQ_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env={**base, **_env(api, url)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return Done(done.returncode, done.stdout, done.stderr)
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def no_traceback(done: Done) -> None:
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+
+
+def test_submit_wait_succeeded_exits_0_with_the_final_envelope(api: RunningApi) -> None:
+    done = cq(api, "jobs", "submit", TARGET, "-c", "noop,flaky", "-o", "flaky.fail_times=1",
+              "--label", "team=cli", "--wait")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    envelope = json.loads(done.stdout)
+    assert envelope["status"] == "succeeded"
+    assert envelope["labels"] == {"team": "cli"}
+    assert envelope["results"]["flaky"]["attempts"] == 2
+    assert envelope == api.call("GET", f"/v1/jobs/{envelope['id']}")[1]  # the API's own JSON
+
+
+def test_submit_wait_exits_1_when_the_job_fails(api: RunningApi) -> None:
+    done = cq(api, "jobs", "submit", TARGET, "-c", "flaky", "-o", "flaky.bug=boom", "--wait")
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["status"] == "failed"
+    no_traceback(done)
+
+
+def test_get_list_cancel_and_a_second_cancel_is_a_conflict(api: RunningApi) -> None:
+    # no worker consumes collect.http here: the job stays queued until cancelled
+    done = cq(api, "jobs", "submit", TARGET, "-c", "http", "--label", "case=cancel", "-q")
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.strip()
+    assert job_id.startswith("j_")
+    got = cq(api, "jobs", "get", job_id)
+    assert got.returncode == 0
+    assert json.loads(got.stdout)["id"] == job_id
+    listed = cq(api, "jobs", "list", "--label", "case=cancel", "--json")
+    assert [e["id"] for e in json.loads(listed.stdout)["items"]] == [job_id]
+    table = cq(api, "jobs", "list", "--label", "case=cancel")
+    assert job_id in table.stdout
+    assert "STATUS" in table.stdout
+    cancelled = cq(api, "jobs", "cancel", job_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    again = cq(api, "jobs", "cancel", job_id)
+    assert again.returncode == 3
+    assert again.stderr.startswith("collectq: Conflict (409): job ")
+    assert "already finished as cancelled" in again.stderr
+    no_traceback(again)
+
+
+def test_a_422_prints_title_detail_and_each_field(api: RunningApi) -> None:
+    done = cq_process(api, "jobs", "submit", "not a target", "-c", "noop,Bad")
+    assert done.returncode == 3
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert lines[0] == "collectq: Unprocessable Entity (422): the request has invalid fields"
+    assert any(line.startswith("  target: ") for line in lines), done.stderr
+    assert "  collectors.1: not a collector name" in lines
+    assert any(line.startswith("  request id: ") for line in lines)
+    no_traceback(done)
+
+
+def test_a_missing_key_says_where_a_key_comes_from(api: RunningApi) -> None:
+    done = cq(None, "jobs", "list", url=f"http://127.0.0.1:{api.port}")
+    assert done.returncode == 3
+    assert "(401)" in done.stderr.splitlines()[0]
+    assert "no API key: set COLLECTQ_API_KEY" in done.stderr
+
+
+def test_an_unreachable_url_is_named() -> None:
+    port = free_port()  # bound then closed: nothing listens
+    done = cq_process(
+        None, "jobs", "get", "j_01JD2X5K3V9W8Q7R6T5Y4U3I2O", url=f"http://127.0.0.1:{port}"
+    )
+    assert done.returncode == 4
+    assert (
+        done.stderr.strip() == f"collectq: cannot reach http://127.0.0.1:{port}: Connection refused"
+    )
+    no_traceback(done)
+
+
+def _lines_of(out: str, name: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("[") and f"] {name} " in line]
+
+
+def test_watch_without_a_terminal_prints_each_collectors_transitions(api: RunningApi) -> None:
+    slow_first = (
+        "-o",
+        "flaky.fail_times=1",
+        "-o",
+        "flaky.sleep=1.5",
+        "-o",
+        "flaky.slow_attempts=1",
+    )
+    sub = cq(api, "jobs", "submit", TARGET, "-c", "noop,flaky", "-q", *slow_first)
+    job_id = sub.stdout.strip()
+    done = cq(api, "jobs", "watch", job_id)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "\x1b[" not in out  # no cursor movements into a pipe
+    assert out.splitlines()[0] == f"{job_id}  {TARGET}"
+    assert out.splitlines()[-1].startswith(f"{job_id}  succeeded (")
+    flaky = _lines_of(out, "flaky")
+    statuses = [line.split()[2] for line in flaky]
+    assert statuses[0] in ("queued", "running")
+    assert "running" in statuses
+    assert statuses[-1] == "succeeded"
+    assert "attempt 2" in flaky[-1]
+    assert len(set(flaky)) == len(flaky)  # each change once
+    assert _lines_of(out, "noop")[-1].split()[2] == "succeeded"
+
+
+def test_watch_exits_1_for_a_failed_job(api: RunningApi, tmp_path: Path) -> None:
+    sub = cq(api, "jobs", "submit", TARGET, "-c", "flaky", "-o", "flaky.bug=boom", "-q")
+    done = cq(api, "jobs", "watch", sub.stdout.strip(), "--json")
+    assert done.returncode == 1
+    envelope: dict[str, Any] = json.loads(done.stdout[done.stdout.index("{") :])
+    assert envelope["results"]["flaky"]["error"]["type"]

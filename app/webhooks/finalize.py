@@ -19,6 +19,7 @@ from typing import Any
 
 from celery import Celery
 
+from app.changes import record_run
 from app.jobs.context import JobContext
 from app.jobs.finalize import settle
 from app.jobs.names import DELIVER_TASK, WEBHOOKS_QUEUE
@@ -40,8 +41,9 @@ def _after_final(ctx: JobContext, envelope: dict[str, Any]) -> Any:
         schedule_id;
     (2) SCHEDULES: ``app.schedules.run_finished(ctx, envelope)``.
     """
-    change = None
-    # (1) change detection goes here
+    # (1) change detection: the run compared with the schedule's earlier results
+    found = record_run(ctx, envelope)
+    change = found.to_dict() if found is not None else None
     # (2) schedule run bookkeeping goes here
     return change
 

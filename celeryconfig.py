@@ -15,10 +15,12 @@ from app.jobs.names import (
     FINISHED_TASK,
     MAINTENANCE_QUEUE,
     REAP_TASK,
+    SCHEDULE_FIRE_TASK,
     WEBHOOKS_QUEUE,
     collector_queue,
     collector_task,
 )
+from app.rediskeys import RedisKeys
 from app.settings import Settings
 
 __all__ = ["build"]
@@ -51,10 +53,18 @@ def build(settings: Settings, collectors: list[str]) -> dict[str, Any]:
         "task_routes": [
             {collector_task(n): {"queue": collector_queue(n)} for n in collectors}
             | {REAP_TASK: {"queue": MAINTENANCE_QUEUE}}
+            | {SCHEDULE_FIRE_TASK: {"queue": MAINTENANCE_QUEUE}}
             | {FINISHED_TASK: {"queue": WEBHOOKS_QUEUE}, DELIVER_TASK: {"queue": WEBHOOKS_QUEUE}}
         ],
-        # beat that reconnects after a broker restart (see app/beat.py)
+        # beat: redbeat (schedules in Redis, one active beat by a lock) that reconnects
+        # after a broker restart (see app/beat.py)
         "beat_scheduler": "app.beat:Scheduler",
+        "beat_max_loop_interval": settings.beat_max_interval,
+        "redbeat_redis_url": settings.redis_url,
+        "redbeat_redis_options": {},  # not the broker's transport options
+        "redbeat_key_prefix": RedisKeys(settings.redis_prefix).redbeat_prefix,
+        "redbeat_lock_key": RedisKeys(settings.redis_prefix).beat_lock,
+        "redbeat_lock_timeout": settings.beat_lock_timeout,
         "beat_schedule": {
             "reap": {
                 "task": REAP_TASK,

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api import batch, collectors, health, jobs, keys, legacy
+from api import batch, collectors, health, jobs, keys, legacy, schedules
 from api.errors import init_errors
 from api.identity import init_authenticate, init_authorize, public
 from api.metrics import init_metrics
@@ -57,11 +57,23 @@ _KEY_LINKS = {
     "RevokeKey": _link(_KEY, "delete", prefix="$response.body#/prefix"),
     "RotateKey": _link(f"{_KEY}/rotate", "post", prefix="$response.body#/prefix"),
 }
+_SCHEDULE = "/v1/schedules/{schedule_id}"
+_SCHEDULE_LINKS = {
+    "GetSchedule": _link(_SCHEDULE, "get", schedule_id="$response.body#/id"),
+    "UpdateSchedule": _link(_SCHEDULE, "patch", schedule_id="$response.body#/id"),
+    "DeleteSchedule": _link(_SCHEDULE, "delete", schedule_id="$response.body#/id"),
+    "PauseSchedule": _link(f"{_SCHEDULE}/pause", "post", schedule_id="$response.body#/id"),
+    "ResumeSchedule": _link(f"{_SCHEDULE}/resume", "post", schedule_id="$response.body#/id"),
+    "RunSchedule": _link(f"{_SCHEDULE}/run", "post", schedule_id="$response.body#/id"),
+    "ListRuns": _link(f"{_SCHEDULE}/runs", "get", schedule_id="$response.body#/id"),
+}
 # OpenAPI links: where a created resource's id goes next (clients; schemathesis' stateful phase)
 LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("/v1/jobs", "post", "202"): _JOB_LINKS,
     ("/collect", "post", "202"): _JOB_LINKS,
     ("/v1/keys", "post", "201"): _KEY_LINKS,
+    ("/v1/schedules", "post", "201"): _SCHEDULE_LINKS,
+    (f"{_SCHEDULE}/run", "post", "202"): _JOB_LINKS,
     (f"{_KEY}/rotate", "post", "201"): {
         "GetKey": _link(_KEY, "get", prefix="$response.body#/key/prefix"),
         "GetPrevious": _link(_KEY, "get", prefix="$response.body#/previous/prefix"),
@@ -96,7 +108,7 @@ def init_api(app: Flask) -> Api:
     )
     api = ProblemApi(app, spec_kwargs={"extra_plugins": [LinksPlugin()]})
     collectors.extend_converter(api.ma_plugin.converter)
-    for module in (jobs, batch, collectors, health, keys, legacy):
+    for module in (jobs, batch, collectors, health, keys, legacy, schedules):
         api.register_blueprint(module.blp)
     api.register_blueprint(webhooks_blp)
     collectors.document_collectors(api, runtime(app).registry)

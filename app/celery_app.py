@@ -11,6 +11,7 @@ import celeryconfig
 from app.runtime import runtime
 from tasks.collect import register_collector_tasks
 from tasks.maintenance import register_maintenance_tasks
+from tasks.schedules import register_schedule_tasks
 from tasks.webhooks import register_webhook_tasks
 
 __all__ = ["celery_init_app"]
@@ -29,6 +30,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery.config_from_object(celeryconfig.build(rt.settings, names))
     register_collector_tasks(celery, app, rt.settings, names)
     register_maintenance_tasks(celery, app)
+    register_schedule_tasks(celery, app)
     register_webhook_tasks(celery, app)
     celery.set_default()
     app.extensions["celery"] = celery

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from prometheus_client import Counter, Histogram
 
 from app.jobs.context import JobObserver
+from app.schedules.outcomes import OUTCOMES
 
 __all__ = [
     "COLLECTOR_ATTEMPTS",
@@ -28,6 +29,8 @@ __all__ = [
     "JOBS_SUBMITTED",
     "QUEUE_WAIT",
     "SCHEDULE_CHANGES",
+    "SCHEDULE_FIRES",
+    "SCHEDULE_LAG",
     "UNMATCHED_ROUTE",
     "WEBHOOK_ATTEMPTS",
     "WEBHOOK_DELIVERIES",
@@ -86,6 +89,20 @@ QUEUE_WAIT = Histogram(
     ["queue"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
 )
+
+# schedules ---------------------------------------------------------------------------
+SCHEDULE_FIRES = Counter(
+    "collectq_schedule_fires",
+    "schedule ticks by outcome (fired, skipped_concurrency, skipped_window, missed)",
+    ["outcome"],
+)
+SCHEDULE_LAG = Histogram(
+    "collectq_schedule_lag_seconds",
+    "a scheduled job's submit time minus its due time (jitter excluded)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+for _outcome in OUTCOMES:  # every outcome exposed from the start, so rate() sees its first
+    SCHEDULE_FIRES.labels(_outcome)
 
 # webhooks (app.webhooks.deliver) -----------------------------------------------------
 WEBHOOK_DELIVERIES = Counter(

@@ -31,6 +31,7 @@ from app.metrics_presence import online_per_queue
 from app.redisclient import redis_client
 from app.rediskeys import RedisKeys
 from app.runtime import load_collectors
+from app.schedules.store import ScheduleStore
 from app.settings import Settings
 
 __all__ = ["BREAKER_BUCKETS", "ScrapeCollector", "breaker_bucket", "breaker_kind"]
@@ -137,6 +138,7 @@ class ScrapeCollector(Collector):
             online = online_per_queue(redis, keys)
             states = breakers.states(limit=BREAKER_STATES_MAX)
             tick = redis.get(keys.beat_last_tick)
+            schedules = ScheduleStore(redis, keys).counts()
         except RedisError as exc:
             log.warning("redis gauges not read: %s", exc)
             return
@@ -147,6 +149,13 @@ class ScrapeCollector(Collector):
             workers.add_metric([queue], online.get(queue, 0))
         yield workers
         yield from self._breakers(states)
+        family = GaugeMetricFamily(
+            "collectq_schedules", "schedules stored, by state (active, paused)", labels=["state"]
+        )
+        total, paused = schedules
+        family.add_metric(["active"], max(0, total - paused))
+        family.add_metric(["paused"], paused)
+        yield family
         if tick is not None:
             yield GaugeMetricFamily(
                 "collectq_beat_last_tick_timestamp_seconds",

@@ -287,6 +287,40 @@ class Options:
     reap_interval: float = option(
         30.0, "seconds between reaper passes (`maintenance.reap`, ticked by beat)", min=0.5
     )
+    beat_lock_timeout: float = option(
+        30.0,
+        "seconds the active beat's lock (redbeat) lives without renewal: a standby beat "
+        "takes over at most this long (plus `BEAT_MAX_INTERVAL`) after the active one died",
+        min=1,
+    )
+    beat_max_interval: float = option(
+        5.0,
+        "longest sleep of beat between ticks, seconds (also how often a standby beat "
+        "tries the lock)",
+        min=0.1,
+        max=300,
+    )
+    schedule_min_interval: float = option(
+        60.0,
+        "shortest interval a schedule may have, seconds",
+        profiles={"dev": 1.0, "test": 1.0},
+        min=0.5,
+    )
+    schedule_max_jitter: float = option(
+        3600.0, "largest `jitter` a schedule may have, seconds", min=0
+    )
+    schedule_runs_max: int = option(
+        1000, "runs kept in a schedule's history (the oldest go first)", min=1
+    )
+    schedule_runs_max_age: int = option(
+        30 * 86400, "seconds a run stays in a schedule's history", min=60
+    )
+    schedule_stale_after: float = option(
+        300.0,
+        "a tick delivered later than this after its due time is counted `missed`, not run "
+        "(beat or the maintenance worker was down)",
+        min=1,
+    )
     reap_queued_after: float = option(
         300.0,
         "a collector queued/retrying this long, with no message ready in its queue, is requeued",

@@ -87,6 +87,50 @@ class RedisKeys:
         """A job's webhook deliveries: delivery id → JSON record with its attempts."""
         return f"{self.prefix}dlv:{job_id}"
 
+    # schedules --------------------------------------------------------------
+    def schedule(self, schedule_id: str) -> str:
+        """A schedule's record (hash: owner, paused, the JSON of its definition)."""
+        return f"{self.prefix}sch:{schedule_id}"
+
+    def schedule_index(self, owner: str) -> str:
+        """An owner's schedule ids (zset, lexical order = creation order)."""
+        return f"{self.prefix}schidx:{owner}"
+
+    @property
+    def all_schedules(self) -> str:
+        """Every schedule id, for admins and the `collectq_schedules` gauge."""
+        return f"{self.prefix}schidx-all"
+
+    @property
+    def paused_schedules(self) -> str:
+        return f"{self.prefix}sch-paused"
+
+    def schedule_runs(self, schedule_id: str) -> str:
+        """A schedule's runs: JSON members scored by fire time (bounded: count and age)."""
+        return f"{self.prefix}schruns:{schedule_id}"
+
+    def schedule_running(self, schedule_id: str) -> str:
+        """Job ids of a schedule's runs not known to be final yet (max_concurrent)."""
+        return f"{self.prefix}schrun:{schedule_id}"
+
+    def schedule_tick(self, schedule_id: str, due_ms: int) -> str:
+        """Set once per tick (SET NX): a tick is fired at most once, whoever sends it."""
+        return f"{self.prefix}schtick:{schedule_id}:{due_ms}"
+
+    def schedule_queued(self, schedule_id: str) -> str:
+        """The one tick waiting for a free slot (policy `queue`)."""
+        return f"{self.prefix}schq:{schedule_id}"
+
+    @property
+    def redbeat_prefix(self) -> str:
+        """celery-redbeat's keys: entries ``rb:{schedule id}``, ``rb::schedule``, the lock."""
+        return f"{self.prefix}rb:"
+
+    @property
+    def beat_lock(self) -> str:
+        """The active beat's lock (redbeat): one beat fires, the others wait."""
+        return f"{self.prefix}rb:lock"
+
     # artifacts --------------------------------------------------------------
     @property
     def artifact_prefix(self) -> str:

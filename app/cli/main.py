@@ -213,16 +213,17 @@ def worker(
 
 @main.command()
 @click.option(
-    "-s", "--schedule", default="celerybeat-schedule", show_default=True, help="beat state file"
+    "-s",
+    "--schedule",
+    default=None,
+    help="ignored: beat keeps its state in Redis (redbeat); accepted for old scripts",
 )
 @click.option("-q", "--quiet", is_flag=True, help="no Celery banner (`collectq up` prints one)")
-def beat(schedule: str, quiet: bool) -> None:
-    """Run Celery beat (the reaper's ticks; schedules come with the scheduling API)."""
+def beat(schedule: str | None, quiet: bool) -> None:
+    """Run Celery beat: the reaper's ticks and the schedules' (one active, others standby)."""
     s = settings_or_exit()
     quiet_flag = ["--quiet"] if quiet or s.log_json else []  # JSON: no multi-line banner
-    _exec(
-        ["-m", "celery", *quiet_flag, "-A", "app.worker", "beat", "-l", s.log_level, "-s", schedule]
-    )
+    _exec(["-m", "celery", *quiet_flag, "-A", "app.worker", "beat", "-l", s.log_level])
 
 
 @main.command()

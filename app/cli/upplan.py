@@ -95,8 +95,9 @@ def plan_up(settings: Settings, embedded_redis: int | None) -> Plan:
     argvs["worker maintenance"] = [*cli, "worker", "-q", "-Q", MAINTENANCE_QUEUE, "-c", "1"]
     # a job's end (jobs.finished) and its webhook deliveries: I/O-bound, the generic threads pool
     argvs["worker webhooks"] = [*cli, "worker", "-q", "-Q", WEBHOOKS_QUEUE]
-    # beat ticks the reaper (maintenance.reap); exactly one per deployment
-    argvs["beat"] = [*cli, "beat", "-q", "-s", str(DATA_DIR / "celerybeat-schedule")]
+    # beat ticks the reaper (maintenance.reap) and the schedules; its state is in Redis
+    # (redbeat) and a second beat anywhere only waits as a standby
+    argvs["beat"] = [*cli, "beat", "-q"]
     base = f"http://{settings.api_host}:{settings.api_port}"
     rows = [("API", base), ("docs", f"{base}/docs")]
     health = {"api": f"{base}/health"}

@@ -12,6 +12,7 @@ __all__ = [
     "FINISHED_TASK",
     "MAINTENANCE_QUEUE",
     "REAP_TASK",
+    "SCHEDULE_FIRE_TASK",
     "WEBHOOKS_QUEUE",
     "collector_queue",
     "collector_task",
@@ -19,6 +20,9 @@ __all__ = [
 
 MAINTENANCE_QUEUE = "maintenance"
 REAP_TASK = "maintenance.reap"
+# A schedule's tick, sent by beat (redbeat entry) to the maintenance queue: it is short
+# and the maintenance worker runs in every deployment (docs/decisions.md).
+SCHEDULE_FIRE_TASK = "schedules.fire"
 # A job became final (app.jobs.finalize), and each webhook delivery: both on one queue.
 WEBHOOKS_QUEUE = "webhooks"
 FINISHED_TASK = "jobs.finished"

@@ -83,6 +83,10 @@ def _check_collectors(rt: JobContext, names: list[str], options: dict[str, Any])
     return loaded
 
 
+# the schedules' service checks a job template as a submit does
+check_collectors = _check_collectors
+
+
 def submit_job(
     rt: JobContext,
     celery: Celery,
@@ -94,6 +98,7 @@ def submit_job(
     body_hash: str | None = None,
     callback_url: str | None = None,
     callback_on: list[str] | None = None,
+    schedule_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Accept a job; return (envelope, created). created=False for an idempotent repeat.
 
@@ -128,6 +133,7 @@ def submit_job(
         request_id=request_id,
         callback_url=callback_url,
         callback_on=callback_on,
+        schedule_id=schedule_id,  # a schedule's run (app.schedules)
     )
     try:
         publish(celery, rt, job_id, collectors, owner=owner, request_id=request_id)

@@ -23,6 +23,7 @@ from app.changes import record_run
 from app.jobs.context import JobContext
 from app.jobs.finalize import settle
 from app.jobs.names import DELIVER_TASK, WEBHOOKS_QUEUE
+from app.schedules import run_finished
 from app.webhooks.deliver import delivery_store
 from app.webhooks.deliveries import DeliveryState
 from app.webhooks.events import events_for
@@ -44,7 +45,9 @@ def _after_final(ctx: JobContext, envelope: dict[str, Any]) -> Any:
     # (1) change detection: the run compared with the schedule's earlier results
     found = record_run(ctx, envelope)
     change = found.to_dict() if found is not None else None
-    # (2) schedule run bookkeeping goes here
+    # (2) schedule run bookkeeping: the run's concurrency slot is free
+    if envelope.get("schedule_id"):
+        run_finished(ctx, envelope)
     return change
 
 

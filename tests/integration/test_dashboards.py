@@ -29,7 +29,12 @@ GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DATASOURCE_UID = "collectq-prom"
-EXPECTED_DASHBOARDS = {"api.json", "queues-workers.json", "collectors.json"}
+EXPECTED_DASHBOARDS = {
+    "api.json",
+    "queues-workers.json",
+    "collectors.json",
+    "schedules-webhooks.json",
+}
 
 # Debian's Prometheus scraping this module's `stack` with deploy/prometheus/prometheus.yml
 # (test_metrics' fixture, registered here under a name of its own).
@@ -183,7 +188,7 @@ def test_webhook_metrics_are_allowed_in_rules_only() -> None:
 # ------------------------------------------------------------------ structure
 
 
-def test_the_three_dashboards_are_shipped() -> None:
+def test_the_dashboards_are_shipped() -> None:
     assert {p.name for p in DASHBOARDS} == EXPECTED_DASHBOARDS
 
 

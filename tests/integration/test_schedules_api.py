@@ -1,0 +1,146 @@
+"""/v1/schedules in-process: create/list/get/update/delete/pause/resume/run, 422s naming
+the field, owner isolation, a tick fired once, the runs list (real Redis and RabbitMQ)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from app.runtime import runtime
+from app.schedules import service
+from tests.conftest import FIXTURE_LIMITS
+
+pytestmark = pytest.mark.integration
+
+BODY: dict[str, Any] = {
+    "name": "noop every minute",
+    "job": {"target": "http://127.0.0.1:9/", "collectors": ["noop"]},
+    "trigger": {"interval": 60},
+}
+
+
+def _other_client(app: Any) -> Any:
+    _, token = runtime(app).keys.create(
+        owner="other",
+        name="other",
+        scopes=["schedules:read", "schedules:write", "jobs:read"],
+        rate_limits=FIXTURE_LIMITS,
+    )
+    return app.test_client(api_key=token)
+
+
+def test_schedule_lifecycle(make_app: Any) -> None:
+    app = make_app()
+    c = app.test_client()
+    r = c.post("/v1/schedules", json=BODY)
+    assert r.status_code == 201, r.json
+    sid = r.json["id"]
+    assert r.headers["Location"] == f"/v1/schedules/{sid}"
+    assert r.json["next_fire_at"] is not None
+    assert r.json["job"]["collectors"] == ["noop"]
+    assert c.get(f"/v1/schedules/{sid}").json["trigger"] == {"interval": 60.0}
+    assert [s["id"] for s in c.get("/v1/schedules").json["items"]] == [sid]
+
+    r = c.patch(
+        f"/v1/schedules/{sid}",
+        json={"trigger": {"cron": "30 2 * * *"}, "timezone": "Europe/Berlin"},
+    )
+    assert r.status_code == 200, r.json
+    assert r.json["trigger"] == {"cron": "30 2 * * *"}
+    local = r.json["next_fire_at"]
+    assert local.endswith("T00:30:00Z") or local.endswith("T01:30:00Z")  # 02:30 Berlin
+
+    r = c.post(f"/v1/schedules/{sid}/pause")
+    assert (r.status_code, r.json["paused"], r.json["next_fire_at"]) == (200, True, None)
+    r = c.post(f"/v1/schedules/{sid}/resume")
+    assert (r.status_code, r.json["paused"]) == (200, False)
+    assert r.json["next_fire_at"] is not None
+
+    assert c.delete(f"/v1/schedules/{sid}").status_code == 204
+    assert c.get(f"/v1/schedules/{sid}").status_code == 404
+    assert c.get("/v1/schedules").json["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"trigger": {"cron": "61 * * * *"}}, ("trigger", "cron")),
+        ({"trigger": {"cron": "* * * * *", "interval": 60}}, ("trigger", "cron")),
+        ({"trigger": {"interval": 5}}, ("trigger", "interval")),  # under the server's minimum
+        ({"timezone": "Mars/Olympus"}, ("timezone",)),
+        ({"window": {"start": "8am"}}, ("window", "start")),
+        ({"jitter": -1}, ("jitter",)),
+        ({"concurrency_policy": "wait"}, ("concurrency_policy",)),
+        ({"start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-01T00:00:00Z"}, ("end_at",)),
+        (
+            {"job": {"target": "http://127.0.0.1:9/", "collectors": ["nosuch"]}},
+            ("job", "collectors"),
+        ),
+        ({"every": 60}, ("every",)),
+    ],
+)
+def test_invalid_schedule_is_422_naming_the_field(
+    make_app: Any, change: dict[str, Any], where: tuple[str, ...]
+) -> None:
+    app = make_app(COLLECTQ_SCHEDULE_MIN_INTERVAL="60")
+    r = app.test_client().post("/v1/schedules", json={**BODY, **change})
+    assert r.status_code == 422, r.json
+    errors = r.json["errors"]
+    for key in where:
+        assert key in errors, errors
+        errors = errors[key]
+
+
+def test_owners_see_only_their_schedules(make_app: Any) -> None:
+    app = make_app()
+    admin, other = app.test_client(), _other_client(app)
+    mine = other.post("/v1/schedules", json=BODY).json["id"]
+    theirs = admin.post("/v1/schedules", json=BODY).json["id"]
+    assert [s["id"] for s in other.get("/v1/schedules").json["items"]] == [mine]
+    for path in ("", "/runs"):
+        assert other.get(f"/v1/schedules/{theirs}{path}").status_code == 404
+    assert other.post(f"/v1/schedules/{theirs}/run").status_code == 404
+    assert other.delete(f"/v1/schedules/{theirs}").status_code == 404
+    assert {s["id"] for s in admin.get("/v1/schedules").json["items"]} == {mine, theirs}
+    reader = app.test_client(
+        api_key=runtime(app).keys.create(owner="other", name="r", scopes=["schedules:read"])[1]
+    )
+    assert reader.post("/v1/schedules", json=BODY).status_code == 403
+
+
+def test_run_now_and_ticks_are_listed_once_each(make_app: Any) -> None:
+    app = make_app()
+    c = app.test_client()
+    sid = c.post("/v1/schedules", json={**BODY, "max_concurrent": 2}).json["id"]
+    r = c.post(f"/v1/schedules/{sid}/run")
+    assert r.status_code == 202, r.json
+    manual = r.json["id"]
+    assert r.json["schedule_id"] == sid
+    rt, celery = runtime(app), app.extensions["celery"]
+    due = time.time() - 0.5
+    with app.app_context():
+        first = service.fire(rt, celery, sid, due)
+        again = service.fire(rt, celery, sid, due)  # the same tick sent twice: fired once
+        stale = service.fire(rt, celery, sid, due - 3600)
+    assert first.outcome == "fired"
+    assert first.lag is not None
+    assert 0.5 <= first.lag < 5
+    assert again.outcome is None
+    assert stale.outcome == "missed"
+    runs = c.get(f"/v1/schedules/{sid}/runs").json
+    assert [(x["job_id"], x["trigger"]) for x in runs["items"]] == [
+        (first.job_id, "schedule"),
+        (manual, "manual"),
+    ]
+    assert runs["items"][0]["status"] == "queued"
+    assert runs["items"][0]["due_at"] is not None
+    page = c.get(f"/v1/schedules/{sid}/runs?limit=1").json
+    assert len(page["items"]) == 1
+    rest = c.get(f"/v1/schedules/{sid}/runs?limit=1&cursor={page['next_cursor']}").json
+    assert [x["job_id"] for x in rest["items"]] == [manual]
+    # max_concurrent 2, policy skip: the manual run and the first tick are still queued
+    with app.app_context():
+        busy = service.fire(rt, celery, sid, time.time())
+    assert busy.outcome == "skipped_concurrency"

@@ -1,14 +1,18 @@
 """Command-line parts of a job request, shared by `collectq collect` (in-process) and
-`collectq jobs submit` / `collectq schedules create` (over HTTP): one reading of each."""
+`collectq jobs submit` / `collectq schedules create` (over HTTP), and durations (`keys`,
+`schedules`): one reading of each."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import click
 
-__all__ = ["parse_collectors", "parse_labels", "parse_options"]
+__all__ = ["parse_collectors", "parse_duration", "parse_labels", "parse_options"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_collectors(text: str) -> list[str]:
@@ -42,3 +46,11 @@ def parse_labels(labels: tuple[str, ...] | list[str]) -> dict[str, str]:
             raise click.BadParameter(f"{spec!r}: use key=value", param_hint="--label")
         out[key] = value
     return out
+
+
+def parse_duration(text: str) -> int:
+    """`90`, `90s`, `15m`, `12h`, `30d`, `2w` → seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text)
+    if m is None:
+        raise click.BadParameter(f"{text!r}: use a number with s, m, h, d or w")
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]

@@ -11,7 +11,7 @@ import click
 
 from app.cli.client import ClientGroup, emit, exit_code_for, get_client, url_option
 from app.cli.jobargs import parse_collectors, parse_labels, parse_options
-from app.cli.jobwatch import follow
+from app.cli.jobwatch import follow, stderr_board
 from app.cli.progress import Board
 from schemas.status import JobStatus
 
@@ -25,10 +25,6 @@ def jobs(url: str | None) -> None:
     config file; see README "Command-line client")."""
 
 
-def _board(names: list[str], out: Any) -> Board:
-    return Board(out, names, live=out.isatty())
-
-
 @jobs.command("submit")
 @click.argument("target")
 @click.option("-c", "--collectors", default="http", show_default=True, help="comma-separated")
@@ -38,6 +34,7 @@ def _board(names: list[str], out: Any) -> Board:
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="repeatable")
 @click.option("--idempotency-key", help="a repeat with the same key returns the first job")
 @click.option("--callback-url", help="POSTed the envelope when the job ends (a webhook)")
+@click.option("--callback-on", metavar="always|failure", help="when to call back (default always)")
 @click.option("--wait", is_flag=True, help="wait until the job is final; exit 0/1/2 by status")
 @click.option("-q", "--quiet", is_flag=True, help="print only the job id")
 @click.pass_context
@@ -49,6 +46,7 @@ def submit(
     labels: tuple[str, ...],
     idempotency_key: str | None,
     callback_url: str | None,
+    callback_on: str | None,
     wait: bool,
     quiet: bool,
 ) -> None:
@@ -65,12 +63,13 @@ def submit(
     }
     if callback_url:
         body["callback_url"] = callback_url
+    if callback_on:
+        body["callback_on"] = [w.strip() for w in callback_on.split(",") if w.strip()]
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     client = get_client(ctx)
     envelope = client.call("POST", "/v1/jobs", body, headers=headers)
     if wait:
-        board = _board(envelope["collectors"], sys.stderr) if sys.stderr.isatty() else None
-        envelope = follow(client, envelope, board)
+        envelope = follow(client, envelope, stderr_board(envelope["collectors"]))
     if quiet:
         click.echo(envelope["id"])
     else:
@@ -146,7 +145,7 @@ def watch(ctx: click.Context, job_id: str, as_json: bool, poll: bool) -> None:
     client = get_client(ctx)
     first = client.call("GET", f"/v1/jobs/{job_id}")
     out = sys.stdout
-    board = _board(first["collectors"], out)
+    board = Board(out, first["collectors"], live=out.isatty())
     board.say(f"{first['id']}  {first['target']}")
     envelope = follow(client, first, board, stream=not poll)
     took = ""

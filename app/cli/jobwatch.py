@@ -12,15 +12,16 @@ Each change goes to a `Board` (app/cli/progress.py), when one is given.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from app.cli.clienthttp import ApiClient, ApiProblem, Unreachable
 from app.cli.progress import Board
-from schemas.status import TERMINAL_JOB
+from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB
 
-__all__ = ["POLL_WAIT", "follow"]
+__all__ = ["POLL_WAIT", "follow", "stderr_board"]
 
 POLL_WAIT = 1.0  # seconds per long-poll: how late a change shows at most
 STREAM_TIMEOUT = 60.0  # no byte for this long (the server sends keep-alives): reconnect
@@ -28,6 +29,12 @@ RECONNECTS = 5  # in a row without an event, before giving up
 DONE_EVENTS = frozenset({"done", "end"})
 
 Show = Callable[[dict[str, Any]], None]
+
+
+def stderr_board(names: list[str]) -> Board | None:
+    """Progress of a waiting command (`--wait`): on stderr, only when it is a terminal
+    (stdout keeps the envelope alone, for scripts)."""
+    return Board(sys.stderr, names, live=True) if sys.stderr.isatty() else None
 
 
 def follow(
@@ -42,11 +49,18 @@ def follow(
         if board is not None:
             board.update(results)
 
-    show(envelope["results"])
     if envelope["status"] in TERMINAL_JOB:
+        show(envelope["results"])
         return envelope
-    if stream and _follow_events(client, path, envelope["results"], show):
-        return dict(client.call("GET", path))
+    if stream:
+        # The stream starts with the job's whole history: replay it from "queued", so the
+        # changes show in their order (the envelope read before may be ahead of it).
+        results = {name: {"status": "queued", "attempts": 0} for name in envelope["collectors"]}
+        if _follow_events(client, path, results, show):
+            final: dict[str, Any] = client.call("GET", path)
+            show(final["results"])
+            return final
+    show(envelope["results"])
     return _follow_polling(client, path, show)
 
 
@@ -67,7 +81,8 @@ def _follow_polling(client: ApiClient, path: str, show: Show) -> dict[str, Any]:
 
 
 def _follow_events(client: ApiClient, path: str, results: dict[str, Any], show: Show) -> bool:
-    """Follow the event stream until ``done``; False when the service has none."""
+    """Follow the event stream until ``done``; False when the service has none (404) or
+    no stream slot is free (429): then the caller long-polls."""
     last_id: str | None = None
     failures = 0
     while True:
@@ -78,12 +93,12 @@ def _follow_events(client: ApiClient, path: str, results: dict[str, Any], show: 
                 last_id = event.id or last_id
                 if event.event in DONE_EVENTS:
                     return True
-                _apply(results, event.json())
-                show(results)
-            # closed without `done`: resume after the last event seen
+                if _apply(client, path, results, event.json()):
+                    show(results)
+            # closed without `done` (the stream's time is up): resume after the last event
         except ApiProblem as exc:
-            if exc.status in (404, 405) and last_id is None:
-                return False  # no event stream here (an older service): long-poll
+            if exc.status == 429 or (exc.status in (404, 405) and last_id is None):
+                return False
             raise
         except (Unreachable, ValueError):
             failures += 1
@@ -92,17 +107,21 @@ def _follow_events(client: ApiClient, path: str, results: dict[str, Any], show: 
         time.sleep(min(0.2 * 2**failures, 5.0))
 
 
-def _apply(results: dict[str, Any], data: Any) -> None:
-    """Merge one collector event into `results` (collector name → its result)."""
+def _apply(client: ApiClient, path: str, results: dict[str, Any], data: Any) -> bool:
+    """Merge one ``state`` event (job_id, collector, status, attempt, at) into `results`.
+
+    An event says no duration or error: for an outcome (or a retry) the collector's
+    result is read from the job, when it is still at that state (a replayed old event
+    keeps the event's own fields)."""
     if not isinstance(data, dict) or not isinstance(data.get("collector"), str):
-        return
-    name = data["collector"]
-    result = data.get("result")
-    change = (
-        dict(result)
-        if isinstance(result, dict)
-        else {k: v for k, v in data.items() if k not in ("collector", "job_id", "id")}
-    )
-    if "attempt" in change and "attempts" not in change:
-        change["attempts"] = change.pop("attempt")
+        return False
+    name, status = data["collector"], data.get("status")
+    change: dict[str, Any] = {"status": status, "attempts": data.get("attempt")}
+    if status == "running":
+        change |= {"started_at": data.get("at"), "duration_ms": None, "error": None}
+    elif status in TERMINAL_COLLECTOR or status == "retrying":
+        current = client.call("GET", path)["results"].get(name) or {}
+        if (current.get("status"), current.get("attempts")) == (status, change["attempts"]):
+            change = current
     results[name] = {**results.get(name, {}), **change}
+    return True

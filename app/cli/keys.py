@@ -7,7 +7,6 @@ The first admin key has to come from somewhere: this is it (the API's
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from typing import Any
@@ -17,22 +16,13 @@ from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
 from app.auth.apikeys import KeyStore
+from app.cli.jobargs import parse_duration
 from app.errors import CollectqError
 from app.redisclient import redis_client
 from app.settings import Settings
 from schemas.keys import SCOPES, KeyCreateSchema, KeyRotateSchema
 
 __all__ = ["keys", "parse_duration"]
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> int:
-    """`90`, `90s`, `15m`, `12h`, `30d`, `2w` → seconds."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text)
-    if m is None:
-        raise click.BadParameter(f"{text!r}: use a number with s, m, h, d or w")
-    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
 def _store() -> tuple[Settings, KeyStore]:

@@ -1,5 +1,5 @@
 """The `collectq` command line: collect, api, worker, beat, up, config check/table, and
-the client of a running service (jobs)."""
+the client of a running service (jobs, schedules)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import click
 from app.cli.jobargs import parse_collectors, parse_options
 from app.cli.jobscmd import jobs
 from app.cli.keys import keys
+from app.cli.schedulescmd import schedules
 from app.jobs.names import COLLECTOR_QUEUE_PREFIX
 from app.logs import configure_logging
 from app.metrics_serve import use_multiproc_dir
@@ -257,6 +258,7 @@ def flower(port: int | None) -> None:
 
 main.add_command(keys)
 main.add_command(jobs)  # the client: a running service over HTTP (app/cli/client.py)
+main.add_command(schedules)
 
 
 @main.group()

@@ -166,31 +166,33 @@ def _lines_of(out: str, name: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("[") and f"] {name} " in line]
 
 
-def test_watch_without_a_terminal_prints_each_collectors_transitions(api: RunningApi) -> None:
-    slow_first = (
-        "-o",
-        "flaky.fail_times=1",
-        "-o",
-        "flaky.sleep=1.5",
-        "-o",
-        "flaky.slow_attempts=1",
-    )
-    sub = cq(api, "jobs", "submit", TARGET, "-c", "noop,flaky", "-q", *slow_first)
-    job_id = sub.stdout.strip()
-    done = cq(api, "jobs", "watch", job_id)
+SLOW_FIRST = ("-o", "flaky.fail_times=1", "-o", "flaky.sleep=1.2", "-o", "flaky.slow_attempts=1")
+
+
+def _watched(api: RunningApi, *flags: str) -> tuple[str, list[str], str]:
+    """Submit noop + a flaky collector that fails its slow first attempt, watch it (no
+    terminal); (job id, the flaky collector's statuses in order, the output)."""
+    job_id = cq(api, "jobs", "submit", TARGET, "-c", "noop,flaky", "-q", *SLOW_FIRST).stdout
+    job_id = job_id.strip()
+    done = cq(api, "jobs", "watch", job_id, *flags)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "\x1b[" not in out  # no cursor movements into a pipe
-    assert out.splitlines()[0] == f"{job_id}  {TARGET}"
-    assert out.splitlines()[-1].startswith(f"{job_id}  succeeded (")
+    lines = out.splitlines()
+    assert lines[0] == f"{job_id}  {TARGET}"
+    assert lines[-1].startswith(f"{job_id}  succeeded (")
     flaky = _lines_of(out, "flaky")
-    statuses = [line.split()[2] for line in flaky]
-    assert statuses[0] in ("queued", "running")
-    assert "running" in statuses
-    assert statuses[-1] == "succeeded"
-    assert "attempt 2" in flaky[-1]
     assert len(set(flaky)) == len(flaky)  # each change once
+    assert "attempt 2" in flaky[-1]
     assert _lines_of(out, "noop")[-1].split()[2] == "succeeded"
+    return job_id, [line.split()[2] for line in flaky], out
+
+
+def test_watch_by_long_polling_shows_the_changes_it_sees(api: RunningApi) -> None:
+    _, statuses, out = _watched(api, "--poll")
+    assert statuses[0] in ("queued", "running"), out
+    assert statuses[-1] == "succeeded"
+    assert "running" in statuses
 
 
 def test_watch_exits_1_for_a_failed_job(api: RunningApi, tmp_path: Path) -> None:
@@ -199,3 +201,41 @@ def test_watch_exits_1_for_a_failed_job(api: RunningApi, tmp_path: Path) -> None
     assert done.returncode == 1
     envelope: dict[str, Any] = json.loads(done.stdout[done.stdout.index("{") :])
     assert envelope["results"]["flaky"]["error"]["type"]
+
+
+def test_schedules_create_list_pause_resume_run_delete(api: RunningApi) -> None:
+    created = cq(api, "schedules", "create", TARGET, "-c", "noop", "--every", "1h",
+                 "--name", "cli", "--timezone", "Europe/Berlin", "--label", "via=cli",
+                 "--days", "mon,tue", "--hours", "08:00-18:00")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    schedule = json.loads(created.stdout)
+    sid = schedule["id"]
+    assert schedule["trigger"] == {"interval": 3600}
+    assert schedule["window"] == {"days": ["mon", "tue"], "start": "08:00", "end": "18:00"}
+    assert (schedule["timezone"], schedule["job"]["labels"]) == ("Europe/Berlin", {"via": "cli"})
+    listed = cq(api, "schedules", "list")
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(sid))
+    assert row.split()[1:4] == ["active", "every", "3600"]
+    paused = cq(api, "schedules", "pause", sid)
+    assert json.loads(paused.stdout)["paused"] is True
+    assert json.loads(cq(api, "schedules", "resume", sid).stdout)["paused"] is False
+    ran = cq(api, "schedules", "run", sid, "--wait")
+    assert ran.returncode == 0, ran.stderr
+    job = json.loads(ran.stdout)
+    assert (job["status"], job["schedule_id"]) == ("succeeded", sid)
+    runs = json.loads(cq(api, "schedules", "runs", sid).stdout)
+    assert [r["job_id"] for r in runs["items"]] == [job["id"]]
+    deleted = cq(api, "schedules", "delete", sid)
+    assert (deleted.returncode, deleted.stderr.strip()) == (0, f"deleted {sid}")
+    gone = cq(api, "schedules", "get", sid)
+    assert gone.returncode == 3
+    assert "(404)" in gone.stderr
+
+
+def test_schedules_create_refusal_names_the_nested_field(api: RunningApi) -> None:
+    done = cq(api, "schedules", "create", TARGET, "-c", "noop", "--cron", "61 * * * *")
+    assert done.returncode == 3
+    assert "  trigger.cron: " in done.stderr
+    usage = cq(api, "schedules", "create", TARGET, "-c", "noop")
+    assert usage.returncode == 2
+    assert "give one of --cron, --every" in usage.stderr

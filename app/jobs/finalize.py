@@ -35,7 +35,10 @@ def announce(celery: Celery, job_id: str, *, timeout: float = 5.0) -> bool:
             FINISHED_TASK,
             args=[job_id],
             queue=WEBHOOKS_QUEUE,
-            retry=False,
+            # as a collector's publish (app.jobs.broker): one quick reconnect covers a
+            # connection the broker dropped while idle
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_max": 0.2},
             timeout=timeout,
             confirm_timeout=timeout,
         )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import wait_for
 from tests.webhookreceiver import Receiver, webhook_receiver
@@ -148,3 +148,28 @@ def test_a_lost_announcement_is_republished_and_delivered_once(
 def _drop_webhook_messages(celery: Any) -> int:
     with celery.connection_for_write() as conn:
         return int(conn.default_channel.queue_purge("webhooks") or 0)
+
+
+def test_during_a_rotation_overlap_either_secret_verifies(
+    make_app, start_worker, receiver: Receiver
+) -> None:
+    app = make_app(**WEBHOOK_ENV)
+    client = app.test_client()
+    old = client.get("/v1/webhooks/secret").json["secret"]
+    rotated = client.post("/v1/webhooks/secret/rotate")
+    assert rotated.status_code == 201
+    new = rotated.json["secret"]
+    assert new != old
+    assert rotated.json["previous"] == old
+    assert client.get("/v1/webhooks/secret").json["secret"] == new
+    start_worker(queues="collect.noop,webhooks", **WEBHOOK_ENV)
+    job_id = _submit(client, f"{receiver.base}/rotating")
+
+    assert _final_delivery(client, job_id)["state"] == "delivered"
+    (call,) = receiver.on("/rotating")
+    assert len(call.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):  # a receiver that has either one verifies the delivery
+        assert Webhook(secret).verify(call.body, call.headers)["data"]["id"] == job_id
+    stranger = "whsec_" + "A" * 43
+    with pytest.raises(WebhookVerificationError):
+        Webhook(stranger).verify(call.body, call.headers)

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api import batch, collectors, health, jobs, keys, legacy, schedules
+from api import batch, collectors, events, health, jobs, keys, legacy, schedules
 from api.errors import init_errors
 from api.identity import init_authenticate, init_authorize, public
 from api.metrics import init_metrics
@@ -108,7 +108,7 @@ def init_api(app: Flask) -> Api:
     )
     api = ProblemApi(app, spec_kwargs={"extra_plugins": [LinksPlugin()]})
     collectors.extend_converter(api.ma_plugin.converter)
-    for module in (jobs, batch, collectors, health, keys, legacy, schedules):
+    for module in (jobs, batch, collectors, events, health, keys, legacy, schedules):
         api.register_blueprint(module.blp)
     api.register_blueprint(webhooks_blp)
     collectors.document_collectors(api, runtime(app).registry)

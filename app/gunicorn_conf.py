@@ -13,7 +13,7 @@ from typing import Any
 
 from app.metrics_serve import mark_dead, process_registry, remove_multiproc_dir, serve_metrics
 
-__all__ = ["child_exit", "on_exit", "when_ready"]
+__all__ = ["child_exit", "on_exit", "post_worker_init", "when_ready"]
 
 logger_class = "app.gunicornlog.GunicornLogger"  # the logging of every process (app.logs)
 
@@ -27,6 +27,21 @@ def when_ready(server: Any) -> None:
     if settings.metrics_port:
         registry = process_registry(ScrapeCollector(settings))
         serve_metrics(settings.metrics_host, settings.metrics_port, registry, "API")
+
+
+def post_worker_init(worker: Any) -> None:
+    """A worker stopping (SIGTERM) ends its event streams first (`app.events.hub.shut_down`):
+    their clients resume elsewhere, and the worker does not wait out the graceful timeout."""
+    import signal
+
+    from app.events.hub import shut_down
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        shut_down()
+        worker.handle_exit(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)
+    signal.siginterrupt(signal.SIGTERM, False)
 
 
 def child_exit(server: Any, worker: Any) -> None:

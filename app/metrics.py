@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from app.jobs.context import JobObserver
 from app.schedules.outcomes import OUTCOMES
@@ -23,6 +23,7 @@ __all__ = [
     "COLLECTOR_DURATION",
     "COLLECTOR_ERRORS",
     "COLLECTOR_RETRIES",
+    "EVENT_STREAMS",
     "HTTP_REQUESTS",
     "HTTP_REQUEST_DURATION",
     "JOBS_FINISHED",
@@ -55,6 +56,11 @@ HTTP_REQUEST_DURATION = Histogram(
     "API request latency by route template and method",
     ["route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+# Open SSE streams (GET /v1/jobs/{id}/events, /v1/events): summed over the live API
+# processes (a dead process's streams are gone, its file with it).
+EVENT_STREAMS = Gauge(
+    "collectq_event_streams", "Open event streams (SSE)", multiprocess_mode="livesum"
 )
 JOBS_SUBMITTED = Counter(
     "collectq_jobs_submitted", "collectors of accepted jobs (one per collector)", ["collector"]

@@ -213,8 +213,21 @@ class Options:
     redis_prefix: str = option("cq:", "key prefix (several deployments can share a Redis)")
     api_host: str = option("127.0.0.1", "address `collectq api`/`up` listen on")
     api_port: int = option(8000, "port `collectq api`/`up` listen on", min=1, max=65535)
-    api_workers: int = option(2, "gunicorn gthread workers", min=1)
-    api_threads: int = option(8, "threads per gunicorn worker", min=1)
+    api_workers: int = option(2, "gunicorn worker processes", min=1)
+    api_worker_class: str = option(
+        "gevent",
+        "gunicorn worker class: `gevent` (a waiting client — `?wait=`, an event stream — "
+        "holds a greenlet, not a thread) or `gthread` (each request holds one of "
+        "`API_THREADS`)",
+        choices=("gevent", "gthread"),
+    )
+    api_threads: int = option(8, "threads per gunicorn worker (`API_WORKER_CLASS=gthread`)", min=1)
+    api_connections: int = option(
+        1000,
+        "concurrent connections per gunicorn worker (`API_WORKER_CLASS=gevent`): requests, "
+        "long-polls and event streams together",
+        min=10,
+    )
     max_body_bytes: int = option(1024 * 1024, "request body limit (413 above)", min=1024)
     publish_timeout: float = option(
         5.0, "seconds the API waits for the broker's confirm before answering 503", min=0.1, max=60
@@ -246,10 +259,24 @@ class Options:
     )
     max_wait: int = option(30, "cap of `?wait=` in seconds", min=0, max=300)
     max_waits_per_client: int = option(
-        4,
-        "concurrent `?wait=` long-polls per client (API key / JWT subject) across all API "
-        "processes; more answer 429 with `Retry-After` (`0` = no cap)",
+        16,
+        "concurrent waiting requests — `?wait=` long-polls and event streams — per client "
+        "(API key / JWT subject) across all API processes; more answer 429 with `Retry-After` "
+        "(`0` = no cap)",
         min=0,
+    )
+    event_keepalive: float = option(
+        15.0,
+        "seconds of silence after which an event stream sends a keep-alive comment",
+        min=1,
+        max=300,
+    )
+    event_stream_max: int = option(
+        600,
+        "seconds an event stream stays open at most (the client reconnects with "
+        "`Last-Event-ID`); a job's stream ends earlier, with the job",
+        min=10,
+        max=86400,
     )
     net_allow: tuple[str, ...] = option(
         (),
@@ -484,7 +511,7 @@ class Options:
         100, "most jobs in one `POST /v1/jobs/batch` (more: 422)", min=1, max=1000
     )
     max_age_max: int = option(
-        7 * 24 * 3600,
+        30 * 24 * 3600,
         "largest `max_age` (seconds) a job request may give to reuse an identical job "
         "(larger: 422); `0` lets requests share in-flight jobs only",
         min=0,

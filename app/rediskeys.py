@@ -195,6 +195,24 @@ class RedisKeys:
         """The change a job recorded ("" for none): a repeated finalizer finds it."""
         return f"{self.prefix}chgdone:{job_id}"
 
+    # live events (app.jobs.events) -----------------------------------------
+    def events(self, job_id: str) -> str:
+        """A job's events (stream, bounded; expires with the job)."""
+        return f"{self.prefix}ev:{job_id}"
+
+    @property
+    def owner_events_prefix(self) -> str:
+        return f"{self.prefix}evo:"
+
+    def owner_events(self, owner: str) -> str:
+        """An owner's events (stream, bounded): ``GET /v1/events``."""
+        return f"{self.owner_events_prefix}{owner}"
+
+    @property
+    def all_events(self) -> str:
+        """Every event (stream, bounded): each API process's hub reads this one only."""
+        return f"{self.prefix}ev-all"
+
     # API --------------------------------------------------------------------
     def wait_slots(self, client: str) -> str:
         """Held slots of one client's concurrent `?wait=` long-polls (a zset)."""

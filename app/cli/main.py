@@ -148,10 +148,7 @@ def api(bind: str | None) -> None:
             bind,
             "--workers",
             str(s.api_workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(s.api_threads),
+            *_worker_class_args(s),
             "--graceful-timeout",
             "30",
             "--timeout",
@@ -159,6 +156,14 @@ def api(bind: str | None) -> None:
             "app.wsgi:application",
         ]
     )
+
+
+def _worker_class_args(s: Settings) -> list[str]:
+    """gevent: a waiting client (long-poll, event stream) holds a greenlet, not a thread
+    (docs/decisions.md, "Live events"); the worker monkey-patches before loading the app."""
+    if s.api_worker_class == "gevent":
+        return ["--worker-class", "gevent", "--worker-connections", str(s.api_connections)]
+    return ["--worker-class", "gthread", "--threads", str(s.api_threads)]
 
 
 @main.command()

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable
 from string import Template
 
+from app.jobs.events import EMIT
 from app.rediskeys import WATCH_SEPARATOR
 from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB, CollectorStatus, JobStatus
 
@@ -95,9 +96,12 @@ end
 # KEYS job, watch, finished outbox. ARGV: collector, status, attempt, result JSON, now, ttl,
 # watch score ('' = leave the watch entry as it is; a terminal status always removes it),
 # member, queued-set prefix, now (epoch s, the outbox score).
+# Live events (app.jobs.events): KEYS[4] the job's stream, KEYS[5] the all-jobs stream,
+# ARGV[11] the owner-stream prefix.
 # Returns {outcome, job status}; outcome is ok | final | stale | missing.
 RECORD = render(
     _SETS
+    + EMIT
     + _FINALIZE
     + _DEQUEUE
     + """
@@ -111,6 +115,7 @@ local jstatus = redis.call('HGET', key, 'status')
 if cterminal[cur] then return {'stale', jstatus} end
 if attempt < tonumber(redis.call('HGET', key, 'a:' .. c) or '0') then return {'stale', jstatus} end
 redis.call('HSET', key, 's:' .. c, new, 'a:' .. c, attempt, 'r:' .. c, res)
+emit(key, KEYS[4], KEYS[5], ARGV[11], 'state', c, new, attempt, now)  -- live events
 if jstatus == $J_QUEUED then
   redis.call('HSET', key, 'status', $J_RUNNING, 'started_at', now)
   dequeue(key, queued_prefix)
@@ -125,6 +130,7 @@ end
 if not cterminal[new] then return {'ok', jstatus} end
 local final = finalize(key, now, ttl)
 if final then
+  emit(key, KEYS[4], KEYS[5], ARGV[11], 'done', '', final, 0, now)  -- live events
   -- the finished outbox (app.jobs.finalize): the job's end is announced at least once
   redis.call('ZADD', KEYS[3], ARGV[10], redis.call('HGET', key, 'id'))
   return {'final', final}
@@ -139,9 +145,12 @@ return {'ok', jstatus}
 # A start that finds the collector already `running` follows a delivery that
 # died without recording anything (worker killed, process crashed): it counts
 # as a redelivery, and past the limit the collector is not run again.
+# Live events (app.jobs.events): KEYS[3] the job's stream, KEYS[4] the all-jobs stream,
+# ARGV[8] the owner-stream prefix.
 # Returns {outcome, attempt}: ok | limit | done | missing.
 BEGIN = render(
     _SETS
+    + EMIT
     + _DEQUEUE
     + """
 local key, watch = KEYS[1], KEYS[2]
@@ -157,6 +166,7 @@ if cur == $C_RUNNING then
   if crashes > maxr then return {'limit', attempt} end
 end
 redis.call('HSET', key, 's:' .. c, $C_RUNNING, 'a:' .. c, attempt, 'r:' .. c, res)
+emit(key, KEYS[3], KEYS[4], ARGV[8], 'state', c, $C_RUNNING, attempt, now)  -- live events
 if redis.call('HGET', key, 'status') == $J_QUEUED then
   redis.call('HSET', key, 'status', $J_RUNNING, 'started_at', now)
   dequeue(key, queued_prefix)
@@ -169,9 +179,12 @@ return {'ok', attempt}
 # Close a job that has not finished: every unfinished collector gets `cstatus`
 # with `result`, the job gets `jstatus`. KEYS job, watch, finished outbox.
 # ARGV: now, ttl, result JSON, cstatus, jstatus, queued-set prefix, now (epoch s).
+# Live events (app.jobs.events): KEYS[4] the job's stream, KEYS[5] the all-jobs stream,
+# ARGV[8] the owner-stream prefix.
 # Returns the job status after ('' if unknown).
 CLOSE = render(
     _SETS
+    + EMIT
     + _DEQUEUE
     + """
 local key, watch = KEYS[1], KEYS[2]
@@ -184,11 +197,14 @@ for _, name in ipairs(cjson.decode(redis.call('HGET', key, 'collectors'))) do
   if not cterminal[redis.call('HGET', key, 's:' .. name)] then
     redis.call('HSET', key, 's:' .. name, ARGV[4], 'r:' .. name, ARGV[3])
     redis.call('HINCRBY', key, 't:' .. name, 1)
+    local a = redis.call('HGET', key, 'a:' .. name)
+    emit(key, KEYS[4], KEYS[5], ARGV[8], 'state', name, ARGV[4], a, ARGV[1])  -- live events
   end
   redis.call('ZREM', watch, id .. $SEP .. name)
 end
 redis.call('HSET', key, 'status', ARGV[5], 'finished_at', ARGV[1])
 redis.call('EXPIRE', key, tonumber(ARGV[2]))
+emit(key, KEYS[4], KEYS[5], ARGV[8], 'done', '', ARGV[5], 0, ARGV[1])  -- live events
 redis.call('ZADD', KEYS[3], ARGV[7], id)  -- the finished outbox (app.jobs.finalize)
 return ARGV[5]
 """

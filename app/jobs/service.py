@@ -26,6 +26,7 @@ from app.errors import (
     QuotaExceeded,
     ValidationFailed,
 )
+from app.events.hub import hub_for
 from app.jobs import reuse
 from app.jobs.broker import PUBLISH_ERRORS, publish
 from app.jobs.callback import check_callback_url
@@ -36,7 +37,15 @@ from app.jobs.reuse import IdempotencyKeyReused
 from app.rediskeys import RedisKeys
 from schemas.status import TERMINAL_COLLECTOR, CollectorStatus, JobStatus
 
-__all__ = ["Submitted", "cancel_job", "get_job", "submit_job", "submit_request", "wait_job"]
+__all__ = [
+    "Submitted",
+    "cancel_job",
+    "get_job",
+    "submit_job",
+    "submit_request",
+    "wait_job",
+    "wait_slot",
+]
 
 log = logging.getLogger("collectq.jobs")
 
@@ -261,28 +270,32 @@ def wait_job(
 ) -> dict[str, Any]:
     """Like get_job, but wait up to `wait` seconds (capped by settings) for a terminal state.
 
-    A wait holds an API thread, so each `client` may have at most
-    `MAX_WAITS_PER_CLIENT` in flight across all API processes (QuotaExceeded beyond).
+    The wait listens to the job's live events through this process's event hub (one Redis
+    connection for all waiters, `app.events.hub`), no polling. Each `client` may have at
+    most `MAX_WAITS_PER_CLIENT` waits and event streams in flight across all API
+    processes (QuotaExceeded beyond).
     """
     envelope = get_job(rt, job_id, owner)
     budget = min(wait, rt.settings.max_wait)
     if budget <= 0 or rt.store.is_terminal(envelope["status"]):
         return envelope  # answered at once: no slot needed
-    with _wait_slot(rt, client, budget):
+    hub = hub_for(rt.settings.redis_url, rt.store.keys.all_events)
+    with wait_slot(rt, client, budget), hub.subscribe(job_id=job_id) as sub:
         deadline = time.monotonic() + budget
-        delay = 0.02
-        while not rt.store.is_terminal(envelope["status"]) and time.monotonic() < deadline:
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 0.25)
-            status = rt.store.status(job_id)
-            if status != envelope["status"]:
+        envelope = get_job(rt, job_id, owner)  # subscribed first: no final event is missed
+        while not rt.store.is_terminal(envelope["status"]):
+            event = sub.get(deadline - time.monotonic())
+            if event is None:  # the budget is spent (or the hub dropped this slow waiter)
+                break
+            if event.final:
                 envelope = get_job(rt, job_id, owner)
     return envelope
 
 
 @contextmanager
-def _wait_slot(rt: JobContext, client: str | None, hold: float) -> Iterator[None]:
-    """Hold one of `client`'s wait slots for the block (a zset member scored by its expiry)."""
+def wait_slot(rt: JobContext, client: str | None, hold: float) -> Iterator[None]:
+    """Hold one of `client`'s wait slots for the block (a zset member scored by its expiry):
+    a `?wait=` long-poll or an event stream (api/events.py)."""
     cap = rt.settings.max_waits_per_client
     if cap <= 0 or not client:
         yield
@@ -292,8 +305,8 @@ def _wait_slot(rt: JobContext, client: str | None, hold: float) -> Iterator[None
     take = rt.redis.register_script(_TAKE_WAIT_SLOT)
     if not cast(int, take(keys=[key], args=[now, now + hold + WAIT_SLOT_GRACE, token, cap])):
         raise QuotaExceeded(
-            f"{cap} waiting requests (?wait=) of this client are in flight already; "
-            "retry when one has ended, or read without wait",
+            f"{cap} waiting requests (?wait= long-polls, event streams) of this client are in "
+            "flight already; retry when one has ended, or read without wait",
             cap,
             retry_after=WAIT_RETRY_AFTER,
         )

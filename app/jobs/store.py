@@ -34,7 +34,7 @@ from typing import Any, cast
 
 from redis import Redis
 
-from app.jobs import lua
+from app.jobs import events, lua
 from app.jobs.artifacts import ArtifactStore
 from app.jobs.envelope import build_envelope, utcnow
 from app.jobs.ids import id_floor, new_id
@@ -128,6 +128,7 @@ class JobStore:
         self._begin = redis.register_script(lua.BEGIN)
         self._close = redis.register_script(lua.CLOSE)
         self._reap_claim = redis.register_script(lua.REAP_CLAIM)
+        self._emit = redis.register_script(events.EMIT_SCRIPT)  # live events (create)
         self._legacy_adopted = False
 
     # create / delete ----------------------------------------------------------
@@ -197,6 +198,12 @@ class JobStore:
         pipe.zadd(self.keys.watch, {watch_member(job_id, name): due for name in collectors})
 
         pipe.zadd(self.keys.queued(owner), {job_id: time.time()})
+        for name in collectors:  # live events: each collector's `queued` (app.jobs.events)
+            self._emit(
+                keys=[self.keys.job(job_id), *self._event_keys(job_id)],
+                args=[self.keys.owner_events_prefix, "state", name, CollectorStatus.QUEUED, 0, now],
+                client=pipe,
+            )
         pipe.execute()
         return self._envelope({k: str(v) for k, v in fields.items()})
 
@@ -355,7 +362,12 @@ class JobStore:
         out = cast(
             list[bytes],
             self._record(
-                keys=[self.keys.job(job_id), self.keys.watch, self.keys.finished],
+                keys=[
+                    self.keys.job(job_id),
+                    self.keys.watch,
+                    self.keys.finished,
+                    *self._event_keys(job_id),
+                ],
                 args=[
                     collector,
                     status,
@@ -367,6 +379,7 @@ class JobStore:
                     watch_member(job_id, collector),
                     self.keys.queued_prefix,
                     repr(time.time()),
+                    self.keys.owner_events_prefix,  # live events
                 ],
             ),
         )
@@ -382,7 +395,7 @@ class JobStore:
         out = cast(
             list[Any],
             self._begin(
-                keys=[self.keys.job(job_id), self.keys.watch],
+                keys=[self.keys.job(job_id), self.keys.watch, *self._event_keys(job_id)],
                 args=[
                     collector,
                     started_at,
@@ -391,6 +404,7 @@ class JobStore:
                     body,
                     watch_member(job_id, collector),
                     self.keys.queued_prefix,
+                    self.keys.owner_events_prefix,  # live events
                 ],
             ),
         )
@@ -401,12 +415,21 @@ class JobStore:
         entry = {watch_member(job_id, collector): time.time() + heartbeat_timeout}
         return bool(self.redis.zadd(self.keys.watch, entry, xx=True, ch=True))
 
+    def _event_keys(self, job_id: str) -> tuple[str, str]:
+        """The live-event streams a script writes besides the owner's (app.jobs.events)."""
+        return self.keys.events(job_id), self.keys.all_events
+
     def _close_job(self, job_id: str, cstatus: str, jstatus: str, error: dict[str, Any]) -> str:
         body = json.dumps({"status": cstatus, "attempts": 0, "error": error})
         out = cast(
             bytes,
             self._close(
-                keys=[self.keys.job(job_id), self.keys.watch, self.keys.finished],
+                keys=[
+                    self.keys.job(job_id),
+                    self.keys.watch,
+                    self.keys.finished,
+                    *self._event_keys(job_id),
+                ],
                 args=[
                     utcnow(),
                     self.ttl,
@@ -415,6 +438,7 @@ class JobStore:
                     jstatus,
                     self.keys.queued_prefix,
                     repr(time.time()),
+                    self.keys.owner_events_prefix,  # live events
                 ],
             ),
         )

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from app.events.hub import Subscription
+from app.jobs.events import Event
 from app.rediskeys import RedisKeys
 from app.runtime import runtime
 from tests.conftest import wait_for
@@ -54,21 +56,22 @@ def _queued_job(client: Any) -> str:
 
 
 class _Sleepers:
-    """Wraps time.sleep to see which threads are polling inside a wait (`wait_job` sleeps)."""
+    """Wraps Subscription.get to see which threads are inside a wait (`wait_job` waits on
+    the event hub's subscription)."""
 
     def __init__(self) -> None:
         self.threads: set[int] = set()
-        self._sleep = time.sleep
+        self._get = Subscription.get
 
-    def __call__(self, seconds: float) -> None:
+    def __call__(self, sub: Subscription, timeout: float) -> Event | None:
         self.threads.add(threading.get_ident())
-        self._sleep(seconds)
+        return self._get(sub, timeout)
 
 
 @pytest.fixture
 def sleepers(monkeypatch: pytest.MonkeyPatch) -> _Sleepers:
     spy = _Sleepers()
-    monkeypatch.setattr(time, "sleep", spy)
+    monkeypatch.setattr(Subscription, "get", lambda sub, timeout: spy(sub, timeout))
     return spy
 
 

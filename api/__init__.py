@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
-from api import batch, collectors, events, health, jobs, keys, legacy, schedules
+from api import batch, changes, collectors, events, health, jobs, keys, legacy, schedules
 from api.errors import init_errors
 from api.identity import init_authenticate, init_authorize, public
 from api.metrics import init_metrics
@@ -111,6 +111,7 @@ def init_api(app: Flask) -> Api:
     for module in (jobs, batch, collectors, events, health, keys, legacy, schedules):
         api.register_blueprint(module.blp)
     api.register_blueprint(webhooks_blp)
+    api.register_blueprint(changes.blp)  # GET /v1/schedules/{id}/changes
     collectors.document_collectors(api, runtime(app).registry)
     # Before-request order matters: id → who → rate limit (per who) → may they → body rules.
     init_metrics(app)  # first: its after-request hook runs last, on the final response

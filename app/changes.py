@@ -37,11 +37,13 @@ from typing import Any, cast
 
 from redis import Redis, WatchError
 
+from app.errors import NotFound
 from app.jobs.context import JobContext
 from app.jobs.envelope import utcnow
 from app.jobs.ids import new_id
 from app.metrics import SCHEDULE_CHANGES
 from app.rediskeys import RedisKeys
+from app.schedules.service import load_schedule
 from collectors import fingerprint as fp
 from collectors.base import Collector
 from schemas import full_match
@@ -298,7 +300,13 @@ def fingerprints_of(
 
 def _schedule_options(ctx: JobContext, schedule_id: str) -> Mapping[str, Any] | None:
     """The schedule's `change_detection` options (None: the defaults)."""
-    return None
+    try:
+        options: Mapping[str, Any] | None = load_schedule(ctx, schedule_id, None).get(
+            "change_detection"
+        )
+    except NotFound:  # deleted while its last run finished: compare with the defaults
+        return None
+    return options
 
 
 def record_run(

@@ -3,11 +3,14 @@ finalizers, failures, runs finishing out of order, and the bounded history."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from standardwebhooks.webhooks import Webhook
+from werkzeug import Response
 
 from app.changes import Change, ChangeLog, change_log, record_run
 from app.jobs.ids import new_id
@@ -15,6 +18,8 @@ from app.metrics import SCHEDULE_CHANGES
 from app.runtime import Runtime, runtime
 from collectors import fingerprint as fp
 from collectors.fingerprint import FingerprintOptions
+from tests.conftest import wait_for
+from tests.webhookreceiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +168,136 @@ def test_old_changes_are_trimmed_at_the_next_change(rt: Runtime) -> None:
     assert d is not None
     assert rt.redis.xlen(stream) == 2  # and b was trimmed with d's write
     assert [x["id"] for x in log.list(SCHEDULE, limit=10)[0]] == [d.id, c.id]
+
+
+# ---------------------------------------------------------------------------------------
+# Through the service: a real schedule, a real worker, a local page, the finalizer, the API
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver() as r:
+        yield r
+
+
+def deliveries(client: Any, job_id: str) -> list[dict[str, Any]]:
+    resp = client.get(f"/v1/jobs/{job_id}/deliveries")
+    assert resp.status_code == 200, resp.json
+    return list(resp.json["items"])
+
+
+class Scheduled:
+    """A paused schedule of `target` run on demand (run now), each run awaited to its end."""
+
+    def __init__(self, app: Any, target: str, **extra: Any) -> None:
+        self.client = app.test_client()
+        self.rt = runtime(app)
+        body = {
+            "job": {"target": target, "collectors": ["http"]},
+            "trigger": {"interval": 3600},
+            "paused": True,  # runs only when asked: the test decides when content changes
+            **extra,
+        }
+        created = self.client.post("/v1/schedules", json=body)
+        assert created.status_code == 201, created.json
+        self.id = str(created.json["id"])
+
+    def run(self) -> str:
+        resp = self.client.post(f"/v1/schedules/{self.id}/run")
+        assert resp.status_code == 202, resp.json
+        job_id = str(resp.json["id"])
+        rt = self.rt
+        # final, and its finalizer (change detection, webhooks) has run
+        wait_for(
+            lambda: (
+                rt.store.status(job_id) == "succeeded"
+                and rt.redis.zscore(rt.store.keys.finished, job_id) is None
+            ),
+            timeout=30,
+        )
+        return job_id
+
+    def changes(self, **args: Any) -> Any:
+        resp = self.client.get(f"/v1/schedules/{self.id}/changes", query_string=args)
+        assert resp.status_code == 200, resp.json
+        return resp.json
+
+
+def test_a_page_that_changes_between_runs_makes_one_change_and_one_webhook(
+    make_app: Callable[..., Any], start_worker: Callable[..., Any], site: Any, receiver: Receiver
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    start_worker(queues="collect.http,webhooks")
+    page = {"body": "first version"}
+    site.expect_request("/page").respond_with_handler(
+        lambda _request: Response(page["body"], content_type="text/plain")
+    )
+    hook = {"url": f"{receiver.base}/hook", "on": ["change"]}
+    schedule = Scheduled(app, site.url_for("/page"), callback=hook)
+    sid, run = schedule.id, schedule.run
+
+    jobs = [run(), run()]  # the same page twice: no change
+    page["body"] = "second version"
+    jobs += [run(), run()]  # the second version: one change, then none
+    changed = jobs[2]
+
+    listed = schedule.changes()
+    assert len(listed["items"]) == 1
+    (change,) = listed["items"]
+    assert change["job_id"] == changed
+    assert change["previous_job_id"] == jobs[1]
+    assert [(d["collector"], d["part"]) for d in change["diff"]] == [("http", "body_sha256")]
+    assert listed["next_cursor"] is None
+
+    hooks = wait_for(lambda: receiver.on("/hook"), timeout=30)
+    secret = client.get("/v1/webhooks/secret").json["secret"]
+    payload = Webhook(secret).verify(hooks[0].body, hooks[0].headers)
+    assert payload["type"] == "schedule.changed"
+    assert payload["data"]["change"]["id"] == change["id"]
+    assert payload["data"]["id"] == changed
+    # deliveries are created by the finalizer, which each run() waited for: exactly one
+    events = {j: [d["event"] for d in deliveries(client, j)] for j in jobs}
+    assert events == {j: (["schedule.changed"] if j == changed else []) for j in jobs}
+    assert len(receiver.on("/hook")) == 1
+
+    # another owner sees no such schedule; a bad cursor is a 422 naming it
+    other = client.post(
+        "/v1/keys", json={"owner": "someone-else", "name": "t", "scopes": ["schedules:read"]}
+    )
+    stranger = app.test_client(api_key=other.json["token"])
+    assert stranger.get(f"/v1/schedules/{sid}/changes").status_code == 404
+    bad = client.get(f"/v1/schedules/{sid}/changes?cursor=nope")
+    assert bad.status_code == 422
+    assert "cursor" in json.dumps(bad.json["errors"])
+
+
+def test_the_schedule_chooses_what_counts_as_content(
+    make_app: Callable[..., Any], start_worker: Callable[..., Any], site: Any
+) -> None:
+    app = make_app()
+    start_worker(queues="collect.http,webhooks")
+    etag = {"value": '"v1"'}
+    site.expect_request("/doc").respond_with_handler(
+        lambda _request: Response("same body", headers={"ETag": etag["value"]})
+    )
+    schedule = Scheduled(app, site.url_for("/doc"), change_detection={"http_headers": ["ETag"]})
+    schedule.run()
+    etag["value"] = '"v2"'
+    changed = schedule.run()
+    (change,) = schedule.changes()["items"]
+    assert change["job_id"] == changed
+    assert change["diff"] == [
+        {"collector": "http", "part": "header:etag", "before": '"v1"', "after": '"v2"'}
+    ]
+    # a bad option is refused when the schedule is made, naming the field
+    bad = app.test_client().post(
+        "/v1/schedules",
+        json={
+            "job": {"target": site.url_for("/doc"), "collectors": ["http"]},
+            "trigger": {"interval": 3600},
+            "change_detection": {"screenshot_hash": "fuzzy"},
+        },
+    )
+    assert bad.status_code == 422
+    assert "screenshot_hash" in json.dumps(bad.json["errors"])

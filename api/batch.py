@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from marshmallow import ValidationError
 
 from api.errors import problem
@@ -38,6 +38,15 @@ def _size() -> int:
         return 1
     jobs = body.get("jobs") if isinstance(body, dict) else None
     return min(len(jobs), BATCH_LIMIT) if isinstance(jobs, list) else 1
+
+
+@blp.after_request
+def _allow(response: Response) -> Response:
+    """OPTIONS /v1/jobs/batch allows POST only (werkzeug would add the GET and DELETE of
+    /v1/jobs/<job_id>, whose rule matches the path too)."""
+    if request.method == "OPTIONS" and request.endpoint == "batch.batch":
+        response.headers["Allow"] = "OPTIONS, POST"
+    return response
 
 
 def _problem(exc: CollectqError) -> dict[str, Any]:

@@ -21,23 +21,22 @@ def test_mixed_items_are_answered_one_by_one(make_app) -> None:
             {**NOOP, "max_age": 0},
             {"target": "not a host", "collectors": ["noop"]},
             {"target": "example.org", "collectors": ["nope"]},
-            "not an object",
             {**NOOP, "max_age": 60},  # identical to item 0, still queued: the same job
             {**NOOP, "labels": {"n": "5"}},
         ],
     )
     assert resp.status_code == 200, resp.json
     items = resp.json["items"]
-    assert [i["index"] for i in items] == list(range(6))
-    assert [i["status"] for i in items] == [202, 422, 422, 422, 202, 202]
-    assert (resp.json["accepted"], resp.json["rejected"]) == (3, 3)
+    assert [i["index"] for i in items] == list(range(5))
+    assert [i["status"] for i in items] == [202, 422, 422, 202, 202]
+    assert (resp.json["accepted"], resp.json["rejected"]) == (3, 2)
     assert "target" in items[1]["problem"]["errors"]
     assert "collectors" in items[2]["problem"]["errors"]
-    assert items[3]["problem"]["type"].endswith("/validation_error")
-    assert items[4]["job"]["id"] == items[0]["job"]["id"]
-    assert items[4]["reused"] == "in-flight"
-    assert items[5]["job"]["id"] != items[0]["job"]["id"]
-    for i in (0, 5):  # accepted jobs are real jobs
+    assert items[2]["problem"]["type"].endswith("/validation_error")
+    assert items[3]["job"]["id"] == items[0]["job"]["id"]
+    assert items[3]["reused"] == "in-flight"
+    assert items[4]["job"]["id"] != items[0]["job"]["id"]
+    for i in (0, 4):  # accepted jobs are real jobs
         got = client.get(f"/v1/jobs/{items[i]['job']['id']}")
         assert got.status_code == 200
         assert got.json["status"] == "queued"
@@ -49,6 +48,7 @@ def test_over_the_max_empty_or_keyed_batch_is_422(make_app) -> None:
     assert over.status_code == 422
     assert "jobs" in over.json["errors"]
     assert _batch(client, []).status_code == 422
+    assert _batch(client, [NOOP, "not an object"]).status_code == 422  # not a batch of jobs
     keyed = _batch(client, [NOOP], **{"Idempotency-Key": "k"})
     assert keyed.status_code == 422
     assert "Idempotency-Key" in keyed.json["errors"]
@@ -79,3 +79,9 @@ def test_batch_and_max_age_are_documented(make_app) -> None:
     assert "422" in post["responses"]
     assert "max_age" in doc["components"]["schemas"]["JobRequest"]["properties"]
     assert "200" in doc["paths"]["/v1/jobs"]["post"]["responses"]
+
+
+def test_batch_path_allows_post_only(make_app) -> None:
+    # /v1/jobs/batch also matches /v1/jobs/<job_id> (GET, DELETE): not advertised here
+    allow = make_app().test_client().options("/v1/jobs/batch").headers["Allow"]
+    assert sorted(allow.split(", ")) == ["OPTIONS", "POST"]

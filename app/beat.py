@@ -74,9 +74,10 @@ class Scheduler(ReconnectingMixin, RedBeatScheduler):  # type: ignore[misc]
 
     Entry = Entry
 
-    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(app, *args, **kwargs)
-        if self.lock_key and get_redis(self.app).exists(self.lock_key):
+    def __init__(self, app: Any, *args: Any, lazy: bool = False, **kwargs: Any) -> None:
+        super().__init__(app, *args, lazy=lazy, **kwargs)
+        # lazy: the instance celery builds only to print its banner
+        if not lazy and self.lock_key and get_redis(self.app).exists(self.lock_key):
             log.warning(
                 "beat: standby: another beat holds the lock %s; waiting to take over "
                 "(within %ss of its end)",

@@ -43,6 +43,16 @@ def follow(
     """Wait for the job of `envelope` (as last read) to be final, showing its collectors'
     changes on `board`; return the final envelope. `ApiProblem` if the job cannot be
     read any more (404, 401…)."""
+    try:
+        return _follow(client, envelope, board, stream)
+    finally:
+        if board is not None:
+            board.close()
+
+
+def _follow(
+    client: ApiClient, envelope: dict[str, Any], board: Board | None, stream: bool
+) -> dict[str, Any]:
     path = f"/v1/jobs/{envelope['id']}"
 
     def show(results: dict[str, Any]) -> None:

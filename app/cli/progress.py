@@ -10,6 +10,7 @@ plain line for each change instead.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
@@ -90,6 +91,8 @@ class Board:
     reads as the list of transitions.
     """
 
+    TICK = 0.5  # seconds between redraws of a running collector's count on a terminal
+
     def __init__(self, out: TextIO, names: list[str], *, live: bool) -> None:
         self.out = out
         self.names = list(names)
@@ -98,9 +101,33 @@ class Board:
         self._lines: dict[str, str] = {}
         self._shown: dict[str, tuple[Any, Any]] = {}
         self._drawn = 0
+        self._latest: Mapping[str, Mapping[str, Any]] = {}
+        self._lock = threading.RLock()  # the ticker thread redraws too
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def update(self, results: Mapping[str, Mapping[str, Any]]) -> None:
         """Show `results` (collector name → its result, as in the envelope)."""
+        with self._lock:
+            self._latest = {name: dict(result) for name, result in results.items()}
+            self._update(self._latest)
+        if self.live and self._ticker is None:
+            # between two changes (an event stream is quiet while a collector runs)
+            self._ticker = threading.Thread(target=self._tick, name="board", daemon=True)
+            self._ticker.start()
+
+    def close(self) -> None:
+        """Stop redrawing (the job is final)."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.TICK):
+            with self._lock:
+                self._update(self._latest)
+
+    def _update(self, results: Mapping[str, Mapping[str, Any]]) -> None:
         changed = False
         for index, name in enumerate(self.names, 1):
             result = results.get(name)
@@ -125,9 +152,10 @@ class Board:
 
     def say(self, text: str) -> None:
         """A line of its own below the board (the job's outcome)."""
-        self.out.write(text + "\n")
-        self.out.flush()
-        self._drawn = 0  # the board stays above, as it is
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
+            self._drawn = 0  # the board stays above, as it is
 
     def _redraw(self) -> None:
         # back to the board's first line (ESC [ n F), then each line erased and rewritten

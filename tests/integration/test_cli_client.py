@@ -188,6 +188,18 @@ def _watched(api: RunningApi, *flags: str) -> tuple[str, list[str], str]:
     return job_id, [line.split()[2] for line in flaky], out
 
 
+def test_watch_follows_the_event_stream_through_every_transition(api: RunningApi) -> None:
+    _, statuses, out = _watched(api)
+    assert statuses == ["queued", "running", "retrying", "running", "succeeded"], out
+    assert [line.split()[2] for line in _lines_of(out, "noop")] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
+    retrying = next(line for line in _lines_of(out, "flaky") if " retrying " in line)
+    assert "connect_error: planned failure 1/1" in retrying  # the result read for an outcome
+
+
 def test_watch_by_long_polling_shows_the_changes_it_sees(api: RunningApi) -> None:
     _, statuses, out = _watched(api, "--poll")
     assert statuses[0] in ("queued", "running"), out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -149,6 +150,7 @@ def test_board_on_a_terminal_redraws_its_block_in_place() -> None:
     board = Board(out, ["a", "b"], live=True)
     board.update({"a": {"status": "running"}, "b": {"status": "queued"}})
     board.update({"a": {"status": "succeeded", "duration_ms": 1000.0, "attempts": 2}})
+    board.close()
     assert out.getvalue() == (
         "\x1b[K[1/2] a  running\n\x1b[K[2/2] b  queued\n"
         "\x1b[2F\x1b[K[1/2] a  succeeded  1.00 s  attempt 2\n\x1b[K[2/2] b  queued\n"
@@ -160,4 +162,10 @@ def test_board_on_a_terminal_counts_a_running_collectors_seconds() -> None:
     board = Board(out, ["http"], live=True)
     started = (datetime.now(UTC) - timedelta(seconds=2)).isoformat()
     board.update({"http": {"status": "running", "attempts": 1, "started_at": started}})
-    assert re.fullmatch(r"\x1b\[K\[1/1\] http  running    2\.\d\d s\n", out.getvalue())
+    first = out.getvalue()
+    assert re.fullmatch(r"\x1b\[K\[1/1\] http  running    2\.\d\d s\n", first)
+    time.sleep(Board.TICK * 2.5)  # no new result: the ticker redraws the count anyway
+    board.close()
+    later = out.getvalue()[len(first) :].split("\x1b[1F")
+    assert len(later) >= 2
+    assert re.fullmatch(r"\x1b\[K\[1/1\] http  running    [3-9]\.\d\d s\n", later[-1])

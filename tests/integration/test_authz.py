@@ -19,6 +19,7 @@ from app.runtime import runtime
 pytestmark = pytest.mark.integration
 
 JOB = {"target": "example.org", "collectors": ["noop"]}
+SCHEDULE = {"job": JOB, "trigger": {"interval": 3600}}
 OPEN_ROUTES = {"/health", "/ready", "/openapi.json", "/docs", "/docs/assets/<path:filename>"}
 
 
@@ -28,6 +29,7 @@ class Ctx:
     admin: Any  # the fixture's admin client
     tokens: dict[str, str]
     job_a: str
+    schedule_a: str = ""
 
     def client(self, token: str | None, header: str = "bearer") -> Any:
         c = self.app.test_client(api_key="")
@@ -39,6 +41,11 @@ class Ctx:
     def new_job(self) -> str:
         resp = self.client(self.tokens["a"]).post("/v1/jobs", json=JOB)
         assert resp.status_code == 202, resp.json
+        return str(resp.json["id"])
+
+    def new_schedule(self) -> str:
+        resp = self.client(self.tokens["a"]).post("/v1/schedules", json=SCHEDULE)
+        assert resp.status_code == 201, resp.json
         return str(resp.json["id"])
 
     def new_key(self) -> str:
@@ -65,6 +72,12 @@ ROUTES = [
           True, 200),
     Route("GET /v1/jobs/{id}/artifacts/{name}", "GET",
           lambda c: f"/v1/jobs/{c.job_a}/artifacts/http.body", "jobs:read", True, 200),
+    Route("GET /v1/jobs/{id}/deliveries", "GET", lambda c: f"/v1/jobs/{c.job_a}/deliveries",
+          "jobs:read", True, 200),
+    Route("GET /v1/webhooks/secret", "GET", lambda c: "/v1/webhooks/secret", "jobs:write", False,
+          200),
+    Route("POST /v1/webhooks/secret/rotate", "POST", lambda c: "/v1/webhooks/secret/rotate",
+          "jobs:write", False, 201),
     Route("GET /v1/collectors", "GET", lambda c: "/v1/collectors", "jobs:read", False, 200),
     Route("GET /v1/status", "GET", lambda c: "/v1/status", "jobs:read", False, 200),
     Route("POST /collect", "POST", lambda c: "/collect", "jobs:write", False, 202, lambda c: JOB),
@@ -79,6 +92,24 @@ ROUTES = [
           False, 200),
     Route("POST /v1/keys/{prefix}/rotate", "POST", lambda c: f"/v1/keys/{c.new_key()}/rotate",
           "admin", False, 201, lambda c: {"overlap": 60}),
+    Route("POST /v1/schedules", "POST", lambda c: "/v1/schedules", "schedules:write", False, 201,
+          lambda c: SCHEDULE),
+    Route("GET /v1/schedules", "GET", lambda c: "/v1/schedules", "schedules:read", False, 200),
+    Route("GET /v1/schedules/{schedule_id}", "GET", lambda c: f"/v1/schedules/{c.schedule_a}",
+          "schedules:read", True, 200),
+    Route("PATCH /v1/schedules/{schedule_id}", "PATCH",
+          lambda c: f"/v1/schedules/{c.schedule_a}", "schedules:write", True, 200,
+          lambda c: {"name": "renamed"}),
+    Route("DELETE /v1/schedules/{schedule_id}", "DELETE",
+          lambda c: f"/v1/schedules/{c.new_schedule()}", "schedules:write", True, 204),
+    Route("POST /v1/schedules/{schedule_id}/pause", "POST",
+          lambda c: f"/v1/schedules/{c.schedule_a}/pause", "schedules:write", True, 200),
+    Route("POST /v1/schedules/{schedule_id}/resume", "POST",
+          lambda c: f"/v1/schedules/{c.schedule_a}/resume", "schedules:write", True, 200),
+    Route("POST /v1/schedules/{schedule_id}/run", "POST",
+          lambda c: f"/v1/schedules/{c.schedule_a}/run", "schedules:write", True, 202),
+    Route("GET /v1/schedules/{schedule_id}/runs", "GET",
+          lambda c: f"/v1/schedules/{c.schedule_a}/runs", "schedules:read", True, 200),
 ]  # fmt: skip
 
 CASES = [
@@ -98,7 +129,7 @@ CASES = [
 def _setup(make_app: Any) -> Ctx:
     app = make_app()
     keys = runtime(app).keys
-    rw = ["jobs:read", "jobs:write"]
+    rw = ["jobs:read", "jobs:write", "schedules:read", "schedules:write"]
 
     def token(owner: str, scopes: list[str], **kw: Any) -> str:
         return keys.create(owner=owner, name="t", scopes=scopes, **kw)[1]
@@ -110,6 +141,7 @@ def _setup(make_app: Any) -> Ctx:
         "revoked": token("owner-a", rw),
         "rotated": token("owner-a", rw),
         "schedules-only": token("owner-a", ["schedules:read"]),
+        "jobs-only": token("owner-a", ["jobs:read", "jobs:write"]),
         "admin": app.config["TEST_API_KEY"],
     }
     keys.revoke(parse_token(tokens["revoked"]))
@@ -120,6 +152,7 @@ def _setup(make_app: Any) -> Ctx:
     tokens["malformed"] = good[:-1] + ("x" if good[-1] != "x" else "y")  # checksum wrong
     ctx = Ctx(app, app.test_client(), tokens, "")
     ctx.job_a = ctx.new_job()
+    ctx.schedule_a = ctx.new_schedule()
     runtime(app).store.artifacts.put(ctx.job_a, "http.body", "text/plain", b"owned by a")
     return ctx
 
@@ -127,6 +160,8 @@ def _setup(make_app: Any) -> Ctx:
 def _token_for(ctx: Ctx, route: Route, case: str) -> str | None:
     t = ctx.tokens
     if case == "wrong scope":
+        if route.scope.startswith("schedules:"):
+            return t["jobs-only"]
         return t["schedules-only"] if route.scope != "admin" else t["a"]
     return {
         "no key": None,
@@ -185,7 +220,12 @@ def test_authorization_matrix(make_app) -> None:
 def test_every_route_is_in_the_matrix_or_open(make_app) -> None:
     app = make_app()
     covered = {r.name.split(" ", 1)[1].replace("{id}", "<job_id>") for r in ROUTES}
-    covered = {p.replace("{name}", "<name>").replace("{prefix}", "<prefix>") for p in covered}
+    covered = {
+        p.replace("{name}", "<name>")
+        .replace("{prefix}", "<prefix>")
+        .replace("{schedule_id}", "<schedule_id>")
+        for p in covered
+    }
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue

@@ -154,6 +154,12 @@ def observe_request(route: str, method: str, status: int, seconds: float | None)
 class MetricsObserver(JobObserver):
     """The job domain's observer that feeds the metrics above."""
 
+    def __init__(self, collectors: Sequence[str] = ()) -> None:
+        # Changes are rare: each collector's series exists from the start at 0, so a
+        # dashboard shows "none" rather than "no data" (and a rate over it is 0, not absent).
+        for name in collectors:
+            SCHEDULE_CHANGES.labels(name)
+
     def submitted(self, collectors: Sequence[str]) -> None:
         for name in collectors:
             JOBS_SUBMITTED.labels(name).inc()

@@ -68,13 +68,14 @@ def build_runtime(settings: Settings) -> Runtime:
         reset_timeout=settings.breaker_reset_timeout,
     )
     keys = KeyStore(redis, settings.redis_prefix, settings.key_last_used_interval)
+    registry = load_collectors(settings)
     return Runtime(
         settings=settings,
         redis=redis,
         store=JobStore(
             redis, settings.redis_prefix, settings.job_ttl, queued_grace=settings.reap_queued_after
         ),
-        registry=load_collectors(settings),
+        registry=registry,
         policy=network_policy(settings),
         breakers=breakers,
         host_slots=HostSlots(
@@ -82,7 +83,7 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         keys=keys,
         auth=Authenticator(keys, _jwt_verifier(settings)),
-        observer=MetricsObserver(),
+        observer=MetricsObserver(registry.names()),
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from app.cli.client import ClientGroup, emit, exit_code_for, get_client, url_option
-from app.cli.jobargs import parse_collectors, parse_labels, parse_options
+from app.cli.jobargs import parse_collectors, parse_duration, parse_labels, parse_options
 from app.cli.jobwatch import follow, stderr_board
 from app.cli.progress import Board
 from schemas.status import JobStatus
@@ -33,6 +33,11 @@ def jobs(url: str | None) -> None:
 )
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="repeatable")
 @click.option("--idempotency-key", help="a repeat with the same key returns the first job")
+@click.option(
+    "--max-age",
+    metavar="DURATION",
+    help="reuse your identical job of at most this age (e.g. 10m) instead of collecting again",
+)
 @click.option("--callback-url", help="POSTed the envelope when the job ends (a webhook)")
 @click.option("--callback-on", metavar="always|failure", help="when to call back (default always)")
 @click.option("--wait", is_flag=True, help="wait until the job is final; exit 0/1/2 by status")
@@ -45,6 +50,7 @@ def submit(
     opts: tuple[str, ...],
     labels: tuple[str, ...],
     idempotency_key: str | None,
+    max_age: str | None,
     callback_url: str | None,
     callback_on: str | None,
     wait: bool,
@@ -61,6 +67,8 @@ def submit(
         "options": parse_options(opts),
         "labels": parse_labels(labels),
     }
+    if max_age is not None:
+        body["max_age"] = parse_duration(max_age)
     if callback_url:
         body["callback_url"] = callback_url
     if callback_on:

@@ -251,3 +251,20 @@ def test_schedules_create_refusal_names_the_nested_field(api: RunningApi) -> Non
     usage = cq(api, "schedules", "create", TARGET, "-c", "noop")
     assert usage.returncode == 2
     assert "give one of --cron, --every" in usage.stderr
+
+
+def test_idempotency_key_and_max_age_reach_the_api(api: RunningApi) -> None:
+    first = cq(api, "jobs", "submit", TARGET, "-c", "noop", "--idempotency-key", "k1", "-q")
+    again = cq(api, "jobs", "submit", TARGET, "-c", "noop", "--idempotency-key", "k1", "-q")
+    assert first.stdout == again.stdout
+    other = cq(api, "jobs", "submit", TARGET, "-c", "flaky", "--idempotency-key", "k1")
+    assert other.returncode == 3  # the same key with another body
+    assert "(422)" in other.stderr
+    done = cq(
+        api, "jobs", "submit", TARGET, "-c", "flaky", "-o", "flaky.sleep=0.01", "--wait", "-q"
+    )
+    assert done.returncode == 0, done.stderr
+    reused = cq(
+        api, "jobs", "submit", TARGET, "-c", "flaky", "-o", "flaky.sleep=0.01", "--max-age", "10m"
+    )
+    assert json.loads(reused.stdout)["id"] == done.stdout.strip()

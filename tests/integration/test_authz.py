@@ -110,6 +110,8 @@ ROUTES = [
           lambda c: f"/v1/schedules/{c.schedule_a}/run", "schedules:write", True, 202),
     Route("GET /v1/schedules/{schedule_id}/runs", "GET",
           lambda c: f"/v1/schedules/{c.schedule_a}/runs", "schedules:read", True, 200),
+    Route("GET /v1/schedules/{schedule_id}/changes", "GET",
+          lambda c: f"/v1/schedules/{c.schedule_a}/changes", "schedules:read", True, 200),
 ]  # fmt: skip
 
 CASES = [

@@ -1,9 +1,13 @@
 """POST /v1/jobs/batch: up to BATCH_MAX job requests, each accepted or rejected on its own.
 
-The answer is 200 with one result per item (index, status, job or problem): the batch
-itself was processed even when every item was refused. A batch of N counts as N submits
-against the rate limit (`api.ratelimit.counts_as`); the queued-jobs quota is checked per
-item. docs/decisions.md, "Scheduling: idempotency, reuse and batch (issue 13)".
+A batch is validated whole first: an item that POST /v1/jobs would refuse as invalid
+(its schema, its collectors and their options) makes the batch 422, naming
+`jobs.<index>.<field>`, and nothing is submitted. Then each item is submitted by itself
+and the answer is 200 with one result per item (index, status, job or problem): quota,
+reuse, a server bound (`max_age`), the callback's address or the broker may refuse one
+item and not the others. A batch of N counts as N submits against the rate limit
+(`api.ratelimit.counts_as`). docs/decisions.md, "Scheduling: idempotency, reuse and batch
+(issue 13)".
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import json
 from typing import Any
 
 from flask import Response, current_app, request
-from marshmallow import ValidationError
 
 from api.errors import problem
 from api.identity import current_owner, requires
@@ -21,9 +24,8 @@ from api.ratelimit import counts_as
 from api.requests import Blueprint, request_id
 from app.errors import CollectqError, DependencyUnavailable, ValidationFailed
 from app.jobs import service
-from app.runtime import runtime
+from app.runtime import Runtime, runtime
 from schemas.batch import BATCH_LIMIT, BatchRequestSchema, BatchResponseSchema
-from schemas.job import JobRequestSchema
 
 __all__ = ["blp"]
 
@@ -61,32 +63,48 @@ def _problem(exc: CollectqError) -> dict[str, Any]:
 @counts_as(_size)
 @blp.arguments(BatchRequestSchema)
 @blp.response(200, BatchResponseSchema, description="One result per item, in order")
-@blp.alt_response(422, description="Not a batch: `jobs` missing, empty or over `BATCH_MAX`")
+@blp.alt_response(
+    422,
+    description="Nothing submitted: `jobs` missing, empty or over `BATCH_MAX`, or an item "
+    "invalid (`errors.jobs.<index>` names its fields)",
+)
 def batch(data: dict[str, Any]) -> Any:
-    """Submit several jobs; each item is accepted or rejected on its own."""
+    """Submit several jobs; each valid item is accepted or rejected on its own."""
     rt = runtime()
-    jobs: list[Any] = data["jobs"]
+    jobs: list[dict[str, Any]] = data["jobs"]
+    _check(rt, jobs)
+    items = _submit_each(rt, jobs)
+    accepted = sum(1 for i in items if "job" in i)
+    return {"items": items, "accepted": accepted, "rejected": len(items) - accepted}
+
+
+def _check(rt: Runtime, jobs: list[dict[str, Any]]) -> None:
+    """Refuse the whole batch (422) for what POST /v1/jobs would call invalid."""
     if len(jobs) > rt.settings.batch_max:
         raise ValidationFailed({"jobs": [f"at most {rt.settings.batch_max} jobs per batch"]})
     if "Idempotency-Key" in request.headers:
         raise ValidationFailed(
             {"Idempotency-Key": ["not supported on a batch; send `max_age` in the items"]}
         )
+    invalid: dict[str, Any] = {}
+    for index, job in enumerate(jobs):
+        try:
+            service.check_collectors(rt, job["collectors"], job.get("options") or {})
+        except ValidationFailed as exc:
+            invalid[str(index)] = exc.errors
+    if invalid:
+        raise ValidationFailed({"jobs": invalid})
+
+
+def _submit_each(rt: Runtime, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     celery, owner, rid = current_app.extensions["celery"], current_owner(), request_id()
     items: list[dict[str, Any]] = []
     unreachable: DependencyUnavailable | None = None
-    for index, raw in enumerate(jobs):
+    for index, job in enumerate(jobs):
         item: dict[str, Any] = {"index": index}
         try:
             if unreachable is not None:  # the broker just failed: do not wait for it again
                 raise unreachable
-            try:
-                job = JobRequestSchema().load(raw)
-            except ValidationError as exc:
-                messages = exc.messages
-                raise ValidationFailed(
-                    messages if isinstance(messages, dict) else {"_schema": messages}
-                ) from exc
             done = service.submit_request(rt, celery, job, owner=owner, request_id=rid)
         except DependencyUnavailable as exc:
             unreachable = exc
@@ -99,5 +117,4 @@ def batch(data: dict[str, Any]) -> Any:
             if done.reused:
                 item["reused"] = done.reused
         items.append(item)
-    accepted = sum(1 for i in items if "job" in i)
-    return {"items": items, "accepted": accepted, "rejected": len(items) - accepted}
+    return items

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, fields, validate
 
 from schemas.errors import ProblemSchema
-from schemas.job import EnvelopeSchema
+from schemas.job import EnvelopeSchema, JobRequestSchema
 
 __all__ = ["BATCH_LIMIT", "BatchItemSchema", "BatchRequestSchema", "BatchResponseSchema"]
 
@@ -26,13 +26,11 @@ class BatchRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    # Items are objects here, loaded as sent: each is validated by itself as a JobRequest
-    # (one bad item is that item's 422, not the batch's). Documented as plain objects so
-    # the document does not promise a 422 for the batch when an item is invalid.
+    # A batch is well-formed or refused whole (422 naming `jobs.<index>.<field>`), as the
+    # document says; what the document cannot say (quota, reuse, the broker, a server
+    # bound) is answered per item (docs/decisions.md).
     jobs = fields.List(
-        fields.Dict(
-            metadata={"description": "a job request, as the body of POST /v1/jobs (JobRequest)"}
-        ),
+        fields.Nested(JobRequestSchema),
         required=True,
         validate=validate.Length(min=1, max=BATCH_LIMIT),
         metadata={

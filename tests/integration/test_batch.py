@@ -13,33 +13,53 @@ def _batch(client: Any, jobs: list[Any], **headers: str) -> Any:
     return client.post("/v1/jobs/batch", json={"jobs": jobs}, headers=headers)
 
 
-def test_mixed_items_are_answered_one_by_one(make_app) -> None:
-    client = make_app().test_client()
+def test_items_are_answered_one_by_one(make_app) -> None:
+    client = make_app(COLLECTQ_MAX_AGE_MAX="600").test_client()
     resp = _batch(
         client,
         [
             {**NOOP, "max_age": 0},
-            {"target": "not a host", "collectors": ["noop"]},
-            {"target": "example.org", "collectors": ["nope"]},
             {**NOOP, "max_age": 60},  # identical to item 0, still queued: the same job
-            {**NOOP, "labels": {"n": "5"}},
+            {**NOOP, "max_age": 601},  # over this server's MAX_AGE_MAX: this item only
+            {**NOOP, "labels": {"n": "3"}},
         ],
     )
     assert resp.status_code == 200, resp.json
     items = resp.json["items"]
-    assert [i["index"] for i in items] == list(range(5))
-    assert [i["status"] for i in items] == [202, 422, 422, 202, 202]
-    assert (resp.json["accepted"], resp.json["rejected"]) == (3, 2)
-    assert "target" in items[1]["problem"]["errors"]
-    assert "collectors" in items[2]["problem"]["errors"]
+    assert [i["index"] for i in items] == list(range(4))
+    assert [i["status"] for i in items] == [202, 202, 422, 202]
+    assert (resp.json["accepted"], resp.json["rejected"]) == (3, 1)
+    assert items[1]["job"]["id"] == items[0]["job"]["id"]
+    assert items[1]["reused"] == "in-flight"
     assert items[2]["problem"]["type"].endswith("/validation_error")
-    assert items[3]["job"]["id"] == items[0]["job"]["id"]
-    assert items[3]["reused"] == "in-flight"
-    assert items[4]["job"]["id"] != items[0]["job"]["id"]
-    for i in (0, 4):  # accepted jobs are real jobs
+    assert "max_age" in items[2]["problem"]["errors"]
+    assert items[3]["job"]["id"] != items[0]["job"]["id"]
+    for i in (0, 3):  # accepted jobs are real jobs
         got = client.get(f"/v1/jobs/{items[i]['job']['id']}")
         assert got.status_code == 200
         assert got.json["status"] == "queued"
+
+
+def test_an_invalid_item_refuses_the_batch_naming_it(make_app) -> None:
+    client = make_app().test_client()
+    fields = _batch(client, [NOOP, {"target": "not a host", "collectors": ["noop"]}])
+    assert fields.status_code == 422, fields.json
+    assert "target" in fields.json["errors"]["jobs"]["1"]
+    # what only the registry knows: an unknown collector, options a collector refuses
+    resp = _batch(
+        client,
+        [
+            {"target": "example.org", "collectors": ["nope"]},
+            NOOP,
+            {"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"x": 1}}},
+        ],
+    )
+    assert resp.status_code == 422, resp.json
+    errors = resp.json["errors"]["jobs"]
+    assert set(errors) == {"0", "2"}
+    assert "collectors" in errors["0"]
+    assert "options" in errors["2"]
+    assert client.get("/v1/jobs").json["items"] == []  # nothing was submitted
 
 
 def test_over_the_max_empty_or_keyed_batch_is_422(make_app) -> None:

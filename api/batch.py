@@ -62,7 +62,46 @@ def _problem(exc: CollectqError) -> dict[str, Any]:
 @requires("jobs:write", "submit")
 @counts_as(_size)
 @blp.arguments(BatchRequestSchema)
-@blp.response(200, BatchResponseSchema, description="One result per item, in order")
+@blp.response(
+    200,
+    BatchResponseSchema,
+    description="One result per item, in order",
+    example={
+        "items": [
+            {
+                "index": 0,
+                "status": 202,
+                "job": {
+                    "id": "j_01JD2X5K3V9W8Q7R6T5Y4U3I2O",
+                    "schema_version": 1,
+                    "status": "queued",
+                    "target": "https://example.org",
+                    "collectors": ["http"],
+                    "created_at": "2026-11-30T06:30:00.000Z",
+                    "started_at": None,
+                    "finished_at": None,
+                    "labels": {},
+                    "schedule_id": None,
+                    "results": {"http": {"status": "queued", "attempts": 0}},
+                },
+            },
+            {
+                "index": 1,
+                "status": 429,
+                "problem": {
+                    "type": "https://collectq.dev/problems/quota_exceeded",
+                    "title": "Too Many Requests",
+                    "status": 429,
+                    "detail": "1000 jobs are queued for this owner already; retry when some "
+                    "have started",
+                    "limit": 1000,
+                },
+            },
+        ],
+        "accepted": 1,
+        "rejected": 1,
+    },
+)
 @blp.alt_response(
     422,
     description="Nothing submitted: `jobs` missing, empty or over `BATCH_MAX`, or an item "

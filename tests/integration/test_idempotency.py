@@ -51,6 +51,14 @@ def test_in_flight_identical_requests_share_one_job(make_app) -> None:
     assert again.json["id"] == first.json["id"]
     assert again.headers[REUSED] == "in-flight"
     assert again.headers["Location"] == f"/v1/jobs/{first.json['id']}"
+    # an Idempotency-Key on a reused job is bound to it: its retry is a replay of that job
+    keyed = {**NOOP, "max_age": 300}
+    first_try = _post(client, keyed, **{"Idempotency-Key": "r-1"})
+    assert first_try.headers[REUSED] == "in-flight"
+    retry = _post(client, keyed, **{"Idempotency-Key": "r-1"})
+    assert retry.json["id"] == first.json["id"]
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert _post(client, NOOP, **{"Idempotency-Key": "r-1"}).status_code == 422  # other body
     # without max_age every request is a collection of its own
     plain = _post(client, NOOP)
     assert plain.status_code == 202

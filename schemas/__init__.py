@@ -22,6 +22,7 @@ __all__ = [
     "IPV6_LITERAL_PATTERN",
     "IPV6_PATTERN",
     "IP_PATTERN",
+    "NAMED_URL_PATTERN",
     "SCHEMA_VERSION",
     "URL_PATTERN",
     "FullMatch",
@@ -57,6 +58,12 @@ HOSTNAME_MAX = 253
 # An http(s) URL: a host name, IPv4 or [IPv6] host, an optional port, no credentials.
 URL_PATTERN = (
     rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:{_HOST}|\[(?:{_IPV6})\])(?::{_PORT})?(?:[/?#]{_REST}*)?$"
+)
+# A webhook receiver's URL: the host is a DNS name (its last label starts with a letter), never
+# an IP literal (docs/decisions.md, "Scheduling: webhooks and the job's finalizer").
+_TLD = "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+NAMED_URL_PATTERN = (
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:{_LABEL}\.)*{_TLD}\.?(?::{_PORT})?(?:[/?#]{_REST}*)?$"
 )
 # A bare IPv6 literal, with or without its brackets.
 IPV6_LITERAL_PATTERN = rf"^(?:{_IPV6}|\[(?:{_IPV6})\])$"

@@ -145,12 +145,8 @@ class JobRequestSchema(_Strict):
     )
 
     callback_url = callback_url_field()
-    callback_on = callback_on_field()
-
-    @validates_schema
-    def _check_callback(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("callback_on") and not data.get("callback_url"):
-            raise ValidationError("needs callback_url", "callback_on")
+    callback_on = callback_on_field()  # without callback_url it is ignored (no cross-field
+    # rule the OpenAPI document could not state)
 
     # name -> options schema of each available collector; set from the registry at start
     # (api.collectors.document_collectors), as the OpenAPI document is

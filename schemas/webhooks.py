@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from schemas import URL_PATTERN, FullMatch
+from schemas import NAMED_URL_PATTERN, FullMatch
 
 __all__ = [
     "CALLBACK_ON",
@@ -28,16 +28,21 @@ def _unique(values: list[str]) -> None:
 
 
 def callback_url_field(**kwargs: object) -> fields.String:
-    """An http(s) URL (the network guard judges its address too: the service, the sender)."""
+    """An http(s) URL naming its host (no IP literal); the network guard judges the
+    addresses too (`app.jobs.callback` at submit, the guarded connection at delivery)."""
     return fields.String(
         validate=[
             validate.Length(min=1, max=MAX_CALLBACK_URL),
-            FullMatch(URL_PATTERN, error="not an http(s) URL in the documented form"),
+            FullMatch(
+                NAMED_URL_PATTERN,
+                error="not an http(s) URL with a host name (IP literals are not accepted)",
+            ),
         ],
         metadata={
             "description": (
                 "where the job's end is POSTed, signed (Standard Webhooks; README "
-                "'Webhooks'); must pass the network guard like a target"
+                "'Webhooks'): http(s) with a host name, not an IP literal; must pass the "
+                "network guard like a target"
             ),
             "example": "https://hooks.example.org/collectq",
         },
@@ -52,9 +57,11 @@ def callback_on_field(**kwargs: object) -> fields.List[str]:
         metadata={
             "description": (
                 "when to call: `always` (every final status but cancelled), `failure` "
-                "(partial, failed, expired), `change` (a scheduled run whose result changed)"
+                "(partial, failed, expired), `change` (a scheduled run whose result changed); "
+                "ignored without a callback URL"
             ),
             "example": ["always"],
+            "uniqueItems": True,  # the document states what `_unique` checks
         },
         **kwargs,  # type: ignore[arg-type]
     )

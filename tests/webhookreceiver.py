@@ -56,7 +56,9 @@ def webhook_receiver() -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    receiver = Receiver(f"http://127.0.0.1:{server.server_port}")
+    # a callback URL names its host (no IP literal): localhost, which the test allowlist
+    # (127.0.0.0/8, ::1) lets the network guard reach
+    receiver = Receiver(f"http://localhost:{server.server_port}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -94,25 +94,31 @@ def test_deliveries_retry_give_up_and_honour_retry_after(
 
 
 def test_callback_url_the_guard_refuses_is_a_422_naming_it(make_app) -> None:
+    """The guard's decision only: nothing connects anywhere."""
+    job = {"target": "example.org", "collectors": ["noop"]}
+    # no allowlist: loopback is refused like any internal address
+    strict = make_app(COLLECTQ_NET_ALLOW="").test_client()
+    for url in ("http://localhost:8080/hook", "https://api.localhost/x"):
+        resp = strict.post("/v1/jobs", json={**job, "callback_url": url})
+        assert resp.status_code == 422, url
+        assert "loopback" in resp.json["errors"]["callback_url"][0]
     client = make_app().test_client()
-    for url in ("http://10.1.2.3/hook", "http://169.254.169.254/", "http://[fd00::1]/x"):
-        resp = client.post(
-            "/v1/jobs", json={"target": "example.org", "collectors": ["noop"], "callback_url": url}
-        )
+    for url in (
+        "http://10.1.2.3/hook",
+        "http://[fd00::1]/x",
+        "ftp://example.org/",
+        "http://x/\x01",
+    ):
+        resp = client.post("/v1/jobs", json={**job, "callback_url": url})
         assert resp.status_code == 422, url
         assert "callback_url" in resp.json["errors"], resp.json
-    bad = client.post(
-        "/v1/jobs",
-        json={"target": "example.org", "collectors": ["noop"], "callback_url": "ftp://x.org/"},
-    )
-    assert bad.status_code == 422
-    assert "callback_url" in bad.json["errors"]
-    lonely = client.post(
-        "/v1/jobs",
-        json={"target": "example.org", "collectors": ["noop"], "callback_on": ["always"]},
-    )
-    assert lonely.status_code == 422
-    assert "callback_on" in lonely.json["errors"]
+    # the allowlisted name is accepted; callback_on alone is ignored
+    ok = client.post("/v1/jobs", json={**job, "callback_url": "http://localhost:9/x"})
+    assert ok.status_code == 202
+    assert ok.json["callback"] == {"url": "http://localhost:9/x", "on": ["always"]}
+    lonely = client.post("/v1/jobs", json={**job, "callback_on": ["failure"]})
+    assert lonely.status_code == 202
+    assert lonely.json["callback"] is None
 
 
 def test_a_lost_announcement_is_republished_and_delivered_once(

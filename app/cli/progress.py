@@ -10,6 +10,7 @@ plain line for each change instead.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -160,7 +161,9 @@ class Board:
     def _redraw(self) -> None:
         # back to the board's first line (ESC [ n F), then each line erased and rewritten
         text = f"\x1b[{self._drawn}F" if self._drawn else ""
-        lines = [self._lines.get(n, "") for n in self.names]
+        # a line wider than the terminal wraps, and the block would no longer be n lines
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        lines = [self._lines.get(n, "")[:width] for n in self.names]
         text += "".join(f"\x1b[K{line}\n" for line in lines)
         self.out.write(text)
         self._drawn = len(lines)

@@ -169,3 +169,13 @@ def test_board_on_a_terminal_counts_a_running_collectors_seconds() -> None:
     later = out.getvalue()[len(first) :].split("\x1b[1F")
     assert len(later) >= 2
     assert re.fullmatch(r"\x1b\[K\[1/1\] http  running    [3-9]\.\d\d s\n", later[-1])
+
+
+def test_board_lines_are_cut_to_the_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "30")  # a wrapped line would break the redraw's line count
+    out = io.StringIO()
+    board = Board(out, ["flaky"], live=True)
+    error = {"type": "connect_error", "detail": "planned failure 1/1", "retryable": True}
+    board.update({"flaky": {"status": "retrying", "attempts": 1, "error": error}})
+    board.close()
+    assert out.getvalue() == "\x1b[K[1/1] flaky  retrying   conne\n"  # 29 characters

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from app.runtime import Runtime, runtime
 from collectors import fingerprint as fp
 from collectors.fingerprint import FingerprintOptions
 from tests.conftest import wait_for
+from tests.integration.test_schedules_beat import BEAT_ENV, Beat
 from tests.webhookreceiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
@@ -223,7 +225,7 @@ class Scheduled:
         return resp.json
 
 
-def test_a_page_that_changes_between_runs_makes_one_change_and_one_webhook(
+def test_pages_that_change_between_runs_make_one_change_and_one_webhook(
     make_app: Callable[..., Any], start_worker: Callable[..., Any], site: Any, receiver: Receiver
 ) -> None:
     app = make_app()
@@ -271,33 +273,89 @@ def test_a_page_that_changes_between_runs_makes_one_change_and_one_webhook(
     assert bad.status_code == 422
     assert "cursor" in json.dumps(bad.json["errors"])
 
-
-def test_the_schedule_chooses_what_counts_as_content(
-    make_app: Callable[..., Any], start_worker: Callable[..., Any], site: Any
-) -> None:
-    app = make_app()
-    start_worker(queues="collect.http,webhooks")
+    # the schedule chooses what counts as content: here the ETag, with the same body
     etag = {"value": '"v1"'}
     site.expect_request("/doc").respond_with_handler(
         lambda _request: Response("same body", headers={"ETag": etag["value"]})
     )
-    schedule = Scheduled(app, site.url_for("/doc"), change_detection={"http_headers": ["ETag"]})
-    schedule.run()
+    tagged = Scheduled(app, site.url_for("/doc"), change_detection={"http_headers": ["ETag"]})
+    tagged.run()
     etag["value"] = '"v2"'
-    changed = schedule.run()
-    (change,) = schedule.changes()["items"]
-    assert change["job_id"] == changed
+    retagged = tagged.run()
+    (change,) = tagged.changes()["items"]
+    assert change["job_id"] == retagged
     assert change["diff"] == [
         {"collector": "http", "part": "header:etag", "before": '"v1"', "after": '"v2"'}
     ]
     # a bad option is refused when the schedule is made, naming the field
-    bad = app.test_client().post(
-        "/v1/schedules",
-        json={
-            "job": {"target": site.url_for("/doc"), "collectors": ["http"]},
-            "trigger": {"interval": 3600},
-            "change_detection": {"screenshot_hash": "fuzzy"},
-        },
-    )
-    assert bad.status_code == 422
-    assert "screenshot_hash" in json.dumps(bad.json["errors"])
+    body = {
+        "job": {"target": site.url_for("/doc"), "collectors": ["http"]},
+        "trigger": {"interval": 3600},
+        "change_detection": {"screenshot_hash": "fuzzy"},
+    }
+    refused = client.post("/v1/schedules", json=body)
+    assert refused.status_code == 422
+    assert "screenshot_hash" in json.dumps(refused.json["errors"])
+
+
+def test_scheduled_runs_by_beat_report_a_changed_page_once(
+    make_app: Callable[..., Any],
+    start_worker: Callable[..., Any],
+    site: Any,
+    receiver: Receiver,
+    service_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The same through beat's ticks (a 1-second interval), not run-now."""
+    beat = Beat({**service_env, **BEAT_ENV}, tmp_path / "beat.log")
+    try:
+        wait_for(lambda: "Acquired lock" in beat.text(), timeout=20, interval=0.1)
+        start_worker(queues="maintenance,collect.http,webhooks")
+        app = make_app(**BEAT_ENV)
+        client, rt = app.test_client(), runtime(app)
+        page = {"body": "version A"}
+        site.expect_request("/tick").respond_with_handler(lambda _r: Response(page["body"]))
+        hook = {"url": f"{receiver.base}/tick", "on": ["change"]}
+        body = {
+            "job": {"target": site.url_for("/tick"), "collectors": ["http"]},
+            "trigger": {"interval": 1},
+            "callback": hook,
+        }
+        created = client.post("/v1/schedules", json=body)
+        assert created.status_code == 201, created.json
+        sid = created.json["id"]
+
+        def finished() -> list[str]:
+            """Job ids of the schedule's runs whose finalizer ran, oldest first."""
+            runs = client.get(f"/v1/schedules/{sid}/runs?limit=100").json["items"]
+            ids = sorted(r["job_id"] for r in runs)
+            return [
+                j
+                for j in ids
+                if rt.store.is_terminal(rt.store.status(j))
+                and rt.redis.zscore(rt.store.keys.finished, j) is None
+            ]
+
+        wait_for(lambda: len(finished()) >= 2, timeout=20, interval=0.1)
+        page["body"] = "version B"
+        seen = len(finished())
+        wait_for(lambda: len(finished()) >= seen + 2, timeout=20, interval=0.1)
+        assert client.post(f"/v1/schedules/{sid}/pause").status_code == 200
+        # the runs already fired end too; then nothing moves any more
+        started = {r["job_id"] for r in client.get(f"/v1/schedules/{sid}/runs").json["items"]}
+        wait_for(lambda: set(finished()) == started, timeout=20, interval=0.1)
+    finally:
+        beat.stop()
+
+    jobs = finished()
+    envelopes = [rt.store.get(j) for j in jobs]
+    bodies = [e["results"]["http"]["data"]["body_sha256"] for e in envelopes if e]
+    assert len(bodies) == len(jobs)
+    first_b = jobs[bodies.index(bodies[-1])]  # the first run that fetched version B
+    assert bodies[0] != bodies[-1]
+    (change,) = client.get(f"/v1/schedules/{sid}/changes").json["items"]
+    assert change["job_id"] == first_b
+    events = {j: [d["event"] for d in deliveries(client, j)] for j in jobs}
+    assert events == {j: (["schedule.changed"] if j == first_b else []) for j in jobs}
+    (hook,) = wait_for(lambda: receiver.on("/tick"), timeout=30)
+    assert json.loads(hook.body)["data"]["change"]["id"] == change["id"]

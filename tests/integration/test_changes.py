@@ -17,6 +17,7 @@ from app.changes import Change, ChangeLog, change_log, record_run
 from app.jobs.ids import new_id
 from app.metrics import SCHEDULE_CHANGES
 from app.runtime import Runtime, runtime
+from app.webhooks.finalize import finish
 from collectors import fingerprint as fp
 from collectors.fingerprint import FingerprintOptions
 from tests.conftest import wait_for
@@ -263,6 +264,11 @@ def test_pages_that_change_between_runs_make_one_change_and_one_webhook(
     assert events == {j: (["schedule.changed"] if j == changed else []) for j in jobs}
     assert len(receiver.on("/hook")) == 1
 
+    # the finalizer of the changed run again (a redelivery): the same change, nothing new
+    assert finish(runtime(app), app.extensions["celery"], changed) == []  # nothing published
+    assert [c["id"] for c in schedule.changes()["items"]] == [change["id"]]
+    assert [d["event"] for d in deliveries(client, changed)] == ["schedule.changed"]
+
     # another owner sees no such schedule; a bad cursor is a 422 naming it
     other = client.post(
         "/v1/keys", json={"owner": "someone-else", "name": "t", "scopes": ["schedules:read"]}
@@ -296,6 +302,11 @@ def test_pages_that_change_between_runs_make_one_change_and_one_webhook(
     refused = client.post("/v1/schedules", json=body)
     assert refused.status_code == 422
     assert "screenshot_hash" in json.dumps(refused.json["errors"])
+
+    # deleting a schedule deletes its fingerprints and history
+    assert client.delete(f"/v1/schedules/{sid}").status_code == 204
+    keys = runtime(app).store.keys
+    assert runtime(app).redis.exists(keys.changes(sid), keys.change_fingerprints(sid)) == 0
 
 
 def test_scheduled_runs_by_beat_report_a_changed_page_once(

@@ -298,14 +298,13 @@ def fingerprints_of(
     return out
 
 
-def _schedule_options(ctx: JobContext, schedule_id: str) -> Mapping[str, Any] | None:
-    """The schedule's `change_detection` options (None: the defaults)."""
+def _change_options(ctx: JobContext, schedule_id: str) -> Mapping[str, Any] | None:
+    """The schedule's `change_detection` ({}: the defaults); None: there is no such schedule."""
     try:
-        options: Mapping[str, Any] | None = load_schedule(ctx, schedule_id, None).get(
-            "change_detection"
-        )
-    except NotFound:  # deleted while its last run finished: compare with the defaults
+        schedule = load_schedule(ctx, schedule_id, None)
+    except NotFound:
         return None
+    options: Mapping[str, Any] = schedule.get("change_detection") or {}
     return options
 
 
@@ -318,13 +317,15 @@ def record_run(
     """Compare a final job of a schedule with the schedule's previous results.
 
     Returns the change (also when this job's change was recorded by an earlier call),
-    or None: no schedule, a first run, or nothing changed. `options` overrides the
-    schedule's `change_detection`.
+    or None: no schedule (or a deleted one), a first run, or nothing changed. `options`
+    overrides the schedule's `change_detection`.
     """
     schedule_id = envelope.get("schedule_id")
     if not schedule_id:
         return None
-    chosen = options if options is not None else _schedule_options(ctx, schedule_id)
+    chosen = options if options is not None else _change_options(ctx, schedule_id)
+    if chosen is None:  # deleted while this run went on: its history went with it (`forget`)
+        return None
     opts = fp.FingerprintOptions.from_mapping(chosen)
     fingerprints = fingerprints_of(ctx, envelope, opts)
 

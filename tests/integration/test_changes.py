@@ -13,10 +13,11 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 from werkzeug import Response
 
-from app.changes import Change, ChangeLog, change_log, record_run
+from app.changes import Change, ChangeLog, change_log, forget, record_run
 from app.jobs.ids import new_id
 from app.metrics import SCHEDULE_CHANGES
 from app.runtime import Runtime, runtime
+from app.schedules.service import schedule_store
 from app.webhooks.finalize import finish
 from collectors import fingerprint as fp
 from collectors.fingerprint import FingerprintOptions
@@ -31,7 +32,11 @@ SCHEDULE = "s_TEST"
 
 @pytest.fixture
 def rt(make_app: Callable[..., Any]) -> Runtime:
-    return runtime(make_app(COLLECTQ_CHANGE_HISTORY_MAX="3"))
+    """A runtime whose Redis holds the schedule SCHEDULE (stored as the API would)."""
+    rt = runtime(make_app(COLLECTQ_CHANGE_HISTORY_MAX="3"))
+    job = {"target": "http://127.0.0.1:1/", "collectors": ["http"]}
+    schedule_store(rt).create(SCHEDULE, "tests", {"job": job, "change_detection": None})
+    return rt
 
 
 def http_result(body: str, status: str = "succeeded", code: int = 200) -> dict[str, Any]:
@@ -125,6 +130,14 @@ def test_jobs_without_a_schedule_are_not_compared(rt: Runtime) -> None:
     assert record_run(rt, envelope(schedule_id=None, http=http_result("a"))) is None
     assert record_run(rt, envelope(schedule_id=None, http=http_result("b"))) is None
     assert rt.redis.keys(f"{rt.settings.redis_prefix}ch*") == []
+
+
+def test_a_run_of_a_deleted_schedule_leaves_nothing_behind(rt: Runtime) -> None:
+    record_run(rt, envelope(http=http_result("a")))
+    schedule_store(rt).delete(SCHEDULE, "tests")
+    forget(rt, SCHEDULE)  # as deleting it through the API does
+    assert record_run(rt, envelope(http=http_result("b"))) is None
+    assert rt.redis.keys(f"{rt.settings.redis_prefix}ch*:{SCHEDULE}") == []
 
 
 def test_the_history_is_bounded_by_count_and_age(rt: Runtime) -> None:

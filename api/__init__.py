@@ -51,6 +51,7 @@ _KEY = "/v1/keys/{prefix}"
 _JOB_LINKS = {
     "GetJob": _link(_JOB, "get", job_id="$response.body#/id"),
     "CancelJob": _link(_JOB, "delete", job_id="$response.body#/id"),
+    "GetDeliveries": _link(f"{_JOB}/deliveries", "get", job_id="$response.body#/id"),
 }
 _KEY_LINKS = {
     "GetKey": _link(_KEY, "get", prefix="$response.body#/prefix"),

@@ -179,3 +179,21 @@ def test_during_a_rotation_overlap_either_secret_verifies(
     stranger = "whsec_" + "A" * 43
     with pytest.raises(WebhookVerificationError):
         Webhook(stranger).verify(call.body, call.headers)
+
+
+def test_a_cancelled_job_is_finalized_without_a_webhook(
+    make_app, start_worker, receiver: Receiver
+) -> None:
+    from app.runtime import runtime
+
+    app = make_app(**WEBHOOK_ENV)
+    client = app.test_client()
+    store = runtime(app).store
+    job_id = _submit(client, f"{receiver.base}/cancelled")  # no worker: the job stays queued
+    assert client.delete(f"/v1/jobs/{job_id}").json["status"] == "cancelled"
+    assert store.redis.zscore(store.keys.finished, job_id) is not None  # the cancel fed the outbox
+    start_worker(queues="webhooks", **WEBHOOK_ENV)
+    # the API's announcement waited in the queue: the finalizer ran and sent nothing
+    wait_for(lambda: store.redis.zscore(store.keys.finished, job_id) is None)
+    assert client.get(f"/v1/jobs/{job_id}/deliveries").json["items"] == []
+    assert receiver.on("/cancelled") == []

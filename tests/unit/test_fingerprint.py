@@ -212,6 +212,15 @@ def test_screenshot_perceptual_without_the_image_falls_back_to_exact() -> None:
     assert c.fingerprint(shot_data(png), PERCEPTUAL, reader(png)).kind == "screenshot/perceptual"
 
 
+def test_screenshot_perceptual_without_pillow_compares_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fp, "perceptual_available", lambda: False)
+    png = page_png("x")
+    shot = ScreenshotCollector().fingerprint(shot_data(png), PERCEPTUAL, reader(png))
+    assert shot.kind == "screenshot/exact"
+
+
 def test_dhash_survives_reencoding() -> None:
     png = page_png("hello")
     jpeg = page_png("hello", fmt="JPEG")

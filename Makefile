@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: venv chromium run test test-fast test-faults bench lint clean
+.PHONY: venv chromium run test test-fast test-faults bench bench-streams lint clean
 
 $(BIN)/collectq: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -59,6 +59,10 @@ test-faults: venv
 
 bench: venv chromium
 	$(BIN)/python -m benchmarks
+
+# 500 event streams on one API process while the submit bench runs (README "Live events")
+bench-streams: venv
+	$(BIN)/python -m benchmarks.streams
 
 # Ruff (lint and format), mypy (the packages strict; tests and benchmarks relaxed, see
 # [tool.mypy] in pyproject.toml), and the layering rules between app/jobs, app/auth, app/cli,

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limit, Limiter
@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from api.identity import route_class
 from app.auth.principal import Principal
-from app.redisclient import redis_options
+from app.redisclient import redis_pool
 from app.rediskeys import RedisKeys
 from app.runtime import runtime
 
@@ -89,7 +89,12 @@ def init_ratelimit(app: Flask) -> Limiter:
         default_limits=[Limit(_limit, scope=_scope, shared=True, cost=_cost)],
         strategy="fixed-window",
         storage_uri=settings.redis_url,
-        storage_options=redis_options(),
+        # a bounded pool callers wait for (the gevent worker runs many requests at once);
+        # it carries redis_options() itself
+        storage_options=cast(
+            dict[str, str | int],  # flask-limiter's hint; it passes each to redis
+            {"connection_pool": redis_pool(settings.redis_url)},
+        ),
         key_prefix=RedisKeys(settings.redis_prefix).rate_limits,
         headers_enabled=False,  # written below, with the standard names and Reset in seconds
         enabled=settings.rate_limit_enabled,

@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
+from functools import lru_cache
 from typing import Any, cast
 
 from redis import Redis
@@ -52,7 +53,9 @@ def history(redis: Redis, key: str, after: str | None) -> list[Event]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def format_event(event: Event) -> bytes:
+    """An event's frame; cached, as the hub hands one event to many streams."""
     data = json.dumps(event.data(), separators=(",", ":"))
     return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
 

@@ -3,11 +3,13 @@ run now) and their runs."""
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
+from flask_smorest import Api
 
 from api.identity import current_owner, owner_filter, requires
 from api.jobs import render
@@ -16,23 +18,49 @@ from app.errors import NotFound, ValidationFailed
 from app.jobs.callback import check_callback_url
 from app.runtime import runtime
 from app.schedules import service
+from app.settings import Settings
 from schemas.job import EnvelopeSchema
 from schemas.schedules import (
+    RunListArgsSchema,
     RunListSchema,
     ScheduleListArgsSchema,
     ScheduleListSchema,
     ScheduleRequestSchema,
     ScheduleSchema,
     ScheduleUpdateSchema,
+    zone_names,
 )
 
-__all__ = ["blp"]
+__all__ = ["blp", "document_schedules"]
 
 blp = Blueprint(
     "schedules", __name__, url_prefix="/v1/schedules", description="Scheduled collections"
 )
 
 _SCHEDULE_ID = re.compile(r"^s_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def document_schedules(api: Api, settings: Settings) -> None:
+    """Make the document say what this server accepts (after `document_collectors`): the
+    job template as a job request's fields, exactly one of cron/interval, the interval and
+    jitter bounds of the settings, the time zones of zoneinfo."""
+    schemas = api.spec.components.schemas
+    request, template = schemas.get("JobRequest"), schemas.get("JobTemplate")
+    if request is not None and template is not None:
+        for name in template["properties"]:
+            template["properties"][name] = copy.deepcopy(request["properties"][name])
+    trigger = schemas.get("Trigger")
+    if trigger is not None:
+        trigger["oneOf"] = [{"required": ["cron"]}, {"required": ["interval"]}]
+        trigger["properties"]["interval"]["minimum"] = settings.schedule_min_interval
+    for name in ("ScheduleRequest", "ScheduleUpdate"):
+        props = schemas.get(name, {}).get("properties", {})
+        if "jitter" in props:
+            props["jitter"]["maximum"] = min(
+                props["jitter"]["maximum"], settings.schedule_max_jitter
+            )
+        if "timezone" in props:
+            props["timezone"]["enum"] = sorted(zone_names())
 
 
 def _id(schedule_id: str) -> str:
@@ -155,7 +183,7 @@ def run(schedule_id: str) -> Any:
 
 @blp.route("/<schedule_id>/runs")
 @requires("schedules:read", "read")
-@blp.arguments(ScheduleListArgsSchema, location="query")
+@blp.arguments(RunListArgsSchema, location="query")
 @blp.response(200, RunListSchema)
 @blp.alt_response(404, description="No such schedule")
 def runs(args: dict[str, Any], schedule_id: str) -> Any:

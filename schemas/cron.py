@@ -12,9 +12,34 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery.schedules import ParseException, crontab_parser
 
-__all__ = ["DAYS", "Cron", "parse_cron", "zone"]
+__all__ = ["CRON_PATTERN", "DAYS", "Cron", "parse_cron", "zone"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _field(value: str) -> str:
+    # what Celery's parser takes: `*` or `*/step`, a value, a range `a-b` or `a-b/step`
+    step = r"(/[1-9][0-9]?)?"
+    atom = rf"(\*{step}|{value}(-{value}{step})?)"
+    return rf"{atom}(,{atom})*"
+
+
+# The documented form of a cron expression (single spaces, lower-case day names); every
+# string it matches is one Celery's parser takes (checked by a property test).
+CRON_PATTERN = (
+    "^"
+    + " ".join(
+        _field(v)
+        for v in (
+            r"[1-5]?[0-9]",
+            r"(1?[0-9]|2[0-3])",
+            r"([1-9]|[12][0-9]|3[01])",
+            r"([1-9]|1[0-2])",
+            r"([0-6]|sun|mon|tue|wed|thu|fri|sat)",
+        )
+    )
+    + "$"
+)
 
 
 def zone(name: str) -> ZoneInfo:

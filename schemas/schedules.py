@@ -3,7 +3,9 @@ fire, and the runs it made."""
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from typing import Any
 
 from marshmallow import (
@@ -16,22 +18,26 @@ from marshmallow import (
     validates_schema,
 )
 
+from schemas import FullMatch
 from schemas.changes import ChangeDetectionSchema
-from schemas.cron import DAYS, parse_cron, zone
+from schemas.cron import CRON_PATTERN, DAYS, parse_cron, zone
 from schemas.job import JobRequestSchema
 from schemas.webhooks import callback_on_field, callback_url_field
 
 __all__ = [
     "DAYS",
+    "RunListArgsSchema",
     "RunListSchema",
     "ScheduleListArgsSchema",
     "ScheduleListSchema",
     "ScheduleRequestSchema",
     "ScheduleSchema",
     "ScheduleUpdateSchema",
+    "zone_names",
 ]
 
 MAX_CRON = 200
+MIN_INTERVAL = 0.5  # the schema's floor; the server's is SCHEDULE_MIN_INTERVAL
 MAX_INTERVAL = 366 * 86400
 MAX_JITTER = 86400
 MAX_CONCURRENT = 100
@@ -46,10 +52,18 @@ def _cron(value: str) -> None:
 
 
 def _zone(value: str) -> None:
+    if value not in zone_names():
+        raise ValidationError(f"not an IANA time zone (e.g. Europe/Berlin): {value!r}")
     try:
         zone(value)
     except ValueError as exc:
         raise ValidationError(f"not an IANA time zone (e.g. Europe/Berlin): {value!r}") from exc
+
+
+@functools.cache
+def zone_names() -> frozenset[str]:
+    """The IANA zones this machine knows (the document's enum of `timezone`)."""
+    return frozenset(zoneinfo.available_timezones() | {"UTC"})
 
 
 class _Strict(Schema):
@@ -79,14 +93,22 @@ class JobTemplateSchema(_Strict):
 
 class TriggerSchema(_Strict):
     cron = fields.String(
-        validate=[validate.Length(min=1, max=MAX_CRON), _cron],
+        validate=[
+            validate.Length(min=1, max=MAX_CRON),
+            FullMatch(
+                CRON_PATTERN,
+                error="not a cron expression: 5 fields (minute hour day-of-month month "
+                "day-of-week) of *, */n, a, a-b, a-b/n or lists of them, one space apart",
+            ),
+            _cron,
+        ],
         metadata={
             "description": "`minute hour day-of-month month day-of-week` in `timezone`",
             "example": "30 2 * * *",
         },
     )
     interval = fields.Float(
-        validate=validate.Range(min=0, min_inclusive=False, max=MAX_INTERVAL),
+        validate=validate.Range(min=MIN_INTERVAL, max=MAX_INTERVAL),
         metadata={"description": "seconds (at least the server's SCHEDULE_MIN_INTERVAL)"},
     )
 
@@ -134,8 +156,16 @@ class ScheduleRequestSchema(_Strict):
         metadata={"description": "seconds: each run starts up to this much later, at random"},
     )
     window = fields.Nested(WindowSchema, load_default=None, allow_none=True)
-    start_at = fields.AwareDateTime(load_default=None, allow_none=True)
-    end_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    start_at = fields.AwareDateTime(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "no tick fires before (with an offset, e.g. `…Z`)"},
+    )
+    end_at = fields.AwareDateTime(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "no tick fires after (at or before start_at: it never fires)"},
+    )
     max_concurrent = fields.Integer(
         load_default=1, validate=validate.Range(min=1, max=MAX_CONCURRENT)
     )
@@ -155,12 +185,6 @@ class ScheduleRequestSchema(_Strict):
         metadata={"description": "how runs are compared (README 'Change detection')"},
     )
     paused = fields.Boolean(load_default=False)
-
-    @validates_schema
-    def _dates(self, data: dict[str, Any], **_: Any) -> None:
-        start, end = data.get("start_at"), data.get("end_at")
-        if start is not None and end is not None and end <= start:
-            raise ValidationError("must be after start_at", "end_at")
 
     @post_load
     def _iso(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -211,6 +235,14 @@ class ScheduleListSchema(Schema):
 class ScheduleListArgsSchema(_Strict):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = fields.String(validate=validate.Length(max=128))
+
+
+class RunListArgsSchema(_Strict):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = fields.String(
+        validate=FullMatch(r"^[0-9]{1,16}$", error="not a cursor of this list"),
+        metadata={"description": "`next_cursor` of the previous page"},
+    )
 
 
 class RunSchema(Schema):

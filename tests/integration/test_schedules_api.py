@@ -73,7 +73,8 @@ def test_schedule_lifecycle(make_app: Any) -> None:
         ({"window": {"start": "8am"}}, ("window", "start")),
         ({"jitter": -1}, ("jitter",)),
         ({"concurrency_policy": "wait"}, ("concurrency_policy",)),
-        ({"start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-01T00:00:00Z"}, ("end_at",)),
+        ({"trigger": {"cron": "* * * * 7"}}, ("trigger", "cron")),  # Celery: 0-6, or names
+        ({"start_at": "2030-01-02T00:00:00"}, ("start_at",)),  # no offset
         (
             {"job": {"target": "http://127.0.0.1:9/", "collectors": ["nosuch"]}},
             ("job", "collectors"),

@@ -4,6 +4,7 @@ encoding (pure: no Redis)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,7 @@ from celery.schedules import schedule as every
 
 from app.schedules.entries import Entry, _Decoder, _Encoder
 from app.schedules.trigger import CronSchedule, Window, next_cron, parse_cron, zone
+from schemas.cron import CRON_PATTERN
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -128,3 +130,32 @@ def test_entry_due_time_is_the_real_one() -> None:
     # overdue by 30 s: due at last + 20 s (redbeat's own due_at would say `now`)
     assert entry.scheduled_at is not None
     assert abs((entry.scheduled_at - (last + timedelta(seconds=20))).total_seconds()) < 0.5
+
+
+# the values each field's part of CRON_PATTERN allows (schemas/cron.py)
+FIELD_VALUES = [
+    [str(v) for v in range(60)],
+    [str(v) for v in range(24)],
+    [str(v) for v in range(1, 32)],
+    [str(v) for v in range(1, 13)],
+    [str(v) for v in range(7)] + ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+]
+
+
+@pytest.mark.parametrize("position", range(5))
+def test_every_documented_cron_atom_is_one_the_parser_takes(position: int) -> None:
+    """Every atom the document's pattern allows in a field (`*`, `*/n`, `a`, `a-b`,
+    `a-b/n`; a list is atoms joined by commas) is one Celery's parser takes there."""
+    values = FIELD_VALUES[position]
+    atoms = ["*", *(f"*/{n}" for n in range(1, 100)), *values]
+    atoms += [f"{a}-{b}{s}" for a in values for b in values for s in ("", "/1", "/7", "/99")]
+    for atom in atoms:
+        expr = " ".join(atom if i == position else "*" for i in range(5))
+        assert re.fullmatch(CRON_PATTERN, expr), expr
+        parse_cron(expr)
+    assert not re.fullmatch(CRON_PATTERN, " ".join("7" if i == 4 else "*" for i in range(5)))
+
+
+@pytest.mark.parametrize("expr", ["*/15 8-18 * * mon-fri", "0 0 1,15 * *", "30 2 * * *"])
+def test_common_expressions_match_the_documented_pattern(expr: str) -> None:
+    assert re.fullmatch(CRON_PATTERN, expr)

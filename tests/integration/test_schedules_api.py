@@ -145,3 +145,34 @@ def test_run_now_and_ticks_are_listed_once_each(make_app: Any) -> None:
     with app.app_context():
         busy = service.fire(rt, celery, sid, time.time())
     assert busy.outcome == "skipped_concurrency"
+
+
+def test_queue_policy_window_and_finished_runs(make_app: Any) -> None:
+    app = make_app()
+    c = app.test_client()
+    body = {**BODY, "concurrency_policy": "queue"}
+    sid = c.post("/v1/schedules", json=body).json["id"]
+    rt, celery = runtime(app), app.extensions["celery"]
+    now = time.time()
+    with app.app_context():
+        first = service.fire(rt, celery, sid, now - 2)
+        held = service.fire(rt, celery, sid, now - 1)  # the one tick that may wait
+        extra = service.fire(rt, celery, sid, now)  # another waiting tick: skipped
+        still = service.fire(rt, celery, sid, now - 1, queued=True)
+        assert first.outcome == "fired"
+        assert (held.outcome, held.retry_in) == (None, service.QUEUE_RETRY)
+        assert extra.outcome == "skipped_concurrency"
+        assert still.retry_in is not None  # the first run still holds the slot
+        assert first.job_id is not None
+        rt.store.cancel(first.job_id)  # final: the finalizer frees the slot
+        service.run_finished(rt, rt.store.get(first.job_id) or {})
+        started = service.fire(rt, celery, sid, now - 1, queued=True)
+    assert started.outcome == "fired"
+    assert started.lag is None  # a waited tick's delay is not beat's lag
+    # a window that excludes every day but one that is not today: skipped
+    today = time.strftime("%a", time.gmtime()).lower()
+    other = next(d for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun") if d != today)
+    r = c.patch(f"/v1/schedules/{sid}", json={"window": {"days": [other]}, "max_concurrent": 5})
+    assert r.status_code == 200, r.json
+    with app.app_context():
+        assert service.fire(rt, celery, sid, time.time()).outcome == "skipped_window"

@@ -41,7 +41,8 @@ def _final_delivery(client: Any, job_id: str) -> dict[str, Any]:
         final = [d for d in items if d["state"] in ("delivered", "failed")]
         return final[0] if final else None
 
-    return wait_for(done, timeout=30)  # type: ignore[no-any-return]
+    found: dict[str, Any] = wait_for(done, timeout=30)
+    return found
 
 
 def test_deliveries_retry_give_up_and_honour_retry_after(

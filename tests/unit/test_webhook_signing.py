@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -73,7 +74,7 @@ def test_events_of_a_final_job(
 
 
 def test_body_links_artifacts_under_the_public_url_or_relative() -> None:
-    env = {
+    env: dict[str, Any] = {
         "id": "j_1",
         "results": {
             "http": {"artifacts": [{"name": "body", "size": 3}, {"name": "big", "dropped": "x"}]}

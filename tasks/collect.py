@@ -50,7 +50,9 @@ class CollectorTask(Task):  # type: ignore[type-arg]
         # process, so the collector's failure is recorded here.
         if isinstance(exc, HardTimeLimitExceeded) and len(args) == 2:
             with self.flask_app.app_context(), log_context(**task_fields(self.name, task_id)):
-                record_hard_time_limit(runtime(), *args)
+                ctx = runtime()
+                if record_hard_time_limit(ctx, *args) == "final":  # the job's finalizer
+                    announce(self.app, args[0], timeout=ctx.settings.publish_timeout)
 
 
 def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: ignore[type-arg]

@@ -242,17 +242,18 @@ def outage_delay(ctx: JobContext, deliveries: int) -> float:
     return backoff_delay(deliveries, base=1.0, cap=max(1.0, ctx.settings.retry_backoff_max))
 
 
-def record_hard_time_limit(ctx: JobContext, job_id: str, collector: str) -> None:
+def record_hard_time_limit(ctx: JobContext, job_id: str, collector: str) -> str:
     """The hard time limit killed the process running `collector`: it fails with
-    `time_limit` now, instead of staying `running` until the reaper notices."""
+    `time_limit` now, instead of staying `running` until the reaper notices.
+    Returns the store's outcome (`final`: this made the job final)."""
     spec = ctx.store.spec(job_id, collector)
     if spec is None:
-        return
+        return "missing"
     limit = ctx.settings.pool_for(collector).hard_time_limit
     error = TimeLimitExceeded(f"killed after the hard time limit ({limit}s)")
     ctx.observer.errored(collector, error.type)
     ctx.observer.ran(collector, CollectorStatus.FAILED, float(limit))
     status, body = CollectorStatus.FAILED, failed_body(error)
-    _recorded(
+    return _recorded(
         ctx, collector, status, ctx.store.record(job_id, collector, status, spec.attempt, body)
     )

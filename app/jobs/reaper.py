@@ -171,9 +171,12 @@ def _resolve(rt: JobContext, celery: Celery, w: Watched, now: float, report: Rea
             f"(last seen {w.status})"
         )
         body = failed_body(error)
-        if store.record(w.job_id, w.collector, CollectorStatus.FAILED, w.attempt, body).recorded:
+        done = store.record(w.job_id, w.collector, CollectorStatus.FAILED, w.attempt, body)
+        if done.recorded:
             rt.observer.errored(w.collector, error.type)
             rt.observer.finished(w.collector, CollectorStatus.FAILED)
+        if done.outcome == "final":  # the job's finalizer (app.jobs.finalize)
+            announce(celery, w.job_id, timeout=settings.publish_timeout)
         report.failed.append(member)
     elif decision == "requeue":
         try:

@@ -25,6 +25,9 @@ __all__ = ["Again", "deliver", "delivery_store", "secret_store"]
 
 log = logging.getLogger("collectq.webhooks")
 
+# Seconds past an attempt's longest possible run after which its claim is taken over.
+CLAIM_GRACE = 30.0
+
 
 @dataclass(frozen=True)
 class Again:
@@ -58,7 +61,9 @@ def deliver(ctx: JobContext, job_id: str, did: str, attempts_before: int) -> str
     if record is None or record["state"] in FINAL_STATES:
         return "done"
     attempt = len(record["attempts"]) + 1
-    if attempt != attempts_before + 1 or not dstore.claim(job_id, did, attempt):
+    # an attempt lasts at most about two timeouts (connect, then the answer)
+    stale = 2 * ctx.settings.webhook_timeout + CLAIM_GRACE
+    if attempt != attempts_before + 1 or not dstore.claim(job_id, did, attempt, stale_after=stale):
         return "duplicate"
     owner = ctx.store.owner_of(job_id)
     envelope = ctx.store.get(job_id)

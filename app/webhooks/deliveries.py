@@ -14,6 +14,7 @@ message of the same chain), so an attempt is appended by read-modify-write.
 from __future__ import annotations
 
 import json
+import time
 from enum import StrEnum
 from typing import Any, cast
 
@@ -38,6 +39,15 @@ class DeliveryState(StrEnum):
 FINAL_STATES = frozenset({DeliveryState.DELIVERED, DeliveryState.FAILED})
 
 
+# KEYS deliveries hash. ARGV claim field, now (epoch s), stale after (s). 1 if taken now.
+_CLAIM = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and tonumber(held) > tonumber(ARGV[2]) - tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
 def delivery_id(job_id: str, event: str) -> str:
     return f"{job_id}.{event}"
 
@@ -47,6 +57,7 @@ class DeliveryStore:
         self.redis = redis
         self.keys = keys
         self.ttl = ttl
+        self._claim = redis.register_script(_CLAIM)
 
     def create(
         self, job_id: str, event: str, url: str, *, change: Any = None
@@ -99,8 +110,12 @@ class DeliveryStore:
         self.redis.hset(self.keys.deliveries(job_id), did, json.dumps(record))
         return record
 
-    def claim(self, job_id: str, did: str, attempt: int) -> bool:
-        """Take attempt `attempt` of `did` (one task per attempt, even when a message is
-        duplicated: the finalizer ran twice, a message came back after a lost ack)."""
-        key = self.keys.deliveries(job_id)
-        return bool(self.redis.hsetnx(key, f"{CLAIM_PREFIX}{did}:{attempt}", utcnow()))
+    def claim(self, job_id: str, did: str, attempt: int, *, stale_after: float) -> bool:
+        """Take attempt `attempt` of `did`: one task per attempt, even when a message is
+        duplicated (the finalizer ran twice). A claim older than `stale_after` seconds is
+        taken over: its task died mid-attempt and the message came back (acks late)."""
+        field = f"{CLAIM_PREFIX}{did}:{attempt}"
+        taken = self._claim(
+            keys=[self.keys.deliveries(job_id)], args=[field, time.time(), stale_after]
+        )
+        return bool(taken)

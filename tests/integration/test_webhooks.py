@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -198,3 +199,19 @@ def test_a_cancelled_job_is_finalized_without_a_webhook(
     wait_for(lambda: store.redis.zscore(store.keys.finished, job_id) is None)
     assert client.get(f"/v1/jobs/{job_id}/deliveries").json["items"] == []
     assert receiver.on("/cancelled") == []
+
+
+def test_an_attempt_is_claimed_once_and_a_dead_tasks_claim_is_taken_over(store) -> None:
+    from app.webhooks.deliveries import DeliveryStore
+
+    deliveries = DeliveryStore(store.redis, store.keys, ttl=60)
+    record, created = deliveries.create("j_1", "job.failed", "https://hooks.example.org/")
+    assert created
+    assert not deliveries.create("j_1", "job.failed", "https://hooks.example.org/")[1]
+    did = record["id"]
+    assert deliveries.claim("j_1", did, 1, stale_after=60)
+    assert not deliveries.claim("j_1", did, 1, stale_after=60)  # a duplicate message
+    assert deliveries.claim("j_1", did, 2, stale_after=60)  # the next attempt is its own
+    time.sleep(0.05)
+    assert deliveries.claim("j_1", did, 1, stale_after=0.01)  # its task died: taken over
+    assert [d["id"] for d in deliveries.list("j_1")] == [did]  # claims are not deliveries

@@ -52,8 +52,8 @@ local function emit(key, evjob, evall, evo, kind, collector, status, attempt, at
   local ttl = redis.call('TTL', key)
   if ttl > 0 then
     redis.call('EXPIRE', evjob, ttl)
-    redis.call('EXPIRE', evo .. owner, ttl, 'GT')
-    if redis.call('TTL', evo .. owner) < 0 then redis.call('EXPIRE', evo .. owner, ttl) end
+    -- extend, never shorten (EXPIRE … GT needs Redis 7; up's embedded Redis is 6.2)
+    if redis.call('TTL', evo .. owner) < ttl then redis.call('EXPIRE', evo .. owner, ttl) end
   end
   return eid
 end

@@ -71,7 +71,9 @@ _SCHEDULE_LINKS = {
 # OpenAPI links: where a created resource's id goes next (clients; schemathesis' stateful phase)
 LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
     ("/v1/jobs", "post", "202"): _JOB_LINKS,
+    ("/v1/jobs", "post", "200"): _JOB_LINKS,  # an earlier job reused (max_age)
     ("/collect", "post", "202"): _JOB_LINKS,
+    ("/collect", "post", "200"): _JOB_LINKS,
     ("/v1/keys", "post", "201"): _KEY_LINKS,
     ("/v1/schedules", "post", "201"): _SCHEDULE_LINKS,
     (f"{_SCHEDULE}/run", "post", "202"): _JOB_LINKS,

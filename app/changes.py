@@ -37,7 +37,7 @@ from typing import Any, cast
 
 from redis import Redis, WatchError
 
-from app.errors import NotFound
+from app.errors import NotFound, ValidationFailed
 from app.jobs.context import JobContext
 from app.jobs.envelope import utcnow
 from app.jobs.ids import new_id
@@ -233,7 +233,13 @@ class ChangeLog:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Changes newest first, at most `limit`, after `cursor`; and the next cursor."""
         if cursor is not None and not full_match(CHANGE_CURSOR_PATTERN, cursor):
-            raise ValueError("not a cursor of this list")
+            raise ValidationFailed({"cursor": ["not a cursor of this list"]})
+        if cursor is not None:
+            ms, seq = (int(part) for part in cursor.split("-"))
+            if max(ms, seq) >= 2**64:
+                raise ValidationFailed({"cursor": ["not a cursor of this list"]})
+            if ms == seq == 0:
+                return [], None  # nothing is older than the first id ("(0-0" is an error)
         top = f"({cursor}" if cursor else "+"
         floor = _stream_floor((self._now() if now is None else now) - self.max_age)
         entries = cast(

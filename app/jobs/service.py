@@ -87,6 +87,15 @@ def _check_collectors(rt: JobContext, names: list[str], options: dict[str, Any])
                 loaded[name] = options.get(name, {})
             except ValidationError as exc:
                 errors.setdefault("options", {})[name] = exc.messages
+    for name in set(options) - set(names):  # validated like the rest, then dropped
+        info = rt.registry.info(name)
+        if info is None or info.collector is None:
+            errors.setdefault("options", {})[name] = ["not a collector of this service"]
+            continue
+        try:
+            info.collector.options_schema().load(options[name])
+        except ValidationError as exc:
+            errors.setdefault("options", {})[name] = exc.messages
     if errors:
         raise ValidationFailed(errors)
     return loaded

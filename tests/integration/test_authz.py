@@ -30,6 +30,7 @@ class Ctx:
     tokens: dict[str, str]
     job_a: str
     schedule_a: str = ""
+    job_done: str = ""  # a final (cancelled) job of a: its event stream ends at once
 
     def client(self, token: str | None, header: str = "bearer") -> Any:
         c = self.app.test_client(api_key="")
@@ -67,6 +68,11 @@ class Route:
 ROUTES = [
     Route("POST /v1/jobs", "POST", lambda c: "/v1/jobs", "jobs:write", False, 202, lambda c: JOB),
     Route("GET /v1/jobs", "GET", lambda c: "/v1/jobs", "jobs:read", False, 200),
+    Route("GET /v1/jobs/{id}/events", "GET", lambda c: f"/v1/jobs/{c.job_done}/events",
+          "jobs:read", True, 200),
+    Route("GET /v1/events", "GET", lambda c: "/v1/events", "jobs:read", False, 200),
+    Route("POST /v1/jobs/batch", "POST", lambda c: "/v1/jobs/batch", "jobs:write", False, 200,
+          lambda c: {"jobs": [JOB]}),
     Route("GET /v1/jobs/{id}", "GET", lambda c: f"/v1/jobs/{c.job_a}", "jobs:read", True, 200),
     Route("DELETE /v1/jobs/{id}", "DELETE", lambda c: f"/v1/jobs/{c.new_job()}", "jobs:write",
           True, 200),
@@ -155,6 +161,8 @@ def _setup(make_app: Any) -> Ctx:
     ctx = Ctx(app, app.test_client(), tokens, "")
     ctx.job_a = ctx.new_job()
     ctx.schedule_a = ctx.new_schedule()
+    ctx.job_done = ctx.new_job()
+    assert ctx.client(tokens["a"]).delete(f"/v1/jobs/{ctx.job_done}").status_code == 200
     runtime(app).store.artifacts.put(ctx.job_a, "http.body", "text/plain", b"owned by a")
     return ctx
 
@@ -199,6 +207,7 @@ def test_authorization_matrix(make_app) -> None:
             body = route.body(ctx) if route.body else None
             resp = client.open(route.path(ctx), method=route.method, json=body)
             seen[route.name, case] = resp.status_code
+            resp.close()  # an event stream: unsubscribe, free its wait slot (body unread)
             if resp.status_code == 401:
                 assert resp.headers["WWW-Authenticate"].startswith('Bearer realm="collectq"')
                 assert resp.mimetype == "application/problem+json"

@@ -116,6 +116,7 @@ def submit_job(
     body_hash: str | None = None,
     callback_url: str | None = None,
     callback_on: list[str] | None = None,
+    callback_artifacts: str | None = None,
     schedule_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Accept a job; return (envelope, created). created=False for an idempotent repeat.
@@ -128,6 +129,7 @@ def submit_job(
     # the job's webhook: the request's, or the caller's (a schedule's callback)
     callback_url = callback_url or data.get("callback_url")
     callback_on = callback_on or data.get("callback_on")
+    callback_artifacts = callback_artifacts or data.get("callback_artifacts")
     if callback_url:
         check_callback_url(callback_url, rt.policy)
     job_id = new_id("j_")
@@ -151,6 +153,7 @@ def submit_job(
         request_id=request_id,
         callback_url=callback_url,
         callback_on=callback_on,
+        callback_artifacts=callback_artifacts,
         schedule_id=schedule_id,  # a schedule's run (app.schedules)
     )
     try:
@@ -217,6 +220,7 @@ def submit_request(
         data.get("options") or {},
         callback_url=data.get("callback_url"),
         callback_on=data.get("callback_on"),
+        callback_artifacts=data.get("callback_artifacts"),
     )
     max_age: int | None = data.get("max_age")
     if max_age is not None:
@@ -294,8 +298,9 @@ def wait_job(
         envelope = get_job(rt, job_id, owner)  # subscribed first: no final event is missed
         while not rt.store.is_terminal(envelope["status"]):
             event = sub.get(deadline - time.monotonic())
-            if event is None:  # the budget is spent (or the hub dropped this slow waiter)
-                break
+            if event is None:  # the budget is spent (or the hub dropped this slow waiter):
+                # the state now (a collector may have started meanwhile); Redis gone → 503
+                return get_job(rt, job_id, owner)
             if event.final:
                 envelope = get_job(rt, job_id, owner)
     return envelope

@@ -1,13 +1,14 @@
 """POST /v1/jobs/batch: up to BATCH_MAX job requests, each accepted or rejected on its own.
 
-A batch is validated whole first: an item that POST /v1/jobs would refuse as invalid
-(its schema, its collectors and their options) makes the batch 422, naming
-`jobs.<index>.<field>`, and nothing is submitted. Then each item is submitted by itself
-and the answer is 200 with one result per item (index, status, job or problem): quota,
-reuse, a server bound (`max_age`), the callback's address or the broker may refuse one
-item and not the others. A batch of N counts as N submits against the rate limit
-(`api.ratelimit.counts_as`). docs/decisions.md, "Scheduling: idempotency, reuse and batch
-(issue 13)".
+Only a malformed envelope refuses the whole request: not an object, `jobs` missing, not a
+list, empty or over BATCH_MAX (422 naming `jobs`), an Idempotency-Key header (422). Each
+item is then answered by itself, in order, and the answer is 200 with one result per item
+(index, status, job or problem): an item that POST /v1/jobs would refuse as invalid (its
+fields, an unknown collector, bad options) is a 422 in its slot with `errors` naming its
+fields; quota, reuse, a server bound (`max_age`), the callback's address or the broker may
+refuse one item and not the others. A batch of N counts as N submits against the rate
+limit (`api.ratelimit.counts_as`). docs/decisions.md, "Scheduling: idempotency, reuse and
+batch (issue 13)".
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from api.requests import Blueprint, request_id
 from app.errors import CollectqError, DependencyUnavailable, ValidationFailed
 from app.jobs import service
 from app.runtime import Runtime, runtime
-from schemas.batch import BATCH_LIMIT, BatchRequestSchema, BatchResponseSchema
+from schemas.batch import BATCH_LIMIT, BatchRequestSchema, BatchResponseSchema, InvalidItem
 
 __all__ = ["blp"]
 
@@ -65,7 +66,8 @@ def _problem(exc: CollectqError) -> dict[str, Any]:
 @blp.response(
     200,
     BatchResponseSchema,
-    description="One result per item, in order",
+    description="One result per item, in order: accepted (`job`) or rejected (`problem`, "
+    "also an invalid item: `422`, `errors` naming its fields)",
     example={
         "items": [
             {
@@ -97,51 +99,63 @@ def _problem(exc: CollectqError) -> dict[str, Any]:
                     "limit": 1000,
                 },
             },
+            {
+                "index": 2,
+                "status": 422,
+                "problem": {
+                    "type": "https://collectq.dev/problems/validation_error",
+                    "title": "Unprocessable Content",
+                    "status": 422,
+                    "detail": "the request has invalid fields",
+                    "instance": "/v1/jobs/batch",
+                    "errors": {"collectors": ["Missing data for required field."]},
+                },
+            },
         ],
         "accepted": 1,
-        "rejected": 1,
+        "rejected": 2,
     },
 )
 @blp.alt_response(
     422,
-    description="Nothing submitted: `jobs` missing, empty or over `BATCH_MAX`, or an item "
-    "invalid (`errors.jobs.<index>` names its fields)",
+    description="Nothing submitted, the envelope is refused: `jobs` missing, not a list, empty "
+    "or over `BATCH_MAX`, or an `Idempotency-Key` header (an invalid item is answered in "
+    "its slot of the 200)",
 )
 def batch(data: dict[str, Any]) -> Any:
-    """Submit several jobs; each valid item is accepted or rejected on its own."""
+    """Submit several jobs; each item is accepted or rejected on its own.
+
+    The answer is 200 whenever the envelope is well-formed, also when items are refused:
+    each item's `status` is what POST /v1/jobs would have answered for it (an invalid item
+    `422`, its problem's `errors` naming its fields), and the valid items are submitted.
+    """
     rt = runtime()
-    jobs: list[dict[str, Any]] = data["jobs"]
+    jobs: list[dict[str, Any] | InvalidItem] = data["jobs"]
     _check(rt, jobs)
     items = _submit_each(rt, jobs)
     accepted = sum(1 for i in items if "job" in i)
     return {"items": items, "accepted": accepted, "rejected": len(items) - accepted}
 
 
-def _check(rt: Runtime, jobs: list[dict[str, Any]]) -> None:
-    """Refuse the whole batch (422) for what POST /v1/jobs would call invalid."""
+def _check(rt: Runtime, jobs: list[dict[str, Any] | InvalidItem]) -> None:
+    """Refuse the whole batch (422) for a malformed envelope only."""
     if len(jobs) > rt.settings.batch_max:
         raise ValidationFailed({"jobs": [f"at most {rt.settings.batch_max} jobs per batch"]})
     if "Idempotency-Key" in request.headers:
         raise ValidationFailed(
             {"Idempotency-Key": ["not supported on a batch; send `max_age` in the items"]}
         )
-    invalid: dict[str, Any] = {}
-    for index, job in enumerate(jobs):
-        try:
-            service.check_collectors(rt, job["collectors"], job.get("options") or {})
-        except ValidationFailed as exc:
-            invalid[str(index)] = exc.errors
-    if invalid:
-        raise ValidationFailed({"jobs": invalid})
 
 
-def _submit_each(rt: Runtime, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _submit_each(rt: Runtime, jobs: list[dict[str, Any] | InvalidItem]) -> list[dict[str, Any]]:
     celery, owner, rid = current_app.extensions["celery"], current_owner(), request_id()
     items: list[dict[str, Any]] = []
     unreachable: DependencyUnavailable | None = None
     for index, job in enumerate(jobs):
         item: dict[str, Any] = {"index": index}
         try:
+            if isinstance(job, InvalidItem):  # what the schema refused: this item only
+                raise ValidationFailed(job.errors)
             if unreachable is not None:  # the broker just failed: do not wait for it again
                 raise unreachable
             done = service.submit_request(rt, celery, job, owner=owner, request_id=rid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.runtime import runtime
+from tests.conftest import wait_for
 
 NOOP = {"target": "example.org", "collectors": ["noop"]}
 
@@ -40,35 +41,56 @@ def test_items_are_answered_one_by_one(make_app) -> None:
         assert got.json["status"] == "queued"
 
 
-def test_an_invalid_item_refuses_the_batch_naming_it(make_app) -> None:
+def test_invalid_items_are_refused_in_their_slots_and_the_others_run(
+    make_app, start_worker
+) -> None:
     client = make_app().test_client()
-    fields = _batch(client, [NOOP, {"target": "not a host", "collectors": ["noop"]}])
-    assert fields.status_code == 422, fields.json
-    assert "target" in fields.json["errors"]["jobs"]["1"]
-    # what only the registry knows: an unknown collector, options a collector refuses
     resp = _batch(
         client,
         [
-            {"target": "example.org", "collectors": ["nope"]},
+            {"target": "not a host", "collectors": ["noop"]},  # the schema refuses it
             NOOP,
+            {"target": "example.org", "collectors": ["nope"]},  # what only the registry knows
+            {**NOOP, "labels": {"n": "1"}},
             {"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"x": 1}}},
+            "not an object",
+            {"collectors": ["noop"], "extra": 1},
         ],
     )
-    assert resp.status_code == 422, resp.json
-    errors = resp.json["errors"]["jobs"]
-    assert set(errors) == {"0", "2"}
-    assert "collectors" in errors["0"]
-    assert "options" in errors["2"]
-    assert client.get("/v1/jobs").json["items"] == []  # nothing was submitted
+    assert resp.status_code == 200, resp.json
+    items = resp.json["items"]
+    assert [i["index"] for i in items] == list(range(7))
+    assert [i["status"] for i in items] == [422, 202, 422, 202, 422, 422, 422]
+    assert (resp.json["accepted"], resp.json["rejected"]) == (2, 5)
+    refused = {i["index"]: i["problem"] for i in items if "problem" in i}
+    assert all(p["type"].endswith("/validation_error") for p in refused.values())
+    assert set(refused[0]["errors"]) == {"target"}
+    assert set(refused[2]["errors"]) == {"collectors"}
+    assert set(refused[4]["errors"]) == {"options"}
+    assert set(refused[5]["errors"]) == {"_schema"}
+    assert set(refused[6]["errors"]) == {"target", "extra"}
+    # the valid items, and only they, were submitted; they run
+    submitted = {items[i]["job"]["id"] for i in (1, 3)}
+    assert {j["id"] for j in client.get("/v1/jobs").json["items"]} == submitted
+    start_worker(queues="collect.noop", concurrency=2)
+
+    def succeeded() -> bool:
+        return all(client.get(f"/v1/jobs/{j}").json["status"] == "succeeded" for j in submitted)
+
+    wait_for(succeeded)
 
 
-def test_over_the_max_empty_or_keyed_batch_is_422(make_app) -> None:
+def test_a_malformed_envelope_refuses_the_whole_batch(make_app) -> None:
     client = make_app(COLLECTQ_BATCH_MAX="2").test_client()
     over = _batch(client, [NOOP, NOOP, NOOP])
     assert over.status_code == 422
     assert "jobs" in over.json["errors"]
     assert _batch(client, []).status_code == 422
-    assert _batch(client, [NOOP, "not an object"]).status_code == 422  # not a batch of jobs
+    for body in ({}, {"jobs": NOOP}, {"jobs": [NOOP], "more": 1}):  # missing, not a list, extra
+        refused = client.post("/v1/jobs/batch", json=body)
+        assert refused.status_code == 422, body
+        assert set(refused.json["errors"]) <= {"jobs", "more"}, refused.json
+    assert client.post("/v1/jobs/batch", json=[NOOP]).status_code == 400  # not an object
     keyed = _batch(client, [NOOP], **{"Idempotency-Key": "k"})
     assert keyed.status_code == 422
     assert "Idempotency-Key" in keyed.json["errors"]

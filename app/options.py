@@ -384,6 +384,13 @@ class Options:
     webhook_timeout: float = option(
         10.0, "seconds a webhook receiver has to connect and answer", min=0.5, max=120
     )
+    webhook_inline_max_bytes: int = option(
+        1024 * 1024,
+        "bytes of artifacts one webhook delivery carries inline (`callback_artifacts: inline`, "
+        "base64 counted as raw bytes); an artifact beyond them stays a link",
+        min=0,
+        max=64 * 1024 * 1024,
+    )
     webhook_secret_overlap: int = option(
         24 * 3600,
         "seconds the previous webhook signing secret still signs after a rotation (deliveries "

@@ -20,7 +20,12 @@ from schemas import (
     full_match,
 )
 from schemas.status import CollectorStatus, JobStatus
-from schemas.webhooks import CallbackSchema, callback_on_field, callback_url_field
+from schemas.webhooks import (
+    CallbackSchema,
+    callback_artifacts_field,
+    callback_on_field,
+    callback_url_field,
+)
 
 __all__ = [
     "ArtifactInfoSchema",
@@ -147,6 +152,7 @@ class JobRequestSchema(_Strict):
     callback_url = callback_url_field()
     callback_on = callback_on_field()  # without callback_url it is ignored (no cross-field
     # rule the OpenAPI document could not state)
+    callback_artifacts = callback_artifacts_field()  # as callback_on
 
     # name -> options schema of each available collector; set from the registry at start
     # (api.collectors.document_collectors), as the OpenAPI document is

@@ -22,7 +22,7 @@ from schemas import FullMatch
 from schemas.changes import ChangeDetectionSchema
 from schemas.cron import CRON_PATTERN, DAYS, parse_cron, zone
 from schemas.job import JobRequestSchema
-from schemas.webhooks import callback_on_field, callback_url_field
+from schemas.webhooks import callback_artifacts_field, callback_on_field, callback_url_field
 
 __all__ = [
     "DAYS",
@@ -139,6 +139,7 @@ class WindowSchema(_Strict):
 class CallbackRequestSchema(_Strict):
     url = callback_url_field(required=True)
     on = callback_on_field(load_default=lambda: ["always"])
+    artifacts = callback_artifacts_field()
 
 
 class ScheduleRequestSchema(_Strict):

@@ -7,18 +7,21 @@ from marshmallow import Schema, ValidationError, fields, validate
 from schemas import NAMED_URL_PATTERN, FullMatch
 
 __all__ = [
+    "CALLBACK_ARTIFACTS",
     "CALLBACK_ON",
     "MAX_CALLBACK_URL",
     "CallbackSchema",
     "DeliveryListSchema",
     "DeliverySchema",
     "WebhookSecretSchema",
+    "callback_artifacts_field",
     "callback_on_field",
     "callback_url_field",
 ]
 
 MAX_CALLBACK_URL = 2048
 CALLBACK_ON = ("always", "failure", "change")
+CALLBACK_ARTIFACTS = ("links", "inline")
 EVENTS = ("job.succeeded", "job.partial", "job.failed", "schedule.changed")
 
 
@@ -67,9 +70,29 @@ def callback_on_field(**kwargs: object) -> fields.List[str]:
     )
 
 
+def callback_artifacts_field(**kwargs: object) -> fields.String:
+    return fields.String(
+        validate=validate.OneOf(CALLBACK_ARTIFACTS),
+        metadata={
+            "description": (
+                "artifacts in the webhook body: `links` (default: a `url` each) or `inline` "
+                "(also `content_base64`, up to `WEBHOOK_INLINE_MAX_BYTES` per delivery; an "
+                "artifact beyond it stays a link with `inline: false`); ignored without a "
+                "callback URL"
+            ),
+            "example": "links",
+        },
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
 class CallbackSchema(Schema):
     url = fields.String(required=True)
     on = fields.List(fields.String(), required=True)
+    artifacts = fields.String(
+        validate=validate.OneOf(CALLBACK_ARTIFACTS),
+        metadata={"description": "present when `inline` (absent: links)"},
+    )
 
 
 class AttemptSchema(Schema):

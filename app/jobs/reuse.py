@@ -86,6 +86,7 @@ def identity_hash(
     *,
     callback_url: str | None = None,
     callback_on: list[str] | None = None,
+    callback_artifacts: str | None = None,
 ) -> str:
     """What a job collects: equal hashes mean equal work (labels do not count)."""
     return _sha(
@@ -93,9 +94,16 @@ def identity_hash(
             "target": target,
             "collectors": sorted(collectors),
             "options": {name: options.get(name) or {} for name in collectors},
-            "callback": [callback_url, sorted(callback_on or [])] if callback_url else None,
+            "callback": _callback(callback_url, callback_on, callback_artifacts),
         }
     )
+
+
+def _callback(url: str | None, on: list[str] | None, artifacts: str | None) -> list[Any] | None:
+    if not url:
+        return None
+    # inline artifacts make another body; links (the default) keep the earlier hashes
+    return [url, sorted(on or [])] + (["inline"] if artifacts == "inline" else [])
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ class JobStore:
         request_id: str | None = None,
         callback_url: str | None = None,
         callback_on: builtins.list[str] | None = None,
+        callback_artifacts: str | None = None,
     ) -> dict[str, Any]:
         """Write a queued job record and index it; return its envelope."""
         job_id = job_id or new_id("j_")
@@ -184,6 +185,8 @@ class JobStore:
         if callback_url:  # the job's webhook (app.webhooks)
             on = json.dumps(callback_on or ["always"])
             fields |= {"callback_url": callback_url, "callback_on": on}
+            if callback_artifacts == "inline":  # absent: links
+                fields["callback_artifacts"] = callback_artifacts
         queued = json.dumps({"status": CollectorStatus.QUEUED, "attempts": 0})
         for name in collectors:
             fields |= {f"s:{name}": CollectorStatus.QUEUED, f"a:{name}": 0, f"r:{name}": queued}
@@ -250,11 +253,7 @@ class JobStore:
             labels=json.loads(h["labels"]),
             schedule_id=h.get("schedule_id"),
             results={name: json.loads(h[f"r:{name}"]) for name in collectors},
-            callback=(
-                {"url": h["callback_url"], "on": json.loads(h["callback_on"])}
-                if h.get("callback_url")
-                else None
-            ),
+            callback=_callback(h),
         )
 
     def status(self, job_id: str) -> str | None:
@@ -534,3 +533,13 @@ class JobStore:
     @staticmethod
     def is_terminal(status: str | None) -> bool:
         return status in TERMINAL_JOB
+
+
+def _callback(h: dict[str, str]) -> dict[str, Any] | None:
+    """The envelope's `callback` (`artifacts` only when not the default links)."""
+    if not h.get("callback_url"):
+        return None
+    callback: dict[str, Any] = {"url": h["callback_url"], "on": json.loads(h["callback_on"])}
+    if h.get("callback_artifacts"):
+        callback["artifacts"] = h["callback_artifacts"]
+    return callback

@@ -270,6 +270,7 @@ def _submit(
         schedule_id=record["id"],
         callback_url=callback.get("url"),
         callback_on=callback.get("on"),
+        callback_artifacts=callback.get("artifacts"),
     )
     fired = time.time()
     store = schedule_store(rt)

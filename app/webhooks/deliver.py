@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app import metrics
@@ -45,6 +46,16 @@ def secret_store(ctx: JobContext) -> SecretStore:
     return SecretStore(ctx.redis, ctx.store.keys)
 
 
+def _reader(ctx: JobContext, job_id: str) -> Callable[[str], bytes | None]:
+    """An artifact of `job_id`'s bytes by name (None: gone)."""
+
+    def read(name: str) -> bytes | None:
+        found = ctx.store.artifacts.get(job_id, name)
+        return found[0] if found is not None else None
+
+    return read
+
+
 def _retryable(answer: Answer) -> bool:
     if answer.blocked:
         return False
@@ -73,9 +84,15 @@ def deliver(ctx: JobContext, job_id: str, did: str, attempts_before: int) -> str
         )
         return DeliveryState.FAILED.value
     settings = ctx.settings
-    body = json.dumps(
+    inline = (envelope.get("callback") or {}).get("artifacts") == "inline"
+    body = json.dumps(  # built once per attempt and signed as sent
         body_for(
-            record["event"], envelope, public_url=settings.public_url, change=record.get("change")
+            record["event"],
+            envelope,
+            public_url=settings.public_url,
+            change=record.get("change"),
+            read=_reader(ctx, job_id) if inline else None,
+            inline_max=settings.webhook_inline_max_bytes,
         ),
         separators=(",", ":"),
     )

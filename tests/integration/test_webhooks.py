@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -215,3 +216,56 @@ def test_an_attempt_is_claimed_once_and_a_dead_tasks_claim_is_taken_over(store) 
     time.sleep(0.05)
     assert deliveries.claim("j_1", did, 1, stale_after=0.01)  # its task died: taken over
     assert [d["id"] for d in deliveries.list("j_1")] == [did]  # claims are not deliveries
+
+
+def test_artifacts_inline_as_base64_only_when_asked_and_within_the_limit(
+    make_app, start_worker, receiver: Receiver, site: Any
+) -> None:
+    env = {**WEBHOOK_ENV, "COLLECTQ_WEBHOOK_INLINE_MAX_BYTES": "100"}
+    app = make_app(**env)
+    client = app.test_client()
+    start_worker(queues="collect.http,webhooks", **env)
+    small, big = b"<p>inline me</p>\n", b"x" * 101
+    site.expect_request("/small").respond_with_data(small, content_type="text/html")
+    site.expect_request("/big").respond_with_data(big, content_type="text/plain")
+    secret = client.get("/v1/webhooks/secret").json["secret"]
+
+    def submit(page: str, hook: str, **extra: Any) -> str:
+        body = {"target": site.url_for(page), "collectors": ["http"], **extra}
+        return _submit(client, f"{receiver.base}{hook}", **body)
+
+    inline = submit("/small", "/inline", callback_artifacts="inline")
+    links = submit("/small", "/links")
+    over = submit("/big", "/over", callback_artifacts="inline")
+
+    def artifact(job_id: str, hook: str) -> dict[str, Any]:
+        assert _final_delivery(client, job_id)["state"] == "delivered"
+        (call,) = receiver.on(hook)
+        payload = Webhook(secret).verify(call.body, call.headers)  # signed as sent
+        assert payload["data"]["status"] == "succeeded"
+        (art,) = payload["data"]["results"]["http"]["artifacts"]
+        assert art["name"] == "http.body"
+        assert art["url"].endswith(f"/v1/jobs/{job_id}/artifacts/http.body")
+        return dict(art)
+
+    got = artifact(inline, "/inline")
+    assert got["inline"] is True
+    assert base64.b64decode(got["content_base64"]) == small
+    assert client.get(f"/v1/jobs/{inline}").json["callback"]["artifacts"] == "inline"
+
+    plain = artifact(links, "/links")
+    assert "content_base64" not in plain
+    assert "inline" not in plain
+    assert "artifacts" not in client.get(f"/v1/jobs/{links}").json["callback"]
+
+    beyond = artifact(over, "/over")
+    assert beyond["inline"] is False
+    assert beyond["reason"] == "over WEBHOOK_INLINE_MAX_BYTES"
+    assert "content_base64" not in beyond
+
+    bad = client.post(
+        "/v1/jobs",
+        json={"target": "example.org", "collectors": ["noop"], "callback_artifacts": "zip"},
+    )
+    assert bad.status_code == 422
+    assert "callback_artifacts" in bad.json["errors"]

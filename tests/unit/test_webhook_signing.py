@@ -92,6 +92,34 @@ def test_body_links_artifacts_under_the_public_url_or_relative() -> None:
     assert "url" not in env["results"]["http"]["artifacts"][0]  # the envelope is not changed
 
 
+def test_inline_artifacts_greedy_within_the_limit_in_envelope_order() -> None:
+    arts = [
+        {"name": "a", "size": 4},
+        {"name": "big", "size": 9},
+        {"name": "gone", "size": 1},
+        {"name": "b", "size": 2},
+        {"name": "dropped", "size": 1, "dropped": "budget"},
+    ]
+    env: dict[str, Any] = {"id": "j_1", "results": {"http": {"artifacts": arts}}}
+    stored = {"a": b"aaaa", "big": b"b" * 9, "b": b"bb", "dropped": b"d"}
+    body = body_for("job.succeeded", env, public_url=None, read=stored.get, inline_max=6)
+    a, big, gone, b, dropped = body["data"]["results"]["http"]["artifacts"]
+    assert base64.b64decode(a["content_base64"]) == b"aaaa"
+    assert a["inline"] is True
+    assert big == {
+        **arts[1],
+        "url": big["url"],
+        "inline": False,
+        "reason": "over WEBHOOK_INLINE_MAX_BYTES",
+    }
+    assert gone["inline"] is False
+    assert gone["reason"] == "expired"
+    assert base64.b64decode(b["content_base64"]) == b"bb"  # 4 + 2 fit in 6
+    assert dropped == arts[4]  # never stored: neither link nor bytes
+    links = body_for("job.succeeded", env, public_url=None)
+    assert all("inline" not in x for x in links["data"]["results"]["http"]["artifacts"])
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -49,6 +49,8 @@ from collectors.base import Collector
 from schemas import full_match
 from schemas.changes import CHANGE_CURSOR_PATTERN
 
+_ID_PART_MAX = 2**64  # a stream id is two unsigned 64-bit integers
+
 __all__ = [
     "Change",
     "ChangeLog",
@@ -234,13 +236,14 @@ class ChangeLog:
         """Changes newest first, at most `limit`, after `cursor`; and the next cursor."""
         if cursor is not None and not full_match(CHANGE_CURSOR_PATTERN, cursor):
             raise ValidationFailed({"cursor": ["not a cursor of this list"]})
+        top = "+"
         if cursor is not None:
             ms, seq = (int(part) for part in cursor.split("-"))
-            if max(ms, seq) >= 2**64:
-                raise ValidationFailed({"cursor": ["not a cursor of this list"]})
             if ms == seq == 0:
                 return [], None  # nothing is older than the first id ("(0-0" is an error)
-        top = f"({cursor}" if cursor else "+"
+            if ms >= _ID_PART_MAX:  # beyond every stream id: from the newest
+                ms, seq = _ID_PART_MAX - 1, _ID_PART_MAX - 1
+            top = f"({ms}-{min(seq, _ID_PART_MAX - 1)}"
         floor = _stream_floor((self._now() if now is None else now) - self.max_age)
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],

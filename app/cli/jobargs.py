@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-__all__ = ["parse_collectors", "parse_duration", "parse_labels", "parse_options"]
+__all__ = [
+    "job_request_options",
+    "parse_collectors",
+    "parse_duration",
+    "parse_labels",
+    "parse_options",
+]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -54,3 +60,28 @@ def parse_duration(text: str) -> int:
     if m is None:
         raise click.BadParameter(f"{text!r}: use a number with s, m, h, d or w")
     return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def job_request_options(command: Any) -> Any:
+    """The job a command submits: TARGET, -c collectors, -o options, --label (the client's
+    `jobs submit` and `schedules create`)."""
+    for decorator in reversed(
+        (
+            click.argument("target"),
+            click.option(
+                "-c", "--collectors", default="http", show_default=True, help="comma-separated"
+            ),
+            click.option(
+                "-o",
+                "--option",
+                "opts",
+                multiple=True,
+                help="collector.key=value (value is JSON or text)",
+            ),
+            click.option(
+                "--label", "labels", multiple=True, metavar="KEY=VALUE", help="repeatable"
+            ),
+        )
+    ):
+        command = decorator(command)
+    return command

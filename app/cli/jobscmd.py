@@ -10,7 +10,13 @@ from typing import Any
 import click
 
 from app.cli.client import ClientGroup, emit, exit_code_for, get_client, url_option
-from app.cli.jobargs import parse_collectors, parse_duration, parse_labels, parse_options
+from app.cli.jobargs import (
+    job_request_options,
+    parse_collectors,
+    parse_duration,
+    parse_labels,
+    parse_options,
+)
 from app.cli.jobwatch import follow, stderr_board
 from app.cli.progress import Board
 from schemas.status import JobStatus
@@ -26,12 +32,7 @@ def jobs(url: str | None) -> None:
 
 
 @jobs.command("submit")
-@click.argument("target")
-@click.option("-c", "--collectors", default="http", show_default=True, help="comma-separated")
-@click.option(
-    "-o", "--option", "opts", multiple=True, help="collector.key=value (value is JSON or text)"
-)
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="repeatable")
+@job_request_options
 @click.option("--idempotency-key", help="a repeat with the same key returns the first job")
 @click.option(
     "--max-age",

@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from app.cli.client import ClientGroup, emit, exit_code_for, get_client, url_option
-from app.cli.jobargs import parse_collectors, parse_duration, parse_labels, parse_options
+from app.cli.jobargs import (
+    job_request_options,
+    parse_collectors,
+    parse_duration,
+    parse_labels,
+    parse_options,
+)
 from app.cli.jobwatch import follow, stderr_board
 
 __all__ = ["callback_on", "schedules"]
@@ -26,12 +32,7 @@ def schedules(url: str | None) -> None:
 
 
 @schedules.command("create")
-@click.argument("target")
-@click.option("-c", "--collectors", default="http", show_default=True, help="comma-separated")
-@click.option(
-    "-o", "--option", "opts", multiple=True, help="collector.key=value (value is JSON or text)"
-)
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="repeatable")
+@job_request_options
 @click.option("--cron", help='e.g. "30 2 * * *" (minute hour day month weekday)')
 @click.option("--every", metavar="DURATION", help="an interval instead: 90s, 15m, 6h, 1d")
 @click.option("--timezone", help="IANA zone of --cron and the window (default UTC)")

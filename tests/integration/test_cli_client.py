@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from click.testing import CliRunner
 
-from tests.apiprocess import RunningApi, running_api
-from tests.conftest import REDIS_URL, ROOT, Worker, free_port
-from tests.metricsenv import deployment_env
+from tests.apiprocess import RunningApi
+from tests.conftest import ROOT, free_port
+from tests.metricsenv import live_stack
 
 TARGET = "http://127.0.0.1/"
 
@@ -28,20 +27,8 @@ TARGET = "http://127.0.0.1/"
 @pytest.fixture(scope="module")
 def api(vhost: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
     tmp = tmp_path_factory.mktemp("cli-client")
-    env = deployment_env(vhost)
-    worker = None
-    try:
-        with running_api(env, tmp) as running:
-            worker = Worker(env, "collect.noop,collect.flaky", tmp / "worker.log", 4)
-            running.wait_ready()
-            yield running
-    finally:
-        if worker is not None:
-            worker.stop()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{env['COLLECTQ_REDIS_PREFIX']}*", count=1000))
-        if keys:
-            client.delete(*keys)
+    with live_stack(vhost, tmp, api_workers=1, queues="collect.noop,collect.flaky") as stack:
+        yield stack.running
 
 
 def _env(api: RunningApi | None, url: str | None) -> dict[str, str]:

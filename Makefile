@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: venv chromium run test test-fast test-faults bench bench-streams lint clean
+.PHONY: venv chromium run test test-fast test-faults test-deploy soak bench bench-streams bench-load lint clean
 
 $(BIN)/collectq: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -57,6 +57,21 @@ test-faults: venv
 	  $(BIN)/python -m tests.summary || [ $$rc -ne 0 ] || rc=1; \
 	  exit $$rc
 
+# The compose stack for real, with rootful podman (root only; tests/deploy/run.sh): sets up
+# podman and a local Debian base image, builds the images, checks .dockerignore, brings
+# docker-compose.yml up and drives a job through the gateway; prints a table; `down -v`.
+test-deploy: venv
+	PYTHON=$(BIN)/python bash tests/deploy/run.sh
+
+# The chaos soak (README "Soak"): the whole service on its own Redis and RabbitMQ under a
+# steady load, a fault every 2 minutes, every job accounted for, leaks and retention
+# checked. SOAK_SECONDS (default 1800); the report goes to SOAK_REPORT_DIR (default
+# .collectq/soak; `make soak SOAK_REPORT_DIR=docs` for the committed one). It starts its
+# own redis-server and RabbitMQ node: it needs their binaries (`make test` installs them),
+# never the shared services.
+soak: venv chromium
+	SOAK_REPORT_DIR=$(SOAK_REPORT_DIR) $(BIN)/python -m tests.soak
+
 bench: venv chromium
 	$(BIN)/python -m benchmarks
 
@@ -64,14 +79,24 @@ bench: venv chromium
 bench-streams: venv
 	$(BIN)/python -m benchmarks.streams
 
+# The locust load test against the service on loopback (README "Load test"): 10 → 100 users
+# in 80 s, where it saturates and what first; then the latency row alone (submit → collector
+# start at half the end-to-end maximum). Results in benchmarks/results/.
+bench-load: venv
+	$(BIN)/python -m benchmarks locust
+	$(BIN)/python -m benchmarks latency
+
 # Ruff (lint and format), mypy (the packages strict; tests and benchmarks relaxed, see
 # [tool.mypy] in pyproject.toml), and the layering rules between app/jobs, app/auth, app/cli,
-# api, tasks, collectors and schemas (lint-imports, [tool.importlinter]).
+# api, tasks, collectors and schemas (lint-imports, [tool.importlinter]). The GitHub
+# workflows against GitHub's workflow schema (check-jsonschema's vendored copy: offline;
+# not actionlint, docs/decisions.md "Deployment: CI/CD (issue 14)").
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache pyproject.toml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache benchmarks/results

@@ -115,7 +115,7 @@ def init_api(app: Flask) -> Api:
         api.register_blueprint(module.blp)
     api.register_blueprint(webhooks_blp)
     api.register_blueprint(changes.blp)  # GET /v1/schedules/{id}/changes
-    collectors.document_collectors(api, runtime(app).registry)
+    collectors.document_collectors(api, runtime(app).registry, runtime(app).settings)
     schedules.document_schedules(api, runtime(app).settings)
     # Before-request order matters: id → who → rate limit (per who) → may they → body rules.
     init_metrics(app)  # first: its after-request hook runs last, on the final response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from functools import cache
 from typing import Any
@@ -13,16 +14,36 @@ from marshmallow import Schema, fields
 
 from api.identity import requires
 from app.jobs.names import collector_queue
+from app.options import CollectorPolicy
 from app.runtime import runtime
+from app.settings import Settings
 from collectors.registry import Registry
 from schemas import IP_PATTERN, IPV4_PATTERN, IPV6_PATTERN
 from schemas.dns import DnsOptionsSchema
 from schemas.http import FORBIDDEN_HEADERS, HttpOptionsSchema
 from schemas.job import TARGET_FORMS, JobRequestSchema
+from schemas.policy import policy_properties
 
 __all__ = ["blp", "document_checks", "document_collectors", "extend_converter", "json_schema"]
 
 blp = Blueprint("collectors", __name__, url_prefix="/v1/collectors", description="Collectors")
+
+
+class PolicySchema(Schema):
+    retries = fields.Integer(
+        required=True, metadata={"description": "retries of a transient failure (at most)"}
+    )
+    backoff_base = fields.Float(required=True, metadata={"description": "first delay, s"})
+    backoff_max = fields.Float(required=True, metadata={"description": "longest delay, s"})
+    breaker_fail_max = fields.Integer(
+        required=True, metadata={"description": "failures of one origin that open its breaker"}
+    )
+    breaker_reset_timeout = fields.Float(
+        required=True, metadata={"description": "seconds open before one probe passes"}
+    )
+    host_concurrency = fields.Integer(
+        required=True, metadata={"description": "calls in flight per host; 0: no cap"}
+    )
 
 
 class CollectorInfoSchema(Schema):
@@ -31,6 +52,11 @@ class CollectorInfoSchema(Schema):
     available = fields.Boolean(required=True)
     reason = fields.String(allow_none=True)
     options_schema = fields.Dict(allow_none=True, metadata={"description": "JSON Schema"})
+    policy = fields.Nested(
+        PolicySchema,
+        required=True,
+        metadata={"description": "the effective policy; a job may lower `retries`"},
+    )
     result_schema = fields.Dict(allow_none=True, metadata={"description": "JSON Schema"})
 
 
@@ -136,7 +162,18 @@ def document_checks(api: Api) -> None:
             _with_code_checks(key[0].__name__, components[component])
 
 
-def document_collectors(api: Api, registry: Registry) -> None:
+def options_json_schema(collector: type[Schema], policy: CollectorPolicy) -> dict[str, Any]:
+    """A collector's options as JSON Schema, with the policy keys a job may set."""
+    out = json_schema(collector)
+    _add_policy_options(out, policy)
+    return out
+
+
+def _add_policy_options(schema: dict[str, Any], policy: CollectorPolicy) -> None:
+    schema.setdefault("properties", {}).update(policy_properties(policy.retries))
+
+
+def document_collectors(api: Api, registry: Registry, settings: Settings) -> None:
     """Put every collector's option and result schemas into the OpenAPI document.
 
     They become components ``<Name>Options`` / ``<Name>Result``. The job request
@@ -153,6 +190,7 @@ def document_collectors(api: Api, registry: Registry) -> None:
             continue
         title = info.name.title().replace("_", "")
         api.spec.components.schema(f"{title}Options", schema=info.collector.options_schema)
+        _add_policy_options(schemas[f"{title}Options"], settings.policy_for(info.name))
         api.spec.components.schema(f"{title}Result", schema=info.collector.result_schema)
         if info.available:
             refs[info.name] = {"$ref": f"#/components/schemas/{title}Options"}
@@ -195,16 +233,19 @@ def _document_job_request(request: dict[str, Any], refs: dict[str, Any]) -> None
 @blp.response(200, CollectorListSchema)
 def list_collectors() -> Any:
     """Every installed collector, with the reason when it is unavailable."""
+    rt = runtime()
     items = []
-    for info in runtime().registry.infos():
+    for info in rt.registry.infos():
         c = info.collector
+        policy = rt.settings.policy_for(info.name)
         items.append(
             {
                 "name": info.name,
                 "queue": collector_queue(info.name),
                 "available": info.available,
                 "reason": info.reason,
-                "options_schema": json_schema(c.options_schema) if c else None,
+                "options_schema": options_json_schema(c.options_schema, policy) if c else None,
+                "policy": dataclasses.asdict(policy),
                 "result_schema": json_schema(c.result_schema) if c else None,
             }
         )

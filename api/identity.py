@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint
+from werkzeug.http import http_date
 
 from app.auth.apikeys import ADMIN
 from app.auth.failures import CredentialRejected
@@ -33,8 +34,11 @@ from app.logcontext import bind
 from app.runtime import runtime
 
 __all__ = [
+    "AUTHENTICATED",
+    "NOTICE_HEADERS",
     "PUBLIC_ENDPOINTS",
     "RoutePolicy",
+    "actor",
     "current_owner",
     "init_authenticate",
     "init_authorize",
@@ -42,6 +46,7 @@ __all__ = [
     "principal",
     "public",
     "requires",
+    "requires_credential",
     "route_class",
 ]
 
@@ -51,6 +56,12 @@ MAX_CREDENTIAL = 4096
 # Endpoints that flask-smorest and Flask add themselves (the OpenAPI document, Swagger UI).
 PUBLIC_ENDPOINTS = frozenset({"api-docs.openapi_json", "api-docs.openapi_swagger_ui"})
 _ATTR = "_collectq_policy"
+# The pseudo-scope of routes any valid credential may call (a key rotating itself).
+AUTHENTICATED = "authenticated"
+SELF_ROTATE_PATH = "/v1/keys/self/rotate"
+# What the answers to a flagged key carry (RFC 9745 Deprecation, RFC 8594 Sunset, a link
+# to the route that replaces the key).
+NOTICE_HEADERS = ["Deprecation", "Sunset", "Link"]
 _SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}, {"Bearer": []}]
 
 
@@ -69,23 +80,39 @@ def _problem_response(description: str) -> dict[str, Any]:
     }
 
 
+def _marked(policy: RoutePolicy, responses: dict[str, Any]) -> Callable[[F], F]:
+    """Mark a view with `policy`, documented with `responses` and the credentials."""
+    doc = Blueprint.doc(security=_SECURITY, responses=responses)
+
+    def mark(fn: F) -> F:
+        out: F = doc(fn)
+        setattr(out, _ATTR, policy)
+        return out
+
+    return mark
+
+
 def requires(scope: str, route_class: str) -> Callable[[F], F]:
     """Mark a view: callers need `scope`; limited as `route_class`. Documents it in OpenAPI."""
-    doc = Blueprint.doc(
-        security=_SECURITY,
-        responses={
+    return _marked(
+        RoutePolicy(scope, route_class),
+        {
             "401": _problem_response("Missing or invalid credentials"),
             "403": _problem_response(f"The credential lacks the {scope!r} scope"),
             "429": _problem_response("Rate limit or queued-jobs quota exceeded"),
         },
     )
 
-    def mark(fn: F) -> F:
-        out: F = doc(fn)
-        setattr(out, _ATTR, RoutePolicy(scope, route_class))
-        return out
 
-    return mark
+def requires_credential(route_class: str) -> Callable[[F], F]:
+    """Mark a view any valid credential may call, whatever its scopes."""
+    return _marked(
+        RoutePolicy(AUTHENTICATED, route_class),
+        {
+            "401": _problem_response("Missing or invalid credentials"),
+            "429": _problem_response("Rate limit exceeded"),
+        },
+    )
 
 
 def public(fn: F) -> F:
@@ -167,8 +194,21 @@ def _authorize() -> None:
     who: Principal | None = g.get("principal")
     if policy is None or policy.scope is None or who is None:
         return
-    if not who.has(policy.scope):
+    if policy.scope != AUTHENTICATED and not who.has(policy.scope):
         raise Forbidden(policy.scope)
+
+
+def _key_notice(response: Response) -> Response:
+    """Tell a key past its rotation period, or about to expire, in every answer."""
+    who: Principal | None = g.get("principal")
+    notice = who.notice if who is not None else None
+    if notice is None:
+        return response
+    response.headers["Deprecation"] = f"@{int(notice.since)}"
+    if notice.sunset is not None:
+        response.headers["Sunset"] = http_date(notice.sunset)
+    response.headers.add("Link", f'<{SELF_ROTATE_PATH}>; rel="deprecation"')
+    return response
 
 
 def init_authenticate(app: Flask) -> None:
@@ -177,6 +217,7 @@ def init_authenticate(app: Flask) -> None:
 
 def init_authorize(app: Flask) -> None:
     app.before_request(_authorize)
+    app.after_request(_key_notice)
 
 
 def principal() -> Principal:
@@ -184,6 +225,11 @@ def principal() -> Principal:
     if who is None:  # a view marked public asked for an owner: a programming error
         raise Unauthorized("authentication required", error=None)
     return who
+
+
+def actor() -> str:
+    """Who is acting, for an audit trail: ``key:{prefix}``, ``jwt:{issuer}:{sub}``."""
+    return principal().client_id
 
 
 def current_owner() -> str:

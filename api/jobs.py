@@ -31,7 +31,7 @@ blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Collection
 
 _JOB_ID = re.compile(r"^j_[0-9A-HJKMNP-TV-Z]{26}$")
 MAX_IDEMPOTENCY_KEY = 256
-# On a job answered instead of a new one (`max_age`): `succeeded` or `in-flight`.
+# On a job answered instead of a new one (in flight, or `max_age`): `succeeded` or `in-flight`.
 REUSED_HEADER = "Collectq-Reused"
 _ARTIFACT = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 

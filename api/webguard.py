@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from flask_cors import CORS
 
+from api.identity import NOTICE_HEADERS
 from api.ratelimit import EXPOSED_HEADERS
 from app.runtime import runtime
 
@@ -21,7 +22,13 @@ def init_webguard(app: Flask) -> None:
             origins=list(settings.cors_origins),
             methods=list(settings.cors_methods),
             allow_headers=list(settings.cors_headers),
-            expose_headers=["Location", "Retry-After", "X-Request-ID", *EXPOSED_HEADERS],
+            expose_headers=[
+                "Location",
+                "Retry-After",
+                "X-Request-ID",
+                *EXPOSED_HEADERS,
+                *NOTICE_HEADERS,
+            ],
             supports_credentials=settings.cors_credentials,
             max_age=settings.cors_max_age,
             vary_header=True,

@@ -19,12 +19,15 @@ become one change record with a compact diff. Rules:
 
 Layout (under the prefix ``p``; names in `app.rediskeys`)::
 
-    p chfp:{schedule}   hash    collector → {job_id, at, kind, parts, digest}
+    p chfp:{schedule}   hash    collector → {job_id, at, kind, parts, digest, schema_version}
     p chg:{schedule}    stream  one entry per change, field ``c`` = the change's JSON;
                                 at most CHANGE_HISTORY_MAX entries, none older than
                                 CHANGE_HISTORY_MAX_AGE (trimmed at each change, skipped
                                 when read); the key expires that long after the last one
     p chgdone:{job}     string  the change the job recorded ("" for none); JOB_TTL
+
+Each stored JSON carries ``schema_version`` (`app.migrations.versions`); the change
+webhook and the API get the change without it.
 """
 
 from __future__ import annotations
@@ -37,21 +40,20 @@ from typing import Any, cast
 
 from redis import Redis, WatchError
 
-from app.errors import NotFound, ValidationFailed
+from app.errors import NotFound
 from app.jobs.context import JobContext
 from app.jobs.envelope import utcnow
 from app.jobs.ids import new_id
 from app.metrics import SCHEDULE_CHANGES
+from app.migrations import versions
 from app.rediskeys import RedisKeys
 from app.schedules.service import load_schedule
+from app.streampage import newest_first, stream_floor
 from collectors import fingerprint as fp
 from collectors.base import Collector
-from schemas import full_match
-from schemas.changes import CHANGE_CURSOR_PATTERN
-
-_ID_PART_MAX = 2**64  # a stream id is two unsigned 64-bit integers
 
 __all__ = [
+    "CHANGE_FIELD",
     "Change",
     "ChangeLog",
     "change_log",
@@ -63,6 +65,7 @@ __all__ = [
 log = logging.getLogger("collectq.changes")
 
 _MAX_TRIES = 20  # optimistic transactions of one schedule's runs finishing together
+CHANGE_FIELD = "c"  # the field of a change-history stream entry that holds the change
 SUCCEEDED = "succeeded"
 
 Compare = Callable[[str, fp.Fingerprint, fp.Fingerprint], list[str]]
@@ -109,11 +112,6 @@ def _stale(job_id: str, recorded: str) -> bool:
     millisecond; within one millisecond the order is unknown, so finishing order counts.
     """
     return job_id == recorded or recorded[-26:-16] > job_id[-26:-16]
-
-
-def _stream_floor(at: float) -> str:
-    """The smallest stream id written at or after `at` (seconds)."""
-    return f"{max(0, int(at * 1000))}-0"
 
 
 class ChangeLog:
@@ -179,7 +177,8 @@ class ChangeLog:
             old = json.loads(raw) if raw else None
             if old is not None and _stale(job_id, old["job_id"]):
                 continue  # a later run already recorded this collector
-            updates[collector] = _json({"job_id": job_id, "at": at, **new.to_dict()})
+            stored_fp = {"job_id": job_id, "at": at, **new.to_dict()}
+            updates[collector] = _json(versions.stamped(stored_fp, versions.FINGERPRINT))
             if old is None or old["kind"] != new.kind:
                 continue  # a baseline
             before = fp.Fingerprint.from_dict(old)
@@ -207,12 +206,11 @@ class ChangeLog:
         if updates:
             pipe.hset(fp_key, mapping=dict(updates))
         pipe.expire(fp_key, self.max_age)
-        pipe.set(done_key, _json(change.to_dict()) if change else "", ex=self.done_ttl)
+        stored = _json(versions.stamped(change.to_dict(), versions.CHANGE)) if change else ""
+        pipe.set(done_key, stored, ex=self.done_ttl)
         if change is not None:
             history = self.keys.changes(schedule_id)
-            pipe.xadd(
-                history, {"c": _json(change.to_dict())}, maxlen=self.max_count, approximate=False
-            )
+            pipe.xadd(history, {CHANGE_FIELD: stored}, maxlen=self.max_count, approximate=False)
             pipe.expire(history, self.max_age)
 
     def _now(self) -> float:
@@ -222,7 +220,7 @@ class ChangeLog:
 
     def _trim(self, schedule_id: str) -> None:
         """Entries older than `max_age` go (MAXLEN bounded the count in the same step)."""
-        floor = _stream_floor(self._now() - self.max_age)
+        floor = stream_floor(self._now() - self.max_age)
         self.redis.xtrim(self.keys.changes(schedule_id), minid=floor, approximate=False)
 
     def list(
@@ -234,24 +232,15 @@ class ChangeLog:
         now: float | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Changes newest first, at most `limit`, after `cursor`; and the next cursor."""
-        if cursor is not None and not full_match(CHANGE_CURSOR_PATTERN, cursor):
-            raise ValidationFailed({"cursor": ["not a cursor of this list"]})
-        top = "+"
-        if cursor is not None:
-            ms, seq = (int(part) for part in cursor.split("-"))
-            if ms == seq == 0:
-                return [], None  # nothing is older than the first id ("(0-0" is an error)
-            if ms >= _ID_PART_MAX:  # beyond every stream id: from the newest
-                ms, seq = _ID_PART_MAX - 1, _ID_PART_MAX - 1
-            top = f"({ms}-{min(seq, _ID_PART_MAX - 1)}"
-        floor = _stream_floor((self._now() if now is None else now) - self.max_age)
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            self.redis.xrevrange(self.keys.changes(schedule_id), top, floor, count=limit + 1),
+        floor = stream_floor((self._now() if now is None else now) - self.max_age)
+        return newest_first(
+            self.redis,
+            self.keys.changes(schedule_id),
+            CHANGE_FIELD,
+            limit=limit,
+            cursor=cursor,
+            floor=floor,
         )
-        items = [json.loads(fields[b"c"]) for _, fields in entries[:limit]]
-        more = len(entries) > limit
-        return items, (entries[limit - 1][0].decode() if more else None)
 
     def forget(self, schedule_id: str) -> None:
         """A deleted schedule's fingerprints and history go with it."""

@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.celery_app import celery_init_app
 from app.errortracking import init_error_tracking
+from app.jobs.broker import confirming_publisher
 from app.logs import configure_logging
 from app.runtime import EXTENSION, build_runtime
 from app.settings import UP_TOKEN_VAR, Settings, load_settings
@@ -49,8 +50,12 @@ def create_app(settings: Settings | None = None, *, api_tracing: bool = True) ->
             "loopback only (%s)",
             settings.api_host,
         )
-    app.extensions[EXTENSION] = build_runtime(settings)
-    celery_init_app(app)
+    app.extensions[EXTENSION] = rt = build_runtime(settings)
+    celery = celery_init_app(app)
+    with celery.connection_for_write() as conn:  # not connected: the transport's kind only
+        amqp = conn.transport.driver_type == "amqp"
+    if amqp:  # RabbitMQ: confirms awaited together (a Redis broker has no publisher confirms)
+        rt.publisher = confirming_publisher(celery, settings.publish_timeout)
 
     from api import init_api  # api → app, never the other way at import time
 

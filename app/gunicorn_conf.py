@@ -5,10 +5,17 @@ The master serves the API's metrics on ``COLLECTQ_METRICS_HOST:COLLECTQ_METRICS_
 wrote to the multiprocess directory, plus the deployment's gauges read at scrape time.
 A worker that exits (or is killed) is marked dead, so its live-gauge files go; its
 counters stay in the sums (`app.metrics_serve`).
+
+The master also watches the ``COLLECTQ_*_FILE`` secrets (`app.secretfiles`): a changed file
+makes it send itself SIGHUP, gunicorn's graceful reload (new workers, which load the settings
+afresh; the old ones finish their requests). Every SIGHUP, by hand too, is checked first: a
+configuration that no longer loads is refused, and the running workers stay.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 from app.metrics_serve import mark_dead, process_registry, remove_multiproc_dir, serve_metrics
@@ -19,14 +26,35 @@ logger_class = "app.gunicornlog.GunicornLogger"  # the logging of every process 
 
 
 def when_ready(server: Any) -> None:
-    """The master is up (workers not forked yet): start the metrics listener."""
+    """The master is up (workers not forked yet): start the metrics listener and the
+    secret-file watcher, and check each SIGHUP before gunicorn reloads."""
     from app.metrics_scrape import ScrapeCollector  # the master's only heavy import
+    from app.secretfiles import SecretWatcher
     from app.settings import load_settings
 
+    watcher = SecretWatcher()  # before the settings: the contents they are loaded from
     settings = load_settings()
+    scrape: ScrapeCollector | None = None
     if settings.metrics_port:
-        registry = process_registry(ScrapeCollector(settings))
-        serve_metrics(settings.metrics_host, settings.metrics_port, registry, "API")
+        scrape = ScrapeCollector(settings)
+        serve_metrics(settings.metrics_host, settings.metrics_port, process_registry(scrape), "API")
+    server.handle_hup = _checked_hup(server.handle_hup, watcher, scrape)
+    watcher.start(settings.secret_watch_interval, lambda _: os.kill(os.getpid(), signal.SIGHUP))
+
+
+def _checked_hup(reload: Any, watcher: Any, scrape: Any) -> Any:
+    """gunicorn's SIGHUP handler, run only when the settings load (`approve_reload`)."""
+    from app.secretfiles import approve_reload
+
+    def handle_hup() -> None:
+        settings = approve_reload(watcher, "API")
+        if settings is None:
+            return
+        if scrape is not None:  # the listener itself stays on its address
+            scrape.reconfigure(settings)
+        reload()
+
+    return handle_hup
 
 
 def post_worker_init(worker: Any) -> None:

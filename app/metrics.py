@@ -73,6 +73,12 @@ COLLECTOR_ATTEMPTS = Counter(
 COLLECTOR_RETRIES = Counter(
     "collectq_collector_retries", "retries scheduled after a retryable error", ["collector"]
 )
+BREAKER_TRANSITIONS = Counter(
+    "collectq_breaker_transitions",
+    "circuit breakers changing state, by collector and the state entered (open, half_open, "
+    "closed); counted by the worker whose call moved it",
+    ["collector", "state"],
+)
 COLLECTOR_DURATION = Histogram(
     "collectq_collector_duration_seconds",
     "collector run time by outcome (succeeded, failed, retrying)",
@@ -129,6 +135,10 @@ WEBHOOK_DURATION = Histogram(
 def observe_webhook_attempt(event: str, seconds: float) -> None:
     WEBHOOK_ATTEMPTS.labels(event).inc()
     WEBHOOK_DURATION.observe(seconds)
+
+
+def count_breaker_transition(collector: str, state: str) -> None:
+    BREAKER_TRANSITIONS.labels(collector, state).inc()
 
 
 def count_webhook_delivery(event: str, outcome: str) -> None:

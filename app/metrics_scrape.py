@@ -23,18 +23,19 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 import celeryconfig
-from app.jobs.breaker import Breakers
+from app.auth.apikeys import ApiKey, KeyNotice, KeyStore
+from app.jobs.breaker import Breakers, breaker_collector
 from app.jobs.broker import PUBLISH_ERRORS, queue_depths
 from app.jobs.health import broker_ok
 from app.jobs.names import MAINTENANCE_QUEUE, collector_queue
 from app.metrics_presence import online_per_queue
 from app.redisclient import redis_client
 from app.rediskeys import RedisKeys
-from app.runtime import load_collectors
+from app.runtime import breakers_of, load_collectors
 from app.schedules.store import ScheduleStore
 from app.settings import Settings
 
-__all__ = ["BREAKER_BUCKETS", "ScrapeCollector", "breaker_bucket", "breaker_kind"]
+__all__ = ["BREAKER_BUCKETS", "ScrapeCollector", "breaker_bucket"]
 
 log = logging.getLogger("collectq.metrics")
 
@@ -49,13 +50,6 @@ def breaker_bucket(origin: str) -> str:
     """The bucket label of a breaker's origin: sha256 mod 16, as "00".."15"."""
     digest = hashlib.sha256(origin.encode()).digest()
     return f"{int.from_bytes(digest, 'big') % BREAKER_BUCKETS:02d}"
-
-
-def breaker_kind(origin: str) -> str:
-    """The collector label of a breaker: `tls`, `dns`, or `http` for URL origins (which
-    the http and screenshot collectors share, `app.jobs.breaker.breaker_key`)."""
-    scheme = origin.partition("://")[0]
-    return scheme if scheme in ("tls", "dns") else "http"
 
 
 class ScrapeCollector(Collector):
@@ -73,15 +67,20 @@ class ScrapeCollector(Collector):
             names = load_collectors(s).available_names()
             celery = Celery("collectq-metrics", set_as_current=False)
             celery.config_from_object(celeryconfig.build(s, names))
-            breakers = Breakers(
-                s.redis_url,
-                s.redis_prefix,
-                fail_max=s.breaker_fail_max,
-                reset_timeout=s.breaker_reset_timeout,
-            )
+            breakers = breakers_of(s)
             queues = [collector_queue(n) for n in names] + [MAINTENANCE_QUEUE]
             self._sources = (redis_client(s.redis_url, read_timeout=2.0), breakers, celery, queues)
         return self._sources
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Scrape with `settings` from now on (a reload: a rotated Redis or broker
+        password); the clients built from the old ones are closed, new ones made lazily."""
+        sources, self._sources, self.settings = self._sources, None, settings
+        if sources is not None:
+            redis, breakers, celery, _ = sources
+            redis.close()
+            breakers.redis.close()
+            celery.close()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         redis, breakers, celery, queues = self._wired()
@@ -139,6 +138,9 @@ class ScrapeCollector(Collector):
             states = breakers.states(limit=BREAKER_STATES_MAX)
             tick = redis.get(keys.beat_last_tick)
             schedules = ScheduleStore(redis, keys).counts()
+            flagged = KeyStore(redis, self.settings.redis_prefix).flagged(
+                time.time(), self.settings.key_expiry_warning
+            )
         except RedisError as exc:
             log.warning("redis gauges not read: %s", exc)
             return
@@ -156,12 +158,29 @@ class ScrapeCollector(Collector):
         family.add_metric(["active"], max(0, total - paused))
         family.add_metric(["paused"], paused)
         yield family
+        yield self._flagged_keys(flagged)
         if tick is not None:
             yield GaugeMetricFamily(
                 "collectq_beat_last_tick_timestamp_seconds",
                 "unix time of the last maintenance.reap run (beat's last tick)",
                 value=float(tick),
             )
+
+    @staticmethod
+    def _flagged_keys(flagged: list[tuple[ApiKey, KeyNotice]]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "collectq_api_keys_flagged",
+            "API keys to replace soon: within KEY_EXPIRY_WARNING of expiry (expiring) or "
+            "past their rotation period (rotation_due); keys already rotated not counted",
+            labels=["reason"],
+        )
+        counts = dict.fromkeys(("expiring", "rotation_due"), 0)
+        for key, notice in flagged:
+            if key.rotated_to is None:
+                counts[notice.reason] += 1
+        for reason, n in counts.items():
+            family.add_metric([reason], n)
+        return family
 
     def _breakers(self, states: dict[str, dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
         now = time.time()
@@ -170,12 +189,13 @@ class ScrapeCollector(Collector):
         for origin, info in states.items():
             if info.get("state", "closed") == "closed":
                 continue  # open or half-open: not taking ordinary calls
-            kind = breaker_kind(origin)
+            kind = breaker_collector(origin)
             key = (kind, breaker_bucket(origin))
             counts[key] = counts.get(key, 0) + 1
             half_open_at = info.get("half_open_at")
             if half_open_at:
-                opened = _epoch(half_open_at) - self.settings.breaker_reset_timeout
+                reset = self.settings.policy_for(kind).breaker_reset_timeout
+                opened = _epoch(half_open_at) - reset
                 longest[kind] = max(longest.get(kind, 0.0), now - opened)
         opened_family = GaugeMetricFamily(
             "collectq_breakers_open",
@@ -190,7 +210,7 @@ class ScrapeCollector(Collector):
             "how long the longest currently open breaker has been open",
             labels=["collector"],
         )
-        for kind in ("http", "tls", "dns"):
+        for kind in ("http", "screenshot", "tls", "dns"):
             longest_family.add_metric([kind], max(0.0, longest.get(kind, 0.0)))
         yield longest_family
 

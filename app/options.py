@@ -23,11 +23,15 @@ from marshmallow.validate import OneOf, Range
 
 __all__ = [
     "HARDENED",
+    "POLICY_DEFAULTS",
+    "POLICY_GLOBALS",
+    "POLICY_REASONS",
     "POOL_DEFAULTS",
     "POOL_TYPES",
     "PREFIX",
     "PROFILES",
     "Option",
+    "CollectorPolicy",
     "Options",
     "PoolSettings",
     "Setting",
@@ -133,6 +137,57 @@ POOL_DEFAULTS: Mapping[str, PoolSettings] = MappingProxyType(
 )
 
 
+@dataclass(frozen=True)
+class CollectorPolicy:
+    """How one collector's calls are retried and guarded (``COLLECTQ_POLICY_<NAME>``).
+
+    A job may narrow `retries` (``options.<collector>.retries``), never raise it."""
+
+    retries: int  # retries of a transient failure (the first try not counted)
+    backoff_base: float  # first retry delay, seconds (exponential, full jitter)
+    backoff_max: float  # longest retry delay, seconds; Retry-After honoured up to it
+    breaker_fail_max: int  # consecutive transient failures that open an origin's breaker
+    breaker_reset_timeout: float  # seconds open before one probe call may pass
+    host_concurrency: int  # calls in flight per target host across all workers; 0: no cap
+
+
+# Each field's global setting: its value for plugin collectors, and, when set explicitly,
+# for every collector (a POLICY_<NAME> key still wins for its collector).
+POLICY_GLOBALS: Mapping[str, str] = MappingProxyType(
+    {
+        "retries": "max_retries",
+        "backoff_base": "retry_backoff_base",
+        "backoff_max": "retry_backoff_max",
+        "breaker_fail_max": "breaker_fail_max",
+        "breaker_reset_timeout": "breaker_reset_timeout",
+        "host_concurrency": "host_concurrency",
+    }
+)
+
+# The built-in collectors' policies and why (README "Collector policies" prints both).
+POLICY_DEFAULTS: Mapping[str, CollectorPolicy] = MappingProxyType(
+    {
+        "http": CollectorPolicy(3, 1.0, 60.0, 5, 30.0, 0),
+        "dns": CollectorPolicy(5, 0.2, 5.0, 10, 15.0, 0),
+        "tls": CollectorPolicy(3, 1.0, 30.0, 5, 30.0, 4),
+        "screenshot": CollectorPolicy(1, 5.0, 60.0, 3, 60.0, 2),
+    }
+)
+POLICY_REASONS: Mapping[str, str] = MappingProxyType(
+    {
+        "http": "the global defaults: a refused connection or a 503 often clears within a "
+        "minute; no per-host cap, so a fan-out to one server is as wide as the pool",
+        "dns": "a lookup is cheap and resolvers drop UDP now and then: more retries, sooner "
+        "(0.2 s, at most 5 s); a name's breaker opens after 10 failures and tries again soon",
+        "tls": "a handshake costs the server CPU: at most 4 at once per host, so forty jobs to "
+        "one host do not look like an attack; otherwise as http",
+        "screenshot": "a page costs a browser (~100 MB, seconds of CPU), and one that timed out "
+        "rarely loads on the next try: one retry, later (5 s); 2 pages per host at once; its "
+        "breaker opens after 3 failures for a minute",
+    }
+)
+
+
 def _schemes(*schemes: str) -> Check:
     def check(url: str) -> None:
         if urlsplit(url).scheme not in schemes:
@@ -175,16 +230,9 @@ _NOT_IN_PROD = {"staging": None, "prod": None}
 _CORS_HEADERS = ("Authorization", "X-API-Key", "Content-Type", "Idempotency-Key", "X-Request-ID")
 
 
-def _pools_option() -> Any:
-    """`POOL_<NAME>`: a family of variables, one per collector, read by the loader."""
-    opt = Option(
-        "one collector's worker: `pool=…,concurrency=…,prefetch=…,soft_time_limit=…,"
-        "hard_time_limit=…` (any subset)",
-        MappingProxyType({}),
-        kind="pools",
-        var="POOL_<NAME>",
-        doc_default="see below",
-    )
+def _family_option(kind: str, var: str, help: str) -> Any:
+    """A family of variables, one per collector (`POOL_<NAME>`), read by the loader."""
+    opt = Option(help, MappingProxyType({}), kind=kind, var=var, doc_default="see below")
     return field(default_factory=lambda: MappingProxyType({}), metadata={"option": opt})
 
 
@@ -419,6 +467,12 @@ class Options:
         "a call waits up to half its soft time limit for a slot, then is retried (`host_busy`)",
         min=0,
     )
+    policies: Mapping[str, CollectorPolicy] = _family_option(
+        "policies",
+        "POLICY_<NAME>",
+        "one collector's retries and guards: `retries=…,backoff_base=…,backoff_max=…,"
+        "breaker_fail_max=…,breaker_reset_timeout=…,host_concurrency=…` (any subset)",
+    )
     soft_shutdown_timeout: float = option(
         30.0,
         "on a cold shutdown (SIGQUIT) a worker gives running tasks this long, then puts their "
@@ -447,7 +501,12 @@ class Options:
         choices=POOL_TYPES,
     )
     worker_concurrency: int = option(16, "concurrency of such a worker", min=1)
-    pools: Mapping[str, PoolSettings] = _pools_option()
+    pools: Mapping[str, PoolSettings] = _family_option(
+        "pools",
+        "POOL_<NAME>",
+        "one collector's worker: `pool=…,concurrency=…,prefetch=…,soft_time_limit=…,"
+        "hard_time_limit=…` (any subset)",
+    )
     chromium_path: str = option("/usr/bin/chromium", "the browser of the screenshot collector")
     chromium_no_sandbox: bool = option(
         False,
@@ -480,6 +539,35 @@ class Options:
     )
     key_last_used_interval: int = option(
         60, "a key's `last_used_at` is written at most this often, seconds", min=0
+    )
+    key_cache_ttl: float = option(
+        2.0,
+        "seconds an API process reuses a verified key's record without reading Redis; a "
+        "revocation, expiry change or rotation made in another process takes effect there "
+        "within this time (at once in the process that made it); 0: read on every request",
+        min=0,
+        max=60,
+    )
+    key_rotation_period: int = option(
+        0,
+        "seconds after which a new key is due for rotation (its `rotation_period`; a key "
+        "created with one of its own keeps it); 0: keys have none unless given",
+        min=0,
+        max=10 * 365 * 86400,
+    )
+    key_expiry_warning: int = option(
+        14 * 86400,
+        "seconds before a key's expiry from which it is flagged (Deprecation/Sunset headers, "
+        "the owner's `key.expiring` webhook, `collectq_api_keys_flagged`)",
+        min=0,
+        max=365 * 86400,
+    )
+    key_check_interval: int = option(
+        3600,
+        "seconds between two passes that send `key.expiring` webhooks (run by the "
+        "maintenance tick)",
+        min=60,
+        max=7 * 86400,
     )
     jwt_keys: str | None = option(
         None, "JSON key set (see Authentication); enables JWT", secret=True
@@ -542,6 +630,13 @@ class Options:
         None, "Flask secret key; at least 16 chars, not a default", secret=True, required=HARDENED
     )
     sentry_dsn: str | None = option(None, "Sentry DSN; never printed", secret=True)
+    secret_watch_interval: float = option(
+        10.0,
+        "seconds between checks of the `*_FILE` secrets; a change reloads the API, workers "
+        "and Flower without a restart (`0` = off; SIGHUP still reloads)",
+        min=0,
+        max=3600,
+    )
     flower_basic_auth: str | None = option(
         None, "`user:password[,user:password]`; required for Flower in staging/prod", secret=True
     )

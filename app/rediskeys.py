@@ -83,6 +83,10 @@ class RedisKeys:
         """An owner's signing secret(s): current, previous and until when it still signs."""
         return f"{self.prefix}whsec:{owner}"
 
+    def webhook_endpoint(self, owner: str) -> str:
+        """An owner's account-level webhook (`key.expiring`): url, events."""
+        return f"{self.prefix}whep:{owner}"
+
     def deliveries(self, job_id: str) -> str:
         """A job's webhook deliveries: delivery id → JSON record with its attempts."""
         return f"{self.prefix}dlv:{job_id}"
@@ -179,8 +183,9 @@ class RedisKeys:
     def breaker_hosts(self) -> str:
         return f"{self.prefix}cb:hosts"
 
-    def host_slots(self, host: str) -> str:
-        return f"{self.prefix}hc:{host}"
+    def host_slots(self, collector: str, host: str) -> str:
+        """Held slots of one collector's calls to one host (its policy's host cap)."""
+        return f"{self.prefix}hc:{collector}:{host}"
 
     # change detection (app.changes) -----------------------------------------
     def change_fingerprints(self, schedule_id: str) -> str:
@@ -225,6 +230,19 @@ class RedisKeys:
     @property
     def api_keys(self) -> str:
         return f"{self.prefix}keys"
+
+    def api_key_events(self, key_prefix: str) -> str:
+        """A key's audit trail (a stream, capped): created, rotated, revoked, new network."""
+        return f"{self.prefix}keyev:{key_prefix}"
+
+    def api_key_networks(self, key_prefix: str) -> str:
+        """The client networks a key has been used from (a set of CIDR strings)."""
+        return f"{self.prefix}keynet:{key_prefix}"
+
+    @property
+    def key_check_lock(self) -> str:
+        """Held while a pass sends `key.expiring` webhooks (and until the next is due)."""
+        return f"{self.prefix}lock:keycheck"
 
     @property
     def rate_limits(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from app import metrics
 from app.auth.apikeys import KeyStore
 from app.auth.jwtauth import JwtVerifier
 from app.auth.principal import Authenticator
@@ -26,7 +27,15 @@ from app.settings import Settings
 from collectors.base import NetworkPolicy
 from collectors.registry import Registry, load_registry
 
-__all__ = ["EXTENSION", "Runtime", "build_runtime", "load_collectors", "network_policy", "runtime"]
+__all__ = [
+    "EXTENSION",
+    "Runtime",
+    "breakers_of",
+    "build_runtime",
+    "load_collectors",
+    "network_policy",
+    "runtime",
+]
 
 EXTENSION = "collectq"
 
@@ -61,13 +70,13 @@ def network_policy(settings: Settings) -> NetworkPolicy:
 def build_runtime(settings: Settings) -> Runtime:
     """Create clients and load collectors. Connections open lazily, on first use."""
     redis = redis_client(settings.redis_url, read_timeout=max(10, settings.max_wait + 5))
-    breakers = Breakers(
-        settings.redis_url,
+    breakers = breakers_of(settings)
+    keys = KeyStore(
+        redis,
         settings.redis_prefix,
-        fail_max=settings.breaker_fail_max,
-        reset_timeout=settings.breaker_reset_timeout,
+        settings.key_last_used_interval,
+        cache_ttl=settings.key_cache_ttl,
     )
-    keys = KeyStore(redis, settings.redis_prefix, settings.key_last_used_interval)
     registry = load_collectors(settings)
     return Runtime(
         settings=settings,
@@ -78,12 +87,27 @@ def build_runtime(settings: Settings) -> Runtime:
         registry=registry,
         policy=network_policy(settings),
         breakers=breakers,
-        host_slots=HostSlots(
-            lambda: breakers.redis, settings.redis_prefix, settings.host_concurrency
-        ),
+        host_slots=HostSlots(lambda: breakers.redis, settings.redis_prefix),
         keys=keys,
-        auth=Authenticator(keys, _jwt_verifier(settings)),
+        auth=Authenticator(keys, _jwt_verifier(settings), settings.key_expiry_warning),
         observer=MetricsObserver(registry.names()),
+    )
+
+
+def breakers_of(settings: Settings) -> Breakers:
+    """The circuit breakers, each with its collector's thresholds (`Settings.policy_for`)."""
+
+    def limits(collector: str) -> tuple[int, float]:
+        policy = settings.policy_for(collector)
+        return policy.breaker_fail_max, policy.breaker_reset_timeout
+
+    return Breakers(
+        settings.redis_url,
+        settings.redis_prefix,
+        fail_max=settings.breaker_fail_max,
+        reset_timeout=settings.breaker_reset_timeout,
+        limits=limits,
+        on_transition=metrics.count_breaker_transition,
     )
 
 

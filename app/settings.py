@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -21,10 +21,13 @@ from marshmallow.validate import OneOf
 
 from app.options import (
     HARDENED,
+    POLICY_DEFAULTS,
+    POLICY_GLOBALS,
     POOL_DEFAULTS,
     POOL_TYPES,
     PREFIX,
     PROFILES,
+    CollectorPolicy,
     Options,
     PoolSettings,
     Setting,
@@ -57,6 +60,8 @@ __all__ = [
 ]
 
 _POOL_PREFIX = f"{PREFIX}POOL_"
+_POLICY_PREFIX = f"{PREFIX}POLICY_"
+FAMILIES = ("pools", "policies")  # settings that are a family of variables, one per collector
 _FILE = "_FILE"
 _UNSET: Any = object()  # what a reader returns for a variable that is not set
 
@@ -92,6 +97,13 @@ class Settings(Options):
             return self.pools[collector]
         return _pool_default(collector, vars(self))
 
+    def policy_for(self, collector: str) -> CollectorPolicy:
+        """The retries and guards of `collector` (`POLICY_<NAME>`, explicit globals, the
+        built-in default, the globals: in that order). Plugins get the globals."""
+        if collector in self.policies:
+            return self.policies[collector]
+        return _policy_default(collector, vars(self), explicit=frozenset())
+
     def redacted(self) -> dict[str, Any]:
         """The effective configuration with secrets and URL passwords hidden."""
         out: dict[str, Any] = {}
@@ -106,6 +118,9 @@ class Settings(Options):
             elif s.kind == "pools":
                 names = sorted({*POOL_DEFAULTS, *value})
                 value = {n: dataclasses.asdict(self.pool_for(n)) for n in names}
+            elif s.kind == "policies":
+                names = sorted({*POLICY_DEFAULTS, *value})
+                value = {n: dataclasses.asdict(self.policy_for(n)) for n in names}
             out[f"{PREFIX}{s.name.upper()}"] = value
         return out
 
@@ -118,6 +133,19 @@ def _pool_default(collector: str, values: Mapping[str, Any]) -> PoolSettings:
         values["soft_time_limit"],
         values["hard_time_limit"],
     )
+
+
+def _policy_default(
+    collector: str, values: Mapping[str, Any], explicit: frozenset[str]
+) -> CollectorPolicy:
+    """A built-in collector's policy with the explicitly set globals in; else the globals."""
+    from_globals = {f: values[g] for f, g in POLICY_GLOBALS.items()}
+    built_in = POLICY_DEFAULTS.get(collector)
+    if built_in is None:
+        return CollectorPolicy(**from_globals)
+    policy = dataclasses.replace(built_in, **{f: from_globals[f] for f in explicit})
+    # an explicit RETRY_BACKOFF_MAX below a built-in base: the base comes down to it
+    return dataclasses.replace(policy, backoff_base=min(policy.backoff_base, policy.backoff_max))
 
 
 def _setting(name: str) -> Setting:
@@ -186,10 +214,10 @@ def _values(
     `fallbacks` (the run file of `collectq up`) are ignored in staging/prod.
     """
     env = _new_env()
-    raw = {s.name: _read(env, s, errors) for s in settings if s.kind != "pools"}
+    raw = {s.name: _read(env, s, errors) for s in settings if s.kind not in FAMILIES}
     _seal(env, errors)
     for name, value in overrides.items():
-        if name not in raw and name != "pools":
+        if name not in raw and name not in FAMILIES:
             raise TypeError(f"load_settings: no setting named {name!r}")
         errors.pop(_setting(name).var, None)
         raw[name] = value
@@ -201,7 +229,7 @@ def _values(
     values: dict[str, Any] = {}
     failed: set[str] = set()
     for s in settings:
-        if s.kind == "pools":
+        if s.kind in FAMILIES:
             continue
         value = raw[s.name]
         if value is _UNSET:
@@ -262,6 +290,13 @@ def load_settings(**overrides: Any) -> Settings:
         values["pools"] = overrides["pools"]
     else:
         values["pools"] = MappingProxyType(_read_pools(values, errors))
+    if "policies" in overrides:
+        values["policies"] = overrides["policies"]
+    else:
+        explicit = frozenset(
+            f for f, g in POLICY_GLOBALS.items() if g in overrides or configured(g)
+        )
+        values["policies"] = MappingProxyType(_read_policies(values, explicit, errors))
     _check(values, failed, errors)
     if errors:
         raise ConfigError(dict(errors))
@@ -286,29 +321,71 @@ def _read_pools(values: Mapping[str, Any], errors: _Errors) -> dict[str, PoolSet
 
     Keys left out keep the collector's default; every bad key or value is reported by variable.
     """
-    keys = {k.removesuffix(_FILE) for k in os.environ if k.startswith(_POOL_PREFIX)}
-    env = _new_env()
     pools: dict[str, PoolSettings] = {}
-    for var in sorted(keys - {_POOL_PREFIX}):
+    for var, name, merged, problems in _family(
+        _POOL_PREFIX, lambda n: _pool_default(n, values), errors, 1
+    ):
+        if merged["hard_time_limit"] <= merged["soft_time_limit"]:
+            problems.append("hard_time_limit must be greater than soft_time_limit")
+        if not problems:
+            pools[name] = PoolSettings(**merged)
+        _report(var, problems, errors)
+    return pools
+
+
+def _read_policies(
+    values: Mapping[str, Any], explicit: frozenset[str], errors: _Errors
+) -> dict[str, CollectorPolicy]:
+    """Every built-in collector's policy, and ``COLLECTQ_POLICY_<NAME>`` (or ``_FILE``):
+    ``retries=5,backoff_base=0.2,...`` over it (keys left out keep the default)."""
+
+    def base(name: str) -> CollectorPolicy:
+        return _policy_default(name, values, explicit)
+
+    policies = {name: base(name) for name in POLICY_DEFAULTS}
+    for var, name, merged, problems in _family(_POLICY_PREFIX, base, errors, 0):
+        if merged["backoff_max"] < merged["backoff_base"]:
+            problems.append("backoff_max must be at least backoff_base")
+        if merged["breaker_reset_timeout"] < 1:
+            problems.append("breaker_reset_timeout must be at least 1")
+        if merged["retries"] > MAX_POLICY_RETRIES:
+            problems.append(f"retries must be at most {MAX_POLICY_RETRIES}")
+        if not problems:
+            policies[name] = CollectorPolicy(**merged)
+        _report(var, problems, errors)
+    return policies
+
+
+MAX_POLICY_RETRIES = 20
+
+
+def _family(
+    var_prefix: str, base: Any, errors: _Errors, minimum: int
+) -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
+    """Each ``{var_prefix}<NAME>`` variable: its name, the collector, its base settings
+    with the variable's ``key=value`` items applied, and what was wrong with them."""
+    keys = {k.removesuffix(_FILE) for k in os.environ if k.startswith(var_prefix)}
+    env = _new_env()
+    for var in sorted(keys - {var_prefix}):
         try:
             spec = env.str(var.removeprefix(PREFIX), "")
         except ValueError as exc:
             errors.add(var, str(exc))
             continue
-        name = var.removeprefix(_POOL_PREFIX).lower()
-        merged: dict[str, Any] = dataclasses.asdict(_pool_default(name, values))
-        problems = [p for item in spec.split(",") if (p := _pool_item(item.strip(), merged))]
-        if merged["hard_time_limit"] <= merged["soft_time_limit"]:
-            problems.append("hard_time_limit must be greater than soft_time_limit")
-        for problem in problems:
-            errors.add(var, problem)
-        if not problems:
-            pools[name] = PoolSettings(**merged)
-    return pools
+        name = var.removeprefix(var_prefix).lower()
+        merged: dict[str, Any] = dataclasses.asdict(base(name))
+        problems = [p for item in spec.split(",") if (p := _item(item.strip(), merged, minimum))]
+        yield var, name, merged, problems
 
 
-def _pool_item(item: str, merged: dict[str, Any]) -> str | None:
-    """Apply one ``key=value`` to `merged`; what is wrong with it, if anything."""
+def _report(var: str, problems: list[str], errors: _Errors) -> None:
+    for problem in problems:
+        errors.add(var, problem)
+
+
+def _item(item: str, merged: dict[str, Any], minimum: int) -> str | None:
+    """Apply one ``key=value`` to `merged` (typed like the key's default); what is wrong
+    with it, if anything."""
     if not item:
         return None
     key, sep, raw = (p.strip() for p in item.partition("="))
@@ -317,8 +394,17 @@ def _pool_item(item: str, merged: dict[str, Any]) -> str | None:
     if key == "pool":
         merged[key] = raw
         return None if raw in POOL_TYPES else f"pool must be one of {', '.join(POOL_TYPES)}"
-    if not raw.isdigit() or int(raw) < 1:
-        return f"{key} must be a positive integer"
+    if isinstance(merged[key], float):
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not value >= 0 or value == float("inf"):
+            return f"{key} must be a number of seconds, at least 0"
+        merged[key] = value
+        return None
+    if not raw.isdigit() or int(raw) < minimum:
+        return f"{key} must be a positive integer" if minimum else f"{key} must be an integer ≥ 0"
     merged[key] = int(raw)
     return None
 

@@ -6,13 +6,25 @@ unit test fails when the README and the declarations differ.
 
 from __future__ import annotations
 
-from app.options import POOL_DEFAULTS, PREFIX, PROFILES, Setting, declared, env_text
+from app.options import (
+    POLICY_DEFAULTS,
+    POLICY_REASONS,
+    POOL_DEFAULTS,
+    PREFIX,
+    PROFILES,
+    Setting,
+    declared,
+    env_text,
+)
 
 __all__ = [
+    "POLICY_TABLE_END",
+    "POLICY_TABLE_START",
     "POOL_TABLE_END",
     "POOL_TABLE_START",
     "TABLE_END",
     "TABLE_START",
+    "policy_table_markdown",
     "pool_table_markdown",
     "settings_table_markdown",
     "with_settings_table",
@@ -22,6 +34,8 @@ TABLE_START = "<!-- settings-table:start -->"
 TABLE_END = "<!-- settings-table:end -->"
 POOL_TABLE_START = "<!-- pool-table:start -->"
 POOL_TABLE_END = "<!-- pool-table:end -->"
+POLICY_TABLE_START = "<!-- policy-table:start -->"
+POLICY_TABLE_END = "<!-- policy-table:end -->"
 
 
 def _doc_default(s: Setting) -> str:
@@ -69,6 +83,23 @@ def pool_table_markdown() -> str:
     return "\n".join(rows) + "\n"
 
 
+def policy_table_markdown() -> str:
+    """The README's table of the built-in collector policies (`POLICY_<NAME>`) and why."""
+    rows = [
+        "| collector | retries | backoff base / max (s) | breaker: failures, open (s) "
+        "| per-host cap | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, p in POLICY_DEFAULTS.items():
+        cap = p.host_concurrency or "none"
+        rows.append(
+            f"| `{name}` | {p.retries} | {p.backoff_base:g} / {p.backoff_max:g} "
+            f"| {p.breaker_fail_max}, {p.breaker_reset_timeout:g} | {cap} "
+            f"| {POLICY_REASONS[name]} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def _fill(text: str, start: str, end: str, table: str) -> str:
     head, found_start, rest = text.partition(start)
     _, found_end, tail = rest.partition(end)
@@ -80,4 +111,5 @@ def _fill(text: str, start: str, end: str, table: str) -> str:
 def with_settings_table(text: str) -> str:
     """`text` (the README) with the tables between their markers regenerated."""
     text = _fill(text, TABLE_START, TABLE_END, settings_table_markdown())
-    return _fill(text, POOL_TABLE_START, POOL_TABLE_END, pool_table_markdown())
+    text = _fill(text, POOL_TABLE_START, POOL_TABLE_END, pool_table_markdown())
+    return _fill(text, POLICY_TABLE_START, POLICY_TABLE_END, policy_table_markdown())

@@ -6,14 +6,17 @@ It only builds the app and exposes `celery_app`; per-process hooks live here.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
+from celery import bootsteps
 from celery.signals import (
     beat_init,
     setup_logging,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_ready,
 )
 
 from app import create_app
@@ -22,10 +25,34 @@ from app.jobs.names import collector_queue
 from app.metrics_worker import connect_worker_metrics
 from app.tasklog import connect_task_logging
 from app.tracing import BEAT_SERVICE, init_tracing, init_worker_tracing, shutdown_tracing
+from app.worker_reload import install_restart
 from collectors.base import CollectorError
 
 flask_app = create_app(api_tracing=False)  # tracing starts at the signals below
 celery_app = flask_app.extensions["celery"]
+
+
+class _EventsFlushedByTheLoop(bootsteps.StartStopStep):
+    """Task events are published by the consumer's event loop only, never by a pool thread.
+
+    With the threads pool, a pool thread that fills the events buffer (24 events) flushes
+    it itself: a confirmed publish on the events connection, which the event loop also
+    reads (for AMQP heartbeats). When the loop reads the confirm first, the thread waits
+    for it forever while holding the dispatcher's lock, and every thread, the loop
+    included, then blocks on that lock: the worker stops (seen in `python -m benchmarks
+    fanout` from C=50). With no limit, threads only buffer; the loop flushes soon after
+    each event (`Consumer.on_send_event_buffered`), on the connection it reads itself.
+    Runs after the Events step at every (re)start of the consumer.
+    """
+
+    requires = ("celery.worker.consumer.events:Events",)
+
+    def start(self, c: Any) -> None:
+        if c.event_dispatcher is not None:
+            c.event_dispatcher.buffer_limit = sys.maxsize
+
+
+celery_app.steps["consumer"].add(_EventsFlushedByTheLoop)
 connect_worker_metrics(celery_app, flask_app.extensions["collectq"])
 connect_task_logging()
 
@@ -78,6 +105,13 @@ def _observe_pool_process(**_: object) -> None:
 @worker_process_shutdown.connect
 def _flush_traces(**_: object) -> None:
     shutdown_tracing()
+
+
+@worker_ready.connect
+def _restart_on_hup(**_: object) -> None:
+    """SIGHUP, or a changed secret file, restarts this worker warmly in place
+    (`app.worker_reload`); installed after Celery's own handlers, which it replaces."""
+    install_restart(flask_app.extensions["collectq"].settings.secret_watch_interval)
 
 
 @beat_init.connect

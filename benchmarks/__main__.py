@@ -6,6 +6,7 @@ RabbitMQ vhost and Redis key prefix / DB and removes them afterwards.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -16,12 +17,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from benchmarks import latency
+from benchmarks.latency import latency_row
 from benchmarks.load import Tally, request, run_threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,9 +46,22 @@ SUBMIT_SECONDS = 5.0
 E2E_JOBS = 400
 E2E_SECONDS = 60.0
 WORKER_CONCURRENCY = "8"
+# how often the peer's client polls a job it submitted (it has no long-poll)
+PEER_POLL_INTERVAL = 0.01
 JOB = {"target": "example.org", "collectors": ["noop"]}
+_TARGETS = itertools.count()
+
+
+def job() -> dict[str, Any]:
+    """A submit's body: a target of its own, so no two are the same work (identical
+    requests in flight share one job, `app.jobs.reuse`)."""
+    return {**JOB, "target": f"t{next(_TARGETS)}.example.org"}
+
+
 # Set in main(): an admin key of this run, with limits the load cannot reach.
 AUTH: dict[str, str] = {}
+# Set by api_rows(): submit → collector start at half the end-to-end maximum.
+LATENCY: dict[str, Any] = {}
 UNLIMITED = {"submit": "100000000/minute", "read": "100000000/minute"}
 
 
@@ -121,9 +137,9 @@ def http_ready(port: int, path: str = "/health") -> Any:
     return check
 
 
-def submit_rate(port: int) -> tuple[float, Tally]:
+def submit_rate(port: int, auth: dict[str, str] = AUTH) -> tuple[float, Tally]:
     def op(conn: Any) -> bool:
-        return request(conn, "POST", "/v1/jobs", JOB, AUTH)[0] == 202
+        return request(conn, "POST", "/v1/jobs", job(), auth)[0] == 202
 
     run_threads(port, CLIENTS, 1.0, 10_000, op)  # warm-up
     tally, wall = run_threads(port, CLIENTS, SUBMIT_SECONDS, 200_000, op)
@@ -132,11 +148,42 @@ def submit_rate(port: int) -> tuple[float, Tally]:
 
 def e2e_ours(port: int) -> tuple[float, Tally]:
     def op(conn: Any) -> bool:
-        status, body = request(conn, "POST", "/v1/jobs", JOB, AUTH)
+        status, body = request(conn, "POST", "/v1/jobs", job(), AUTH)
         if status != 202:
             return False
         status, env = request(conn, "GET", f"/v1/jobs/{body['id']}?wait=10", None, AUTH)
         return status == 200 and env["status"] == "succeeded"
+
+    run_threads(port, CLIENTS, 2.0, 50, op)
+    tally, wall = run_threads(port, CLIENTS, E2E_SECONDS, E2E_JOBS, op)
+    return tally.ok / wall, tally
+
+
+def poll_rate(port: int, job_id: str, auth: dict[str, str]) -> tuple[float, Tally]:
+    """GET one job's envelope (no wait), 16 clients."""
+
+    def op(conn: Any) -> bool:
+        return request(conn, "GET", f"/v1/jobs/{job_id}", None, auth)[0] == 200
+
+    run_threads(port, CLIENTS, 1.0, 10_000, op)  # warm-up
+    tally, wall = run_threads(port, CLIENTS, SUBMIT_SECONDS, 200_000, op)
+    return tally.ok / wall, tally
+
+
+def e2e_peer(port: int) -> tuple[float, Tally]:
+    """The peer has no long-poll: its client polls the job every PEER_POLL_INTERVAL."""
+
+    def op(conn: Any) -> bool:
+        status, body = request(conn, "POST", "/v1/jobs", job())
+        if status != 202:
+            return False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status, env = request(conn, "GET", f"/v1/jobs/{body['id']}")
+            if status == 200 and env["status"] == "succeeded":
+                return True
+            time.sleep(PEER_POLL_INTERVAL)
+        return False
 
     run_threads(port, CLIENTS, 2.0, 50, op)
     tally, wall = run_threads(port, CLIENTS, E2E_SECONDS, E2E_JOBS, op)
@@ -199,7 +246,7 @@ def cost_breakdown(env: dict[str, str], n: int = 200) -> dict[str, float]:
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = AUTH["Authorization"]
     for _ in range(n):
-        client.post("/v1/jobs", json=JOB)
+        client.post("/v1/jobs", json=job())
     whole = time.perf_counter() - t0
     return {
         "store.create_ms": round(create / n * 1000, 3),
@@ -245,100 +292,192 @@ def _simple_row(name: str, ours: float, base: float, target: float) -> dict[str,
     }
 
 
+def service_env(broker: str, prefix: str) -> dict[str, str]:
+    """The service's settings in a bench: test profile, noop collector, no quotas."""
+    return {
+        "COLLECTQ_ENV": "test",
+        "COLLECTQ_BROKER_URL": broker,
+        "COLLECTQ_REDIS_URL": REDIS,
+        "COLLECTQ_REDIS_PREFIX": prefix,
+        "COLLECTQ_PLUGINS": "noop=benchmarks.noop:NoopCollector",
+        "COLLECTQ_LOG_LEVEL": "WARNING",
+        # the submit bench leaves thousands of jobs queued before a worker starts
+        "COLLECTQ_MAX_QUEUED_JOBS": "0",
+        # 16 clients (or every simulated user) long-poll with one key
+        "COLLECTQ_MAX_WAITS_PER_CLIENT": "0",
+        "COLLECTQ_METRICS_PORT": "0",  # no listener on the shared default port
+    }
+
+
+def drop_prefix(prefix: str) -> None:
+    """Delete every Redis key of a bench's prefix."""
+    client = redis.Redis.from_url(REDIS)
+    keys = list(client.scan_iter(f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 1000):
+        client.delete(*keys[i : i + 1000])
+
+
+@contextmanager
+def bench_env() -> Iterator[dict[str, str]]:
+    """This run's settings: its own RabbitMQ vhost and Redis key prefix (both removed at the
+    end) and an admin key in AUTH with limits the load cannot reach."""
+    prefix = f"bench{uuid.uuid4().hex[:6]}:"
+    with vhost() as vh:
+        env = service_env(f"{AMQP}/{vh}", prefix)
+        AUTH["Authorization"] = f"Bearer {_bench_key(prefix)}"
+        try:
+            yield env
+        finally:
+            drop_prefix(prefix)
+
+
+def roundtrip_rows(env: dict[str, str]) -> dict[str, Any]:
+    """Redis round trips of one submit and one poll, and per job in a worker
+    (benchmarks/roundtrips.py)."""
+    from benchmarks.roundtrips import per_job, round_trips
+
+    counted = round_trips(env, AUTH)
+    rows: dict[str, dict[str, float]] = {
+        kind: {"total": sum(c.values()), **c} for kind, c in counted.items()
+    }
+    n = 20
+    for collector, (per, spent) in per_job(n).items():
+        each = {cmd: round(count / n, 2) for cmd, count in spent.items()}
+        rows[f"{collector} job (worker)"] = {"total": round(per, 2), **each}
+    return rows
+
+
+def _gunicorn(port: int, app: str) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app]
+
+
+def _celery_worker(app: str, queue: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue),
+        *("-P", "threads", "-c", WORKER_CONCURRENCY, "-l", "WARNING", "--without-mingle"),
+    ]
+
+
+def api_rows(env: dict[str, str]) -> list[dict[str, Any]]:
+    """submit, poll and end to end: ours vs the bare ceilings and the hand-written peer."""
+    broker = env["COLLECTQ_BROKER_URL"]
+    peer_env = {
+        "BENCH_BROKER_URL": broker,
+        "BENCH_REDIS_URL": REDIS,
+        "BENCH_PREFIX": env["COLLECTQ_REDIS_PREFIX"] + "peer:",
+    }
+    rows: list[dict[str, Any]] = []
+    bare_port, peer_port, ours_port = free_port(), free_port(), free_port()
+    print("submit: bare Flask, the peer, POST /v1/jobs (gunicorn 2x8 gthread, 16 clients, 5 s)")
+    with process(
+        _gunicorn(bare_port, "benchmarks.bare_flask:application"),
+        env,
+        http_ready(bare_port, "/v1/jobs"),
+    ):
+        bare_rate, bare_t = submit_rate(bare_port)
+    with process(
+        _gunicorn(peer_port, "benchmarks.peer:application"),
+        peer_env,
+        http_ready(peer_port, "/v1/jobs"),
+    ):
+        peer_rate, peer_t = submit_rate(peer_port, {})
+        purge(broker, "peer")
+        peer_job = request_once(peer_port, "POST", "/v1/jobs", job(), {})["id"]
+        print("poll: the peer's GET (one Redis hash read) vs GET /v1/jobs/{id}", flush=True)
+        peer_poll, peer_poll_t = poll_rate(peer_port, peer_job, {})
+        print("end to end: the peer (submit, then poll every 10 ms)...", flush=True)
+        with process(_celery_worker("benchmarks.peer", "peer"), peer_env, lambda: True):
+            time.sleep(3)  # no readiness probe; the warm-up absorbs the rest
+            peer_e2e, peer_e2e_t = e2e_peer(peer_port)
+    with process(_gunicorn(ours_port, "app.wsgi:application"), env, http_ready(ours_port)):
+        ours_rate, ours_t = submit_rate(ours_port, AUTH)
+        rows.append(_row("submit vs bare (req/s)", ours_rate, bare_rate, 0.3, ours_t, bare_t))
+        rows.append(_row("submit vs peer (req/s)", ours_rate, peer_rate, 1.0, ours_t, peer_t))
+        # The submit bench left thousands of queued noop jobs; the end-to-end bench
+        # must not start behind that backlog (every wait would time out).
+        purge(broker, "collect.noop")
+        ours_job = request_once(ours_port, "POST", "/v1/jobs", job(), AUTH)["id"]
+        ours_poll, ours_poll_t = poll_rate(ours_port, ours_job, AUTH)
+        rows.append(_row("poll (req/s)", ours_poll, peer_poll, 0.7, ours_poll_t, peer_poll_t))
+        print("end to end: noop jobs submit → terminal (long-poll)...", flush=True)
+        worker = [
+            *(sys.executable, "-m", "app.cli", "worker", "-Q", "collect.noop"),
+            *("-c", WORKER_CONCURRENCY, "-P", "threads"),
+        ]
+        metrics_port = free_port()
+        worker_env = {**env, "COLLECTQ_WORKER_METRICS_PORT": str(metrics_port)}
+        with process(worker, worker_env, _worker_ready(ours_port)):
+            ours_e2e, ours_e2e_t = e2e_ours(ours_port)
+            print(f"latency: submit → collector start at {ours_e2e / 2:.0f} jobs/s (half)...")
+            LATENCY.update(
+                latency_row(
+                    ours_port,
+                    ours_e2e / 2,
+                    latency.SECONDS,
+                    AUTH,
+                    worker_metrics=f"http://127.0.0.1:{metrics_port}/metrics",
+                )
+            )
+    print("end to end: bare Celery apply_async → get...", flush=True)
+    bare_env = {"BENCH_BROKER_URL": broker, "BENCH_RESULT_URL": REDIS.rsplit("/", 1)[0] + "/15"}
+    with process(_celery_worker("benchmarks.bare_celery", "bare"), bare_env, lambda: True):
+        time.sleep(3)  # no cheap readiness probe without a result; the warm-up absorbs the rest
+        bare_e2e, bare_e2e_t = e2e_bare(bare_env)
+    rows.append(_row("e2e vs bare (jobs/s)", ours_e2e, bare_e2e, 0.7, ours_e2e_t, bare_e2e_t))
+    rows.append(_row("e2e vs peer (jobs/s)", ours_e2e, peer_e2e, 1.0, ours_e2e_t, peer_e2e_t))
+    return rows
+
+
+def request_once(port: int, method: str, path: str, body: Any, auth: dict[str, str]) -> Any:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        return request(conn, method, path, body, auth)[1]
+    finally:
+        conn.close()
+
+
 def main(argv: list[str]) -> int:
-    """All benches; `python -m benchmarks collectors` runs only the collector ones."""
+    """All benches; `python -m benchmarks api|ceilings|collectors|fanout|roundtrips` runs only
+    those, `locust` the load test (benchmarks.locustrun), `latency` the latency row alone."""
+    from benchmarks.fanout import fanout_rows
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     if argv == ["collectors"]:
         return _finish(*collector_rows())
-    prefix = f"bench{uuid.uuid4().hex[:6]}:"
+    if argv == ["fanout"]:
+        return _finish(fanout_rows(), {})
+    if argv[:1] in (["locust"], ["latency"]):
+        from benchmarks import latency, locustrun
+
+        return (locustrun if argv[0] == "locust" else latency).main(argv[1:])
+    if argv == ["roundtrips"]:
+        with bench_env() as env:
+            print(json.dumps(roundtrip_rows(env), indent=2))
+        return 0
+    if argv == ["ceilings"]:
+        from benchmarks.ceilings import broker_rate, redis_rates
+
+        with bench_env() as env:
+            found = {
+                "redis_ops_per_s": redis_rates(),
+                "broker_confirmed_publishes_per_s": round(broker_rate(env["COLLECTQ_BROKER_URL"])),
+            }
+        print(json.dumps(found, indent=2))
+        (RESULTS / "ceilings.json").write_text(json.dumps(found, indent=2))
+        return 0
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
-    with ExitStack() as stack:
-        vh = stack.enter_context(vhost())
-        broker = f"{AMQP}/{vh}"
-        env = {
-            "COLLECTQ_ENV": "test",
-            "COLLECTQ_BROKER_URL": broker,
-            "COLLECTQ_REDIS_URL": REDIS,
-            "COLLECTQ_REDIS_PREFIX": prefix,
-            "COLLECTQ_PLUGINS": "noop=benchmarks.noop:NoopCollector",
-            "COLLECTQ_LOG_LEVEL": "WARNING",
-            # the submit bench leaves thousands of jobs queued before a worker starts
-            "COLLECTQ_MAX_QUEUED_JOBS": "0",
-            # 16 clients long-poll with one key (the end-to-end bench)
-            "COLLECTQ_MAX_WAITS_PER_CLIENT": "0",
-        }
-        AUTH["Authorization"] = f"Bearer {_bench_key(prefix)}"
-        py = sys.executable
-        ours_port, bare_port = free_port(), free_port()
-        gunicorn = [py, "-m", "gunicorn", *GUNICORN]
-        print(
-            "submit: bare Flask vs POST /v1/jobs (gunicorn 2x8 gthread, 16 clients, 5 s)...",
-            flush=True,
-        )
-        with process(
-            [*gunicorn, "--bind", f"127.0.0.1:{bare_port}", "benchmarks.bare_flask:application"],
-            env,
-            http_ready(bare_port, "/v1/jobs"),
-        ):
-            bare_rate, bare_t = submit_rate(bare_port)
-        with process(
-            [*gunicorn, "--bind", f"127.0.0.1:{ours_port}", "app.wsgi:application"],
-            env,
-            http_ready(ours_port),
-        ):
-            ours_rate, ours_t = submit_rate(ours_port)
-            rows.append(_row("submit (req/s)", ours_rate, bare_rate, 0.5, ours_t, bare_t))
-            # The submit bench left thousands of queued noop jobs; the end-to-end bench
-            # must not start behind that backlog (every wait would time out).
-            purge(broker, "collect.noop")
-            print(
-                "end to end: noop jobs submit → terminal vs bare Celery apply_async → get...",
-                flush=True,
-            )
-            worker = [
-                py,
-                "-m",
-                "app.cli",
-                "worker",
-                "-Q",
-                "collect.noop",
-                "-c",
-                WORKER_CONCURRENCY,
-                "-P",
-                "threads",
-            ]
-            with process(worker, env, _worker_ready(ours_port)):
-                ours_e2e, ours_e2e_t = e2e_ours(ours_port)
-        bare_env = {"BENCH_BROKER_URL": broker, "BENCH_RESULT_URL": REDIS.rsplit("/", 1)[0] + "/15"}
-        bare_worker = [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "benchmarks.bare_celery",
-            "worker",
-            "-Q",
-            "bare",
-            "-P",
-            "threads",
-            "-c",
-            WORKER_CONCURRENCY,
-            "-l",
-            "WARNING",
-            "--without-mingle",
-        ]
-        with process(bare_worker, bare_env, lambda: True):
-            time.sleep(3)  # no cheap readiness probe without a result; the warm-up absorbs the rest
-            bare_e2e, bare_e2e_t = e2e_bare(bare_env)
-        rows.append(_row("end to end (jobs/s)", ours_e2e, bare_e2e, 0.5, ours_e2e_t, bare_e2e_t))
+    with bench_env() as env:
+        rows += api_rows(env)
         extra["cost_per_submit"] = cost_breakdown(env)
-        client = redis.Redis.from_url(REDIS)
-        keys = list(client.scan_iter(f"{prefix}*", count=1000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i : i + 1000])
+        extra["redis_round_trips"] = roundtrip_rows(env)
+    extra["latency"] = dict(LATENCY)
+    if argv == ["api"]:
+        return _finish(rows, extra)
     more_rows, more = collector_rows()
-    return _finish(rows + more_rows, {**extra, **more})
+    return _finish(rows + more_rows + fanout_rows(), {**extra, **more})
 
 
 def _finish(rows: list[dict[str, Any]], extra: dict[str, Any]) -> int:
@@ -397,9 +536,15 @@ def _print(rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
                 f"{r['baseline_p50_ms']}/{r['baseline_p99_ms']}"
                 f"   {r['ours_errors']}/{r['baseline_errors']}"
             )
+        if "worker_cpu_ms_per_fetch" in r:  # benchmarks/fanout.py
+            line += f"  worker CPU {r['worker_cpu_ms_per_fetch']} ms/fetch, {r['done']}/{r['jobs']}"
         print(line)
     for k, v in extra.get("cost_per_submit", {}).items():
         print(f"  cost per submit: {k} = {v}")
+    if extra.get("latency"):
+        latency.summary(extra["latency"])
+    for kind, counts in extra.get("redis_round_trips", {}).items():
+        print(f"  Redis round trips per {kind}: {counts}")
     for k, v in extra.get("screenshot_memory", {}).items():
         print(f"  screenshot memory (process tree PSS): {k} = {v}")
 

@@ -10,19 +10,24 @@ import os
 
 from celery import Celery
 
+# What every baseline worker shares with collectq's (benchmarks/peer.py uses it too).
+WORKER_CONF = {
+    "task_serializer": "json",
+    "accept_content": ["json"],
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "broker_transport_options": {"confirm_publish": True},
+    "worker_hijack_root_logger": False,
+}
+
 app = Celery("bare")
 app.conf.update(
     broker_url=os.environ.get("BENCH_BROKER_URL"),
     result_backend=os.environ.get("BENCH_RESULT_URL"),
-    task_serializer="json",
-    accept_content=["json"],
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    broker_transport_options={"confirm_publish": True},
     task_default_queue="bare",
-    worker_hijack_root_logger=False,
     result_expires=300,
+    **WORKER_CONF,
 )
 
 

@@ -1,12 +1,15 @@
 """`python -m benchmarks.streams` (make bench-streams): 500 event streams on ONE API process.
 
 One `collectq api` process (gunicorn, one worker, the default gevent worker class) and a
-noop worker. The submit bench (16 clients, POST /v1/jobs, 5 s) runs without streams, with
-STREAMS open event streams (GET /v1/events of another owner, who gets a trickle of jobs so
-the streams carry events), and without again. Reported: the submit rate with vs without
-(target: within 10 %), the API worker's RSS growth per stream, its Redis connections with
-and without the streams, and what the streams received. The stream readers run in a
-process of their own (one `selectors` loop), so they take no CPU from the submit clients.
+noop worker. Each round runs the submit bench (16 clients, POST /v1/jobs, 5 s) three times:
+without streams; with STREAMS open event streams (GET /v1/events of another owner) that
+carry nothing but keep-alives; and with the same streams carrying that owner's jobs
+(TRICKLE_PER_S jobs/s, each event fanned out to every stream). Reported per phase: the
+submit rate and its ratio to the rate without streams (target: within 10 %), the API
+worker's CPU per submit; and the API worker's CPU per second with the streams idle and
+carrying events, its RSS growth per stream, its Redis connections, what the streams
+received. The stream readers run in a process of their own (one `selectors` loop), so they
+take no CPU from the submit clients.
 
 Loopback only; bounded in count and time; its own vhost and key prefix, removed after.
 """
@@ -41,8 +44,10 @@ from benchmarks.__main__ import (
     _worker_ready,
     free_port,
     http_ready,
+    job,
     process,
     purge,
+    service_env,
     submit_rate,
     vhost,
 )
@@ -81,6 +86,13 @@ def _submit(port: int, pid: int) -> tuple[float, float]:
     cpu0 = _cpu_s(pid)
     rate, tally = submit_rate(port)
     return rate, round((_cpu_s(pid) - cpu0) * 1000 / max(1, tally.ok), 3)
+
+
+def _cpu_ms_per_s(pid: int, seconds: float) -> float:
+    """Process `pid`'s CPU ms per second over the next `seconds`."""
+    cpu0 = _cpu_s(pid)
+    time.sleep(seconds)
+    return round((_cpu_s(pid) - cpu0) / seconds * 1000, 1)
 
 
 def _redis_connections(pid: int) -> int:
@@ -146,19 +158,32 @@ def readers(port: int, count: int, token: str, seconds: float) -> None:
     print(json.dumps(stats), flush=True)
 
 
-def _trickle(port: int, token: str, stop: threading.Event) -> int:
-    """Jobs of the watched owner, TRICKLE_PER_S a second, until `stop`."""
-    sent = 0
-    while TRICKLE_PER_S > 0 and not stop.wait(1 / TRICKLE_PER_S):
-        body = json.dumps({"target": "example.org", "collectors": ["noop"]}).encode()
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/jobs",
-            data=body,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - loopback
-            sent += 1
-    return sent
+@contextmanager
+def _trickle(port: int, token: str) -> Iterator[list[int]]:
+    """Jobs of the watched owner, TRICKLE_PER_S a second, for the block; yields a list that
+    gets the number sent at exit."""
+    stop, sent = threading.Event(), [0]
+
+    def run() -> None:
+        while not stop.wait(1 / TRICKLE_PER_S):
+            body = json.dumps(job()).encode()
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/jobs",
+                data=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - loopback
+                sent[0] += 1
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    count: list[int] = []
+    try:
+        yield count
+    finally:
+        stop.set()
+        thread.join()
+        count.append(sent[0])
 
 
 def _watch_key(prefix: str) -> str:
@@ -170,9 +195,9 @@ def _watch_key(prefix: str) -> str:
 
 
 @contextmanager
-def _streams_open(port: int, watch: str) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
-    """STREAMS streams open (a reader process) and the watched owner's trickle of jobs;
-    yields lists that get the readers' counts and the trickle's job count at exit."""
+def _streams_open(port: int, watch: str) -> Iterator[list[dict[str, Any]]]:
+    """STREAMS streams open (a reader process) for the block; yields a list that gets the
+    readers' counts at exit."""
     reader = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.streams", "readers", str(port), str(STREAMS), watch],
         cwd=Path(__file__).resolve().parent.parent,
@@ -184,19 +209,20 @@ def _streams_open(port: int, watch: str) -> Iterator[tuple[list[dict[str, Any]],
     assert reader.stdin is not None
     line = reader.stdout.readline()
     assert line.strip() == "ALL-OPEN", line
-    stop = threading.Event()
     result: list[dict[str, Any]] = []
-    sent: list[int] = []
-    trickle = threading.Thread(target=lambda: sent.append(_trickle(port, watch, stop)))
-    trickle.start()
     try:
-        yield result, sent
+        yield result
     finally:
-        stop.set()
-        trickle.join()
         reader.stdin.close()
         result.append(json.loads(reader.stdout.read().strip().splitlines()[-1]))
         reader.wait(30)
+
+
+def _phase(name: str, port: int, pid: int, broker: str, tally: dict[str, list[Any]]) -> None:
+    """One submit bench; its rate and CPU per submit go to tally[name]."""
+    rate, cpu = _submit(port, pid)
+    tally.setdefault(name, []).append((round(rate, 1), cpu))
+    purge(broker, "collect.noop")
 
 
 def main() -> int:
@@ -210,16 +236,8 @@ def main() -> int:
     with ExitStack() as stack:
         broker = f"{AMQP}/{stack.enter_context(vhost())}"
         env = {
-            "COLLECTQ_ENV": "test",
-            "COLLECTQ_BROKER_URL": broker,
-            "COLLECTQ_REDIS_URL": REDIS,
-            "COLLECTQ_REDIS_PREFIX": prefix,
-            "COLLECTQ_PLUGINS": "noop=benchmarks.noop:NoopCollector",
-            "COLLECTQ_LOG_LEVEL": "WARNING",
-            "COLLECTQ_MAX_QUEUED_JOBS": "0",
-            "COLLECTQ_MAX_WAITS_PER_CLIENT": "0",  # 500 streams of one key
+            **service_env(broker, prefix),  # MAX_WAITS_PER_CLIENT off: 500 streams of one key
             "COLLECTQ_API_WORKERS": "1",
-            "COLLECTQ_METRICS_PORT": "0",
             "COLLECTQ_EVENT_KEEPALIVE": str(KEEPALIVE),
         }
         AUTH["Authorization"] = f"Bearer {_bench_key(prefix)}"
@@ -233,49 +251,46 @@ def main() -> int:
         worker = [py, "-m", "app.cli", "worker", "-Q", "collect.noop", "-c", "8", "-P", "threads"]
         stack.enter_context(process(worker, env, _worker_ready(port)))
         (api_worker,) = _children(api.pid)
-        without: list[float] = []
-        with_streams: list[float] = []
-        cpu_without: list[float] = []
-        cpu_with: list[float] = []
-        idle_cpu: list[float] = []  # API worker CPU ms per s with the streams open, no submits
+        tally: dict[str, list[Any]] = {}  # phase → [(submit req/s, API CPU ms/submit)]
+        idle_cpu: list[float] = []  # API worker CPU ms per s, streams open, nothing else
+        fanout_cpu: list[float] = []  # the same while the watched owner's jobs run
         rss: list[tuple[int, int]] = []
         conns: list[tuple[int, int]] = []
         received: list[dict[str, Any]] = []
         watched = 0
         for round_no in range(1, ROUNDS + 1):
-            print(f"round {round_no}/{ROUNDS}: submit without streams...", flush=True)
-            rate, cpu = _submit(port, api_worker)
-            without.append(rate)
-            cpu_without.append(cpu)
-            purge(broker, "collect.noop")
+            print(
+                f"round {round_no}/{ROUNDS}: without streams, with {STREAMS} idle, then "
+                f"carrying {TRICKLE_PER_S:g} watched jobs/s...",
+                flush=True,
+            )
+            _phase("without", port, api_worker, broker, tally)
             rss0, conns0 = _rss_kb(api_worker), _redis_connections(api_worker)
-            print(f"round {round_no}/{ROUNDS}: submit with {STREAMS} streams...", flush=True)
-            with _streams_open(port, watch) as (result, sent):
-                cpu0 = _cpu_s(api_worker)
-                time.sleep(2)
-                idle_cpu.append(round((_cpu_s(api_worker) - cpu0) / 2 * 1000, 1))
+            with _streams_open(port, watch) as result:
+                idle_cpu.append(_cpu_ms_per_s(api_worker, 2))
                 rss.append((rss0, _rss_kb(api_worker)))
                 conns.append((conns0, _redis_connections(api_worker)))
-                rate, cpu = _submit(port, api_worker)
-                with_streams.append(rate)
-                cpu_with.append(cpu)
-                purge(broker, "collect.noop")
+                _phase("idle_streams", port, api_worker, broker, tally)
+                with _trickle(port, watch) as sent:
+                    fanout_cpu.append(_cpu_ms_per_s(api_worker, 2))
+                    _phase("fanout_streams", port, api_worker, broker, tally)
                 time.sleep(2)  # the last watched jobs' events reach the streams
             received.append(result[0])
             watched += sent[0]
             time.sleep(KEEPALIVE * 2 + 1)  # the server notices the closed streams
-        base, during = statistics.median(without), statistics.median(with_streams)
-        per_stream = [round((b - a) / STREAMS, 1) for a, b in rss]
+        base = statistics.median(rate for rate, _ in tally["without"])
+        for name, rows in tally.items():
+            out[name] = {
+                "submit_req_s": [rate for rate, _ in rows],
+                "api_cpu_ms_per_submit": [cpu for _, cpu in rows],
+                "ratio_of_medians": round(statistics.median(r for r, _ in rows) / base, 3),
+            }
         out |= {
-            "submit_without_streams_req_s": [round(r, 1) for r in without],
-            "submit_with_streams_req_s": [round(r, 1) for r in with_streams],
-            "ratio_of_medians": round(during / base, 3),
             "target_ratio": 0.9,
-            "api_cpu_ms_per_submit_without": cpu_without,
-            "api_cpu_ms_per_submit_with": cpu_with,
-            "api_cpu_ms_per_s_streams_open_no_submits": idle_cpu,
+            "api_cpu_ms_per_s_idle_streams": idle_cpu,
+            "api_cpu_ms_per_s_fanout_streams": fanout_cpu,
             "rss_kb_before_and_with_streams": rss,
-            "rss_kb_per_stream": per_stream,
+            "rss_kb_per_stream": [round((b - a) / STREAMS, 1) for a, b in rss],
             "api_redis_connections_before_and_with_streams": conns,
             "watched_jobs": watched,
             "received": received,

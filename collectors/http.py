@@ -105,8 +105,13 @@ class HttpCollector(Collector):
     options_schema = HttpOptionsSchema
     result_schema = HttpResultSchema
 
+    # `maxsize`: idle connections kept per origin. A pool only ever holds as many as were in
+    # use at once (at most the worker's threads), so a high cap costs nothing at low
+    # concurrency; below the worker's concurrency, every fetch past the cap would open a
+    # new connection and log "pool is full" when it is thrown away (COLLECTQ_POOL_HTTP up to
+    # 256 threads keeps its connections).
     def __init__(
-        self, *, ca_certs: str | None = None, num_pools: int = 64, maxsize: int = 32
+        self, *, ca_certs: str | None = None, num_pools: int = 64, maxsize: int = 256
     ) -> None:
         self._pool_kw: dict[str, Any] = {"num_pools": num_pools, "maxsize": maxsize}
         if ca_certs is not None:  # a private CA (and tests); the system store otherwise

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from marshmallow import ValidationError, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 SCHEMA_VERSION = 1
 
@@ -24,6 +24,8 @@ __all__ = [
     "IP_PATTERN",
     "NAMED_URL_PATTERN",
     "SCHEMA_VERSION",
+    "STREAM_CURSOR_PATTERN",
+    "StreamPageArgsSchema",
     "URL_PATTERN",
     "FullMatch",
     "full_match",
@@ -45,7 +47,8 @@ _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
 _LABEL = "[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
 _HOST = rf"{_LABEL}(?:\.{_LABEL})*\.?"
-_PORT = "(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+# 1-65535, no leading zero (port 0 names no service: the network guard refuses it)
+_PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 # RFC 3986 characters of a path, query and fragment (non-ASCII must be percent-encoded)
 _REST = r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]"
 
@@ -55,6 +58,7 @@ IP_PATTERN = f"^(?:{_IPV4}|{_IPV6})$"
 # A host name of DNS labels (underscores allowed, as in service names), at most 253 long.
 HOSTNAME_PATTERN = f"^{_HOST}$"
 HOSTNAME_MAX = 253
+STREAM_CURSOR_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"  # a Redis stream entry id
 # An http(s) URL: a host name, IPv4 or [IPv6] host, an optional port, no credentials.
 URL_PATTERN = (
     rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:{_HOST}|\[(?:{_IPV6})\])(?::{_PORT})?(?:[/?#]{_REST}*)?$"
@@ -85,3 +89,15 @@ class FullMatch(validate.Regexp):
 def full_match(pattern: str, value: str) -> bool:
     """`value` matches all of `pattern` (the one way the server reads a documented pattern)."""
     return re.fullmatch(pattern, value) is not None
+
+
+class StreamPageArgsSchema(Schema):
+    """The query of a list read from a Redis stream, newest first (`app.streampage`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = fields.String(
+        validate=FullMatch(STREAM_CURSOR_PATTERN, error="not a cursor of this list")
+    )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from schemas import FullMatch
+from schemas import FullMatch, StreamPageArgsSchema
 
 __all__ = [
-    "CHANGE_CURSOR_PATTERN",
     "DEFAULT_SCREENSHOT_THRESHOLD",
     "DHASH_BITS",
     "SCREENSHOT_HASHES",
@@ -21,7 +20,6 @@ __all__ = [
 SCREENSHOT_HASHES = ("exact", "perceptual")
 DHASH_BITS = 256  # bits of the perceptual hash (collectors.fingerprint)
 DEFAULT_SCREENSHOT_THRESHOLD = 10  # bits of DHASH_BITS that may differ on the same page
-CHANGE_CURSOR_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"  # a Redis stream entry id
 _HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$"  # RFC 9110 field-name
 
 
@@ -81,8 +79,5 @@ class ChangeListSchema(Schema):
     next_cursor = fields.String(allow_none=True)
 
 
-class ChangeListArgsSchema(_Strict):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    cursor = fields.String(
-        validate=FullMatch(CHANGE_CURSOR_PATTERN, error="not a cursor of this list")
-    )
+class ChangeListArgsSchema(StreamPageArgsSchema):
+    pass

@@ -19,6 +19,7 @@ from schemas import (
     FullMatch,
     full_match,
 )
+from schemas.policy import split_policy_options
 from schemas.status import CollectorStatus, JobStatus
 from schemas.webhooks import (
     CallbackSchema,
@@ -142,10 +143,20 @@ class JobRequestSchema(_Strict):
                 "seconds: answer with an identical job of yours (same target, collectors, "
                 "options, callback) that is still queued/running, or that succeeded at most "
                 "this long ago, instead of collecting again (200 + `Collectq-Reused: "
-                "succeeded`, or 202 + `Collectq-Reused: in-flight`); `0` shares in-flight "
-                "jobs only; absent: always a new job. At most the server's `MAX_AGE_MAX`."
+                "succeeded`, or 202 + `Collectq-Reused: in-flight`). Absent or `0`: "
+                "in-flight jobs only (identical requests are never enqueued twice). At "
+                "most the server's `MAX_AGE_MAX`."
             ),
             "example": 300,
+        },
+    )
+    fresh = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": (
+                "`true`: always a new job, even while an identical one of yours is queued or "
+                "running; `max_age` is then ignored"
+            ),
         },
     )
 
@@ -176,7 +187,7 @@ class JobRequestSchema(_Strict):
                 errors[name] = ["not an available collector"]
                 continue
             try:
-                schema().load(given)
+                schema().load(split_policy_options(given)[0] if isinstance(given, dict) else given)
             except ValidationError as exc:
                 errors[name] = exc.messages
         if errors:

@@ -8,7 +8,7 @@ import re
 from limits import parse_many
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from schemas import FullMatch
+from schemas import FullMatch, StreamPageArgsSchema
 
 __all__ = [
     "ADMIN",
@@ -19,6 +19,9 @@ __all__ = [
     "SUBJECT_PATTERN",
     "KeyCreateSchema",
     "KeyCreatedSchema",
+    "KeyEventListArgsSchema",
+    "KeyEventListSchema",
+    "KeyEventSchema",
     "KeyListArgsSchema",
     "KeyListSchema",
     "KeyRotateSchema",
@@ -40,6 +43,9 @@ JWT_OWNER_PREFIX = "jwt:"
 SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$"
 MAX_KEY_LIFETIME = 10 * 365 * 86400
 MAX_OVERLAP = 90 * 86400
+MIN_ROTATION_PERIOD = 3600
+KEY_EVENTS = ("created", "rotated", "revoked", "new_network", "expiring")
+FLAGS = ("expiring", "rotation_due")
 
 
 class _Strict(Schema):
@@ -98,6 +104,14 @@ class KeyCreateSchema(_Strict):
         validate=validate.Range(min=60, max=MAX_KEY_LIFETIME),
         metadata={"description": "seconds from now; no expiry when absent"},
     )
+    rotation_period = fields.Integer(
+        validate=validate.Range(min=MIN_ROTATION_PERIOD, max=MAX_KEY_LIFETIME),
+        metadata={
+            "description": "seconds after creation when the key is due for rotation (flagged "
+            "in headers, `key.expiring` webhook; its successors keep the period); default: "
+            "the server's KEY_ROTATION_PERIOD"
+        },
+    )
     cidrs = fields.List(
         fields.String(validate=[validate.Length(max=64), _network]),
         load_default=list,
@@ -129,6 +143,16 @@ class KeySchema(Schema):
     rate_limits = fields.Dict(keys=fields.String(), values=fields.String())
     rotated_to = fields.String(allow_none=True)
     rotated_from = fields.String(allow_none=True)
+    rotation_period = fields.Integer(allow_none=True)
+    rotation_due_at = fields.String(allow_none=True)
+    flag = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(FLAGS),
+        metadata={
+            "description": "expiring: within the expiry warning window; rotation_due: past "
+            "its rotation period; null: neither"
+        },
+    )
 
 
 class KeyCreatedSchema(KeySchema):
@@ -153,3 +177,26 @@ class KeyRotateSchema(_Strict):
 class KeyRotatedSchema(Schema):
     key = fields.Nested(KeyCreatedSchema, required=True)
     previous = fields.Nested(KeySchema, required=True)
+
+
+class KeyEventSchema(Schema):
+    event = fields.String(required=True, validate=validate.OneOf(KEY_EVENTS))
+    at = fields.String(required=True)
+    prefix = fields.String(required=True)
+    actor = fields.String(
+        required=True,
+        metadata={"description": "key:{prefix}, jwt:{issuer}:{sub}, self, cli:{user}@{host}"},
+    )
+    successor = fields.String(metadata={"description": "rotated: the new key's prefix"})
+    rotated_from = fields.String(metadata={"description": "created: the key it replaces"})
+    network = fields.String(metadata={"description": "new_network: /24 or /64 of the client"})
+    reason = fields.String(metadata={"description": "expiring: expiring or rotation_due"})
+
+
+class KeyEventListSchema(Schema):
+    items = fields.List(fields.Nested(KeyEventSchema), required=True)
+    next_cursor = fields.String(allow_none=True)
+
+
+class KeyEventListArgsSchema(StreamPageArgsSchema):
+    pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from schemas import NAMED_URL_PATTERN, FullMatch
 
@@ -13,6 +13,9 @@ __all__ = [
     "CallbackSchema",
     "DeliveryListSchema",
     "DeliverySchema",
+    "EVENTS",
+    "WebhookEndpointSchema",
+    "WebhookEndpointSetSchema",
     "WebhookSecretSchema",
     "callback_artifacts_field",
     "callback_on_field",
@@ -22,7 +25,9 @@ __all__ = [
 MAX_CALLBACK_URL = 2048
 CALLBACK_ON = ("always", "failure", "change")
 CALLBACK_ARTIFACTS = ("links", "inline")
-EVENTS = ("job.succeeded", "job.partial", "job.failed", "schedule.changed")
+# Every event a delivery can carry: a job's end, a schedule's change, and the owner's
+# account events (sent to the owner's endpoint, /v1/webhooks/endpoint).
+EVENTS = ("job.succeeded", "job.partial", "job.failed", "schedule.changed", "key.expiring")
 
 
 def _unique(values: list[str]) -> None:
@@ -130,3 +135,21 @@ class WebhookSecretSchema(Schema):
         allow_none=True, metadata={"description": "the rotated-out secret, while it still signs"}
     )
     previous_valid_until = fields.String(allow_none=True)
+
+
+class WebhookEndpointSetSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    url = callback_url_field(required=True)
+
+
+class WebhookEndpointSchema(Schema):
+    url = fields.String(required=True)
+    events = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "what is sent there: key.expiring (a key of yours)"},
+    )
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)

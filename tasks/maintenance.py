@@ -1,4 +1,5 @@
-"""Maintenance tasks, on queue ``maintenance``: thin adapters over `app.jobs.reaper`."""
+"""Maintenance tasks, on queue ``maintenance``: thin adapters over `app.jobs.reaper` (and
+the `key.expiring` pass, `app.webhooks.keynotices`)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from app.jobs.names import MAINTENANCE_QUEUE, REAP_TASK
 from app.jobs.reaper import reap_exclusively
 from app.rediskeys import RedisKeys
 from app.runtime import runtime
+from app.webhooks.keynotices import notify_flagged_keys
 
 __all__ = ["register_maintenance_tasks"]
 
 
 def register_maintenance_tasks(celery: Celery, flask_app: Flask) -> None:
     """Register ``maintenance.reap`` (run by beat every ``REAP_INTERVAL``): the reaper, then
-    the finished outbox's overdue entries."""
+    the finished outbox's overdue entries, then (every ``KEY_CHECK_INTERVAL``) the
+    `key.expiring` webhooks."""
 
     def reap_task(task: Task) -> dict[str, Any]:  # type: ignore[type-arg]
         rt = runtime(flask_app)
@@ -31,6 +34,7 @@ def register_maintenance_tasks(celery: Celery, flask_app: Flask) -> None:
         report["finished_republished"] = republish_overdue(
             rt.store, celery, grace=rt.settings.finished_grace, timeout=rt.settings.publish_timeout
         )
+        report["key_notices"] = notify_flagged_keys(rt, rt.keys, celery)
         return report
 
     celery.task(  # type: ignore[call-overload]

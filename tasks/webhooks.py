@@ -9,10 +9,13 @@ message's countdown), so each message is one attempt.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 from flask import Flask
 
+from app.jobs.broker import PUBLISH_ERRORS
 from app.jobs.names import DELIVER_TASK, FINISHED_TASK, WEBHOOKS_QUEUE
 from app.runtime import runtime
 from app.webhooks.deliver import Again, deliver
@@ -21,6 +24,8 @@ from app.webhooks.finalize import finish, publish_delivery
 __all__ = ["register_webhook_tasks"]
 
 log = logging.getLogger("collectq.tasks")
+
+REQUEUE_PAUSE = 1.0  # s before a message whose retry could not be published is requeued
 
 
 def register_webhook_tasks(celery: Celery, flask_app: Flask) -> None:
@@ -35,9 +40,16 @@ def register_webhook_tasks(celery: Celery, flask_app: Flask) -> None:
     ) -> str:
         outcome = deliver(runtime(flask_app), job_id, delivery_id, attempts_before)
         if isinstance(outcome, Again):
-            publish_delivery(
-                task.app, job_id, delivery_id, outcome.attempt, countdown=outcome.delay
-            )
+            try:
+                publish_delivery(
+                    task.app, job_id, delivery_id, outcome.attempt, countdown=outcome.delay
+                )
+            except PUBLISH_ERRORS as exc:
+                # back to the queue: when it comes back, `deliver` sees the retry was never
+                # scheduled and schedules it (the delivery is not left `retrying` forever)
+                log.warning("webhook retry not published, requeued", extra={"error": str(exc)})
+                time.sleep(REQUEUE_PAUSE)
+                raise Reject(str(exc), requeue=True) from exc
             return "retrying"
         return outcome
 

@@ -25,7 +25,7 @@ import redis
 
 from tests.conftest import FIXTURE_LIMITS, REDIS_URL, ROOT, free_port, wait_for
 
-__all__ = ["RunningApi", "running_api"]
+__all__ = ["RunningApi", "running_api", "stop_process"]
 
 
 @dataclass
@@ -79,12 +79,15 @@ class RunningApi:
 
 
 @contextmanager
-def running_api(env: dict[str, str], tmp_path: Path) -> Iterator[RunningApi]:
+def running_api(
+    env: dict[str, str], tmp_path: Path, store_url: str = REDIS_URL
+) -> Iterator[RunningApi]:
     """Start `collectq api` on a free loopback port with `env` (over this process's own,
-    without its COLLECTQ_* settings), not waiting for it (`wait_ready`); stop it on exit."""
+    without its COLLECTQ_* settings), not waiting for it (`wait_ready`); stop it on exit.
+    Its admin key is made in the Redis at `store_url` (the API's, when not the shared one)."""
     from app.auth.apikeys import KeyStore
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(store_url)
     _, token = KeyStore(client, env["COLLECTQ_REDIS_PREFIX"]).create(
         owner="tests", name="api", scopes=["admin"], rate_limits=FIXTURE_LIMITS
     )
@@ -107,9 +110,15 @@ def running_api(env: dict[str, str], tmp_path: Path) -> Iterator[RunningApi]:
     try:
         yield RunningApi(port, token, log_path, proc)
     finally:
+        stop_process(proc, grace=30)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; waits for the exit either way."""
+    if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(30)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -28,6 +28,8 @@ from tests.plugins import PLUGINS
 
 # Skips are explicit: only the reasons tests/runreport.py allows keep a run green.
 pytest_plugins = ["tests.runreport"]
+# The chaos soak is a program (`make soak`), not tests: never collected.
+collect_ignore = ["soak"]
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("COLLECTQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -209,7 +211,11 @@ class Worker:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(self._ready, timeout=30, interval=0.1)
+        try:
+            wait_for(self._ready, timeout=30, interval=0.1)
+        except BaseException:
+            self.stop()  # never left running (on a loaded machine it may start later)
+            raise
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:

@@ -90,7 +90,12 @@ class LiveStack:
         return status, data
 
     def submit(self, collectors: list[str], options: dict[str, Any] | None = None) -> str:
-        body = {"target": "http://127.0.0.1/", "collectors": collectors, "options": options or {}}
+        body = {
+            "target": "http://127.0.0.1/",
+            "collectors": collectors,
+            "options": options or {},
+            "fresh": True,  # each call a job of its own (identical ones in flight would share)
+        }
         status, envelope = self.api("/v1/jobs", "POST", body)
         assert status == 202, envelope
         self.jobs.append(envelope["id"])
@@ -114,10 +119,15 @@ def _scrape(port: int) -> str:
 
 @contextmanager
 def live_stack(
-    vhost: str, tmp_path: Path, *, api_workers: int = 2, queues: str = WORKER_QUEUES
+    vhost: str,
+    tmp_path: Path,
+    *,
+    api_workers: int = 2,
+    queues: str = WORKER_QUEUES,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[LiveStack]:
     """Start the API (gunicorn, `api_workers` processes) and one worker node; stop both."""
-    env = deployment_env(vhost)
+    env = deployment_env(vhost) | (extra_env or {})
     metrics_port, worker_metrics_port = free_port(), free_port()
     env.update(
         COLLECTQ_API_WORKERS=str(api_workers),

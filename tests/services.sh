@@ -4,7 +4,8 @@
 #   - their binaries on the PATH (the fault tests also start their own redis-server and
 #     RabbitMQ node; Debian puts rabbitmqctl in /usr/sbin);
 #   - Debian's Chromium for the screenshot collector;
-#   - Debian's Prometheus (prometheus, promtool) for the metrics, scrape and alert-rule tests.
+#   - Debian's Prometheus (prometheus, promtool) for the metrics, scrape and alert-rule tests;
+#   - Debian's nginx for the gateway test (deploy/nginx; started by the test, never here).
 # `up`: installs what is missing when allowed (root with apt-get, and COLLECTQ_TEST_INSTALL
 # is not `no`), otherwise fails before any test runs, naming what to install; starts what
 # is installed but not running, and notes what it started. `down`: stops only what `up`
@@ -22,7 +23,8 @@ install_allowed() {
 }
 
 NEEDED=(redis-server:redis-server redis-cli:redis-tools rabbitmq-server:rabbitmq-server
-    rabbitmqctl:rabbitmq-server "$CHROMIUM:chromium" prometheus:prometheus promtool:prometheus)
+    rabbitmqctl:rabbitmq-server "$CHROMIUM:chromium" prometheus:prometheus promtool:prometheus
+    nginx:nginx)
 
 # The needed commands ("command:package") that are not on the PATH.
 missing() {

@@ -6,9 +6,10 @@ applies the per-route scope; this module only decides who the caller is.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from app.auth.apikeys import ADMIN, SCOPES, KeyStore, looks_like_key
+from app.auth.apikeys import ADMIN, SCOPES, KeyNotice, KeyStore, looks_like_key
 from app.auth.failures import CredentialRejected
 from app.auth.jwtauth import JwtVerifier
 from schemas.keys import is_key_owner
@@ -25,6 +26,7 @@ class Principal:
     owner: str  # a key's owner; `jwt:{issuer id}:{sub}` (never a key owner); or `public`
     scopes: frozenset[str]
     rate_limits: dict[str, str] = field(default_factory=dict)
+    notice: KeyNotice | None = None  # a key past its rotation period or about to expire
 
     @property
     def is_admin(self) -> bool:
@@ -45,9 +47,10 @@ def open_principal() -> Principal:
 
 
 class Authenticator:
-    def __init__(self, keys: KeyStore, jwt: JwtVerifier | None) -> None:
+    def __init__(self, keys: KeyStore, jwt: JwtVerifier | None, expiry_warning: float = 0) -> None:
         self.keys = keys
         self.jwt = jwt
+        self.expiry_warning = expiry_warning
 
     def authenticate(self, token: str, client_ip: str | None) -> Principal:
         """The caller a credential names; CredentialRejected (one answer) if none."""
@@ -55,7 +58,10 @@ class Authenticator:
             key = self.keys.verify(token, client_ip)
             if not is_key_owner(key.owner):  # stored before owners were checked
                 raise CredentialRejected(f"API key {key.prefix}: owner {key.owner!r} is reserved")
-            return Principal("key", key.prefix, key.owner, frozenset(key.scopes), key.rate_limits)
+            notice = key.notice(time.time(), self.expiry_warning)
+            return Principal(
+                "key", key.prefix, key.owner, frozenset(key.scopes), key.rate_limits, notice
+            )
         if token.count(".") == 2:
             if self.jwt is None:
                 raise CredentialRejected("a JWT, but JWT is not enabled on this server")

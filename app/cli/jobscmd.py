@@ -39,8 +39,14 @@ def jobs(url: str | None) -> None:
     metavar="DURATION",
     help="reuse your identical job of at most this age (e.g. 10m) instead of collecting again",
 )
+@click.option("--fresh", is_flag=True, help="a new job even while an identical one of yours runs")
 @click.option("--callback-url", help="POSTed the envelope when the job ends (a webhook)")
 @click.option("--callback-on", metavar="always|failure", help="when to call back (default always)")
+@click.option(
+    "--callback-artifacts",
+    type=click.Choice(["links", "inline"]),
+    help="artifacts in the webhook as links (default) or inline base64",
+)
 @click.option("--wait", is_flag=True, help="wait until the job is final; exit 0/1/2 by status")
 @click.option("-q", "--quiet", is_flag=True, help="print only the job id")
 @click.pass_context
@@ -52,8 +58,10 @@ def submit(
     labels: tuple[str, ...],
     idempotency_key: str | None,
     max_age: str | None,
+    fresh: bool,
     callback_url: str | None,
     callback_on: str | None,
+    callback_artifacts: str | None,
     wait: bool,
     quiet: bool,
 ) -> None:
@@ -70,10 +78,14 @@ def submit(
     }
     if max_age is not None:
         body["max_age"] = parse_duration(max_age)
+    if fresh:
+        body["fresh"] = True
     if callback_url:
         body["callback_url"] = callback_url
     if callback_on:
         body["callback_on"] = [w.strip() for w in callback_on.split(",") if w.strip()]
+    if callback_artifacts:
+        body["callback_artifacts"] = callback_artifacts
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     client = get_client(ctx)
     envelope = client.call("POST", "/v1/jobs", body, headers=headers)

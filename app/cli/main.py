@@ -1,5 +1,5 @@
-"""The `collectq` command line: collect, api, worker, beat, up, config check/table, and
-the client of a running service (jobs, schedules)."""
+"""The `collectq` command line: collect, api, worker, beat, up, config check/table, migrate,
+and the client of a running service (jobs, schedules)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import click
 from app.cli.jobargs import parse_collectors, parse_options
 from app.cli.jobscmd import jobs
 from app.cli.keys import keys
+from app.cli.migratecmd import migrate_command
 from app.cli.schedulescmd import schedules
 from app.jobs.names import COLLECTOR_QUEUE_PREFIX
 from app.logs import configure_logging
@@ -244,7 +245,8 @@ def up() -> None:
 @click.option("--port", type=int, help="default COLLECTQ_FLOWER_PORT")
 def flower(port: int | None) -> None:
     """Run Flower (Celery monitoring) with basic auth from COLLECTQ_FLOWER_BASIC_AUTH."""
-    from app.cli.flowercmd import flower_access, flower_argv, flower_env
+    from app.cli.flowercmd import flower_access, run_flower
+    from app.logs import configure_logging
 
     s = settings_or_exit()
     access = flower_access(s)
@@ -255,15 +257,14 @@ def flower(port: int | None) -> None:
         click.echo(
             f"collectq: FLOWER IS OPEN (no COLLECTQ_FLOWER_BASIC_AUTH) on {s.flower_host}", err=True
         )
-    argv = flower_argv(s, port)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(argv[0], argv, flower_env(os.environ, access))  # noqa: S606 - our own interpreter
+    configure_logging(s)  # its reloads are logged (`app.secretfiles`)
+    sys.exit(run_flower(s, port))
 
 
 main.add_command(keys)
 main.add_command(jobs)  # the client: a running service over HTTP (app/cli/client.py)
 main.add_command(schedules)
+main.add_command(migrate_command)  # stored records to their current versions (app.migrations)
 
 
 @main.group()

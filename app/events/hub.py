@@ -3,7 +3,7 @@
 Every event stream (SSE) and every `?wait=` long-poll of a process subscribes here: by
 job id, by owner, or to everything (an admin's ``/v1/events``). The hub's one thread (a
 greenlet under gunicorn's gevent worker) blocks in ``XREAD`` on ``p ev-all`` over ONE
-Redis connection of its own and hands each entry to the matching subscriptions' queues;
+Redis connection of its own and hands the entries to the matching subscriptions in batches (`TICK`);
 500 streams are 500 queues in memory, not 500 Redis connections (docs/decisions.md,
 "Live events").
 
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, cast
 
 from redis import Redis
@@ -40,46 +41,61 @@ __all__ = ["EventHub", "Subscription", "hub_for", "shut_down"]
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 2000  # one XREAD waits this long at most (then the loop looks again)
-BATCH = 500  # entries per XREAD
+BATCH = 2000  # entries per XREAD
 QUEUE_MAX = 1000  # events buffered per subscription before it is closed as too slow
+# s: after a delivery the hub waits this long before the next read, so a busy stream is
+# read in batches (at most 1/TICK reads a second) while a waiter hears its job's end within
+# a few ms. Event streams (SSE) coalesce their own writes over a longer period
+# (`app.events.sse.WRITE_EVERY`): a long-poll is not held back for a stream's sake.
+TICK = 0.005
 
 
 @dataclass(eq=False)
 class Subscription:
-    """A client's share of the hub: events of one job, one owner, or all (both None)."""
+    """A client's share of the hub: events of one job, one owner, or all (both None).
+
+    The hub appends batches; the client takes everything pending at once (one wake-up per
+    batch, not per event). A deque and an Event, not a queue.Queue: under gevent they are
+    a fraction of a Queue's lock and condition work, and 500 streams take every batch."""
 
     job_id: str | None
     owner: str | None
-    events: queue.Queue[Event | None] = field(default_factory=lambda: queue.Queue(QUEUE_MAX))
+    _pending: deque[Event] = field(default_factory=deque)
+    _ready: threading.Event = field(default_factory=threading.Event)
     closed: bool = False  # too slow a reader, or the process is shutting down
 
-    def matches(self, event: Event) -> bool:
-        if self.job_id is not None:
-            return event.job_id == self.job_id
-        return self.owner is None or event.owner == self.owner
-
-    def offer(self, event: Event) -> None:
+    def offer(self, events: list[Event]) -> None:
         if self.closed:
             return
-        try:
-            self.events.put_nowait(event)
-        except queue.Full:
+        if len(self._pending) + len(events) > QUEUE_MAX:
             self.close()  # the reader ends the stream; the client resumes
+            return
+        self._pending.extend(events)
+        self._ready.set()
 
     def close(self) -> None:
         """Wake the reader with nothing: its stream ends (a waiter answers what it has)."""
         self.closed = True
-        self.events.queue.clear()
-        self.events.put_nowait(None)
+        self._pending.clear()
+        self._ready.set()
 
-    def get(self, timeout: float) -> Event | None:
-        """The next event, or None after `timeout` s (or once closed)."""
-        if self.closed:
-            return None
-        try:
-            return self.events.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            return None
+    def take(self, timeout: float) -> list[Event]:
+        """Every pending event, oldest first, waiting up to `timeout` s for one; [] when
+        the time is up or the subscription is closed."""
+        end = time.monotonic() + timeout
+        while not self.closed:
+            if self._pending:
+                self._ready.clear()
+                out: list[Event] = []
+                while self._pending:  # popleft, not a swap: an offer may run meanwhile
+                    out.append(self._pending.popleft())
+                return out
+            left = end - time.monotonic()
+            if left <= 0:
+                return []
+            self._ready.wait(left)
+            self._ready.clear()  # a stale wake-up costs one more look, never an event
+        return []
 
 
 class EventHub:
@@ -149,8 +165,11 @@ class EventHub:
             if _SHUTTING_DOWN:
                 self.close_all()
             try:
-                self.dispatch(self._read())
+                events = self._read()
+                self.dispatch(events)
                 failures = 0
+                if events:
+                    time.sleep(TICK)  # what arrives meanwhile goes out as one batch
             except RedisError as exc:
                 failures += 1
                 delay = backoff_delay(failures, base=0.2, cap=5.0)
@@ -176,16 +195,18 @@ class EventHub:
             sub.close()
 
     def dispatch(self, events: list[Event]) -> None:
-        """Hand each event to the subscriptions it matches (the reader's step)."""
-        for event in events:
-            with self._lock:
-                targets = [
-                    *self._by_job.get(event.job_id, ()),
-                    *self._by_owner.get(event.owner, ()),
-                    *self._everything,
-                ]
-            for sub in targets:
-                sub.offer(event)
+        """Hand each subscription the events it matches, as one batch (the reader's step)."""
+        batches: dict[Subscription, list[Event]] = {}
+        with self._lock:
+            for event in events:
+                for sub in chain(
+                    self._by_job.get(event.job_id, ()),
+                    self._by_owner.get(event.owner, ()),
+                    self._everything,
+                ):
+                    batches.setdefault(sub, []).append(event)
+        for sub, batch in batches.items():
+            sub.offer(batch)
 
 
 _SHUTTING_DOWN = False

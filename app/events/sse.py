@@ -29,6 +29,10 @@ from app.jobs.events import Event, parse_entry, stream_id_key
 __all__ = ["KEEPALIVE", "SseBody", "format_event", "history", "valid_event_id"]
 
 KEEPALIVE = b": keep-alive\n\n"
+# s: a stream writes at most once per this period; what arrives meanwhile (a job's
+# running, succeeded and done) goes out as ONE chunk and one write. A lone event goes out at
+# once. (The hub itself delivers within ms, for long-polls: `app.events.hub.TICK`.)
+WRITE_EVERY = 0.05
 RETRY_MS = 3000
 HISTORY_MAX = 5000  # entries sent from the past at most (a job's stream is far shorter)
 
@@ -126,27 +130,42 @@ class SseBody:
                 return
         yield from self._live()
 
-    def _drain(self, job_id: str, status: str) -> Iterator[bytes]:
-        """What the hub queued for a job that is final, then its `done`."""
-        while (event := self._sub.get(0)) is not None:
+    def _frames(self, events: list[Event]) -> tuple[bytes, bool]:
+        """One chunk for a batch (one write), and whether the stream ends with it."""
+        frames: list[bytes] = []
+        for event in events:
             frame = self._send(event)
             if frame is not None:
-                yield frame
-            if event.final:
-                return
-        yield _done(job_id, status)
+                frames.append(frame)
+            if self._ends(event):
+                return b"".join(frames), True
+        return b"".join(frames), False
+
+    def _drain(self, job_id: str, status: str) -> Iterator[bytes]:
+        """What the hub queued for a job that is final, then its `done`."""
+        chunk, ended = self._frames(self._sub.take(0))
+        if chunk:
+            yield chunk
+        if not ended:
+            yield _done(job_id, status)
 
     def _live(self) -> Iterator[bytes]:
         end = time.monotonic() + self._max_life
+        last_write = 0.0
         while (left := end - time.monotonic()) > 0:
-            event = self._sub.get(min(self._keepalive, left))
+            events = self._sub.take(min(self._keepalive, left))
             if self._sub.closed:
                 return  # too slow a reader, or shutting down: the client resumes
-            if event is None:
+            if not events:
                 yield KEEPALIVE
                 continue
-            frame = self._send(event)
-            if frame is not None:
-                yield frame
-            if self._ends(event):
+            early = last_write + WRITE_EVERY - time.monotonic()
+            if early > 0:  # wrote just now: gather what else comes, then write once
+                time.sleep(early)
+                events += self._sub.take(0)
+            chunk, ended = self._frames(events)
+            if chunk:
+                last_write = time.monotonic()
+                yield chunk
+            if ended:
                 return

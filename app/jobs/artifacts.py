@@ -2,7 +2,7 @@
 
 Layout (under the prefix ``p``; names in `app.rediskeys`)::
 
-    p art:{id}:{name}   hash  body content_type       raw bytes, never base64
+    p art:{id}:{name}   hash  body content_type schema_version   body: raw bytes, never base64
     p artl:{owner}      zset  {id}:{name} → time stored (the owner's artifact ledger)
     p arts:{owner}      hash  {id}:{name} → bytes, _total (against ARTIFACT_BUDGET_BYTES)
 
@@ -21,6 +21,7 @@ from typing import Any, cast
 from redis import Redis
 
 from app.jobs import lua
+from app.migrations import versions
 from app.rediskeys import RedisKeys
 from collectors.base import Artifact
 
@@ -39,16 +40,26 @@ class ArtifactStore:
         self._put = redis.register_script(lua.PUT_ARTIFACT)
 
     def put(
-        self, job_id: str, name: str, content_type: str, body: bytes, *, budget: int = 0
+        self,
+        job_id: str,
+        name: str,
+        content_type: str,
+        body: bytes,
+        *,
+        budget: int = 0,
+        owner: str | None = None,
     ) -> tuple[bool, int]:
         """Store an artifact within its owner's byte `budget` (0: none).
 
         Returns (stored, how many of the owner's oldest artifacts were evicted
         to make room). An artifact larger than the whole budget is not stored.
+        `owner`: the job's, when the caller read it already (else it is read here).
         """
         job = self.keys.job(job_id)
-        owner = cast(bytes | None, self.redis.hget(job, "owner"))
-        owner_name = owner.decode() if owner is not None else UNOWNED
+        if owner is None:
+            found = cast(bytes | None, self.redis.hget(job, "owner"))
+            owner = found.decode() if found is not None else UNOWNED
+        owner_name = owner
         out = cast(
             list[int],
             self._put(
@@ -66,18 +77,22 @@ class ArtifactStore:
                     time.time(),
                     budget,
                     self.keys.artifact_prefix,
+                    versions.FIELD,
+                    versions.ARTIFACT,
                 ],
             ),
         )
         return bool(out[0]), int(out[1])
 
     def put_all(
-        self, job_id: str, artifacts: list[Artifact], *, budget: int
+        self, job_id: str, artifacts: list[Artifact], *, budget: int, owner: str | None = None
     ) -> list[dict[str, Any]]:
         """Store a result's artifacts; return their metadata for the envelope."""
         infos: list[dict[str, Any]] = []
         for art in artifacts:
-            stored, evicted = self.put(job_id, art.name, art.content_type, art.body, budget=budget)
+            stored, evicted = self.put(
+                job_id, art.name, art.content_type, art.body, budget=budget, owner=owner
+            )
             info: dict[str, Any] = {
                 "name": art.name,
                 "content_type": art.content_type,

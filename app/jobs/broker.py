@@ -9,6 +9,7 @@ from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 
 from app.jobs.names import collector_queue, collector_task
+from app.jobs.publisher import ConfirmingPublisher, MessageNacked
 
 if TYPE_CHECKING:
     from app.jobs.context import JobContext
@@ -18,6 +19,7 @@ __all__ = [
     "OWNER_HEADER",
     "PUBLISH_ERRORS",
     "REQUEST_ID_HEADER",
+    "confirming_publisher",
     "publish",
     "queue_depths",
 ]
@@ -35,6 +37,7 @@ PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
     KombuError,
     OSError,
     TimeoutError,
+    MessageNacked,
 )
 try:
     from amqp.exceptions import AMQPError
@@ -42,6 +45,12 @@ try:
     PUBLISH_ERRORS += (AMQPError,)
 except ImportError:  # pragma: no cover - amqp ships with celery[amqp]
     pass
+_RETRY_ONCE = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+def confirming_publisher(celery: Celery, timeout: float) -> ConfirmingPublisher:
+    """The API process's publisher (confirms awaited together, `app.jobs.publisher`)."""
+    return ConfirmingPublisher(celery, timeout=timeout, errors=PUBLISH_ERRORS)
 
 
 def publish(
@@ -58,7 +67,8 @@ def publish(
     headers: dict[str, Any] = {OWNER_HEADER: owner, ENQUEUED_AT_HEADER: time.time()}
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
-    with celery.producer_or_acquire() as producer:
+
+    def send(producer: Any, **retry: Any) -> None:
         for name in collectors:
             celery.send_task(
                 collector_task(name),
@@ -67,18 +77,18 @@ def publish(
                 queue=collector_queue(name),
                 headers=headers,
                 producer=producer,
-                # One quick reconnect covers a connection the broker dropped
-                # while idle; beyond that the client gets a 503, not a hang.
-                retry=True,
-                retry_policy={
-                    "max_retries": 1,
-                    "interval_start": 0,
-                    "interval_step": 0.2,
-                    "interval_max": 0.2,
-                },
                 timeout=timeout,
                 confirm_timeout=timeout,
+                **retry,
             )
+
+    if rt.publisher is not None:  # the API: confirms awaited together (app.jobs.publisher)
+        rt.publisher.publish(send)
+        return
+    with celery.producer_or_acquire() as producer:
+        # One quick reconnect covers a connection the broker dropped while idle; beyond
+        # that the caller gets an error (the API a 503), not a hang.
+        send(producer, retry=True, retry_policy=_RETRY_ONCE)
 
 
 def queue_depths(celery: Celery, queues: list[str]) -> dict[str, int | None]:

@@ -12,11 +12,14 @@ The steps, each against the store's atomic scripts (docs/architecture.md,
    circuit breaker;
 3. a retryable failure with attempts left is recorded `retrying` and returned as
    a `Retry` (exponential backoff with full jitter, honouring Retry-After);
+   retries, backoff, breaker and host cap are the collector's policy
+   (``Settings.policy_for``), its retries narrowed by the job's ``options.<c>.retries``;
    anything else is recorded `succeeded` or `failed`, artifacts stored first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -31,8 +34,10 @@ from app.jobs.envelope import Stopwatch, failed_body, succeeded_body
 from app.jobs.errors import RedeliveryLimit, TimeLimitExceeded
 from app.jobs.heartbeat import heartbeat
 from app.jobs.store import JobSpec, Transition
+from app.options import CollectorPolicy
 from collectors.base import CollectContext, CollectorError, Result, TransientResponse
 from collectors.runner import run_collector_once
+from schemas.policy import split_policy_options
 from schemas.status import CollectorStatus
 
 __all__ = ["Retry", "collect", "outage_delay", "record_hard_time_limit"]
@@ -85,9 +90,15 @@ def collect(
         return _record(
             ctx, job_id, collector, CollectorStatus.FAILED, begin.attempt, failed_body(error)
         )
-    spec = ctx.store.spec(job_id, collector)
-    if spec is None:
+    spec = begin.spec
+    if spec is None:  # the job went between the start and the read (cannot in one script)
         return "missing"
+    own, narrowing = split_policy_options(spec.options)
+    spec = dataclasses.replace(spec, options=own)
+    policy = settings.policy_for(collector)
+    if "retries" in narrowing:  # checked at submit: within the policy
+        asked = int(narrowing["retries"])
+        policy = dataclasses.replace(policy, retries=min(policy.retries, asked))
     ctx.observer.started(collector)
     watch = Stopwatch()
     # The collector's span (a child of the task's, when tracing is on; a no-op otherwise).
@@ -101,16 +112,17 @@ def collect(
             "server.address": host_of(spec.target),
         },
     ) as span:
-        outcome = _run_guarded(ctx, spec, collector, begin.attempt, interrupts)
+        outcome = _run_guarded(ctx, spec, collector, policy, begin.attempt, interrupts)
         if isinstance(outcome, CollectorError) and span.is_recording():
             span.set_attribute("collectq.error", outcome.type)
-        return _conclude(ctx, spec, collector, begin.attempt, outcome, watch)
+        return _conclude(ctx, spec, collector, policy, begin.attempt, outcome, watch)
 
 
 def _run_guarded(
     ctx: JobContext,
     spec: JobSpec,
     collector: str,
+    policy: CollectorPolicy,
     attempt: int,
     interrupts: tuple[type[BaseException], ...],
 ) -> Result | CollectorError:
@@ -137,19 +149,24 @@ def _run_guarded(
             max_runtime=limits.hard_time_limit + settings.heartbeat_interval,
         ),
         ctx.host_slots.slot(
-            host, hold_max=limits.hard_time_limit, wait_max=limits.soft_time_limit / 2
+            collector,
+            host,
+            cap=policy.host_concurrency,
+            hold_max=limits.hard_time_limit,
+            wait_max=limits.soft_time_limit / 2,
         ) as busy,
     ):
         # the breaker is the origin's (scheme, host, port), not the whole host's: one
         # tenant's failing port must not fail everyone's jobs to that host fast
         breaker = breaker_key(spec.target, collector, spec.options)
-        return busy or ctx.breakers.call(breaker, call)
+        return busy or ctx.breakers.call(breaker, call)  # its policy: the key's collector
 
 
 def _conclude(
     ctx: JobContext,
     spec: JobSpec,
     collector: str,
+    policy: CollectorPolicy,
     attempt: int,
     outcome: Result | CollectorError,
     watch: Stopwatch,
@@ -157,9 +174,9 @@ def _conclude(
     settings = ctx.settings
     if isinstance(outcome, CollectorError):
         ctx.observer.errored(collector, outcome.type)
-        if outcome.retryable and attempt <= settings.max_retries:
+        if outcome.retryable and attempt <= policy.retries:
             _ran(ctx, collector, CollectorStatus.RETRYING, watch)
-            return _retry_later(ctx, spec.id, collector, attempt, outcome, watch)
+            return _retry_later(ctx, spec.id, collector, policy, attempt, outcome, watch)
         if isinstance(outcome, TransientResponse):
             outcome = outcome.result  # retries exhausted: the target's own answer is data
     if isinstance(outcome, CollectorError):
@@ -168,7 +185,7 @@ def _conclude(
         return _record(ctx, spec.id, collector, CollectorStatus.FAILED, attempt, body)
     _ran(ctx, collector, CollectorStatus.SUCCEEDED, watch)
     artifacts = ctx.store.artifacts.put_all(
-        spec.id, outcome.artifacts, budget=settings.artifact_budget_bytes
+        spec.id, outcome.artifacts, budget=settings.artifact_budget_bytes, owner=spec.owner
     )
     body = succeeded_body(outcome.data, artifacts, **watch.timing())
     return _record(ctx, spec.id, collector, CollectorStatus.SUCCEEDED, attempt, body)
@@ -178,6 +195,7 @@ def _retry_later(
     ctx: JobContext,
     job_id: str,
     collector: str,
+    policy: CollectorPolicy,
     attempt: int,
     error: CollectorError,
     watch: Stopwatch,
@@ -185,8 +203,8 @@ def _retry_later(
     settings = ctx.settings
     delay = backoff_delay(
         attempt,
-        base=settings.retry_backoff_base,
-        cap=settings.retry_backoff_max,
+        base=policy.backoff_base,
+        cap=policy.backoff_max,
         retry_after=error.retry_after,
     )
     body = failed_body(error, **watch.timing(), retry_in_s=round(delay, 3))

@@ -13,6 +13,7 @@ from redis import Redis
 
 from app.jobs.breaker import Breakers
 from app.jobs.hostcap import HostSlots
+from app.jobs.publisher import ConfirmingPublisher
 from app.jobs.store import JobStore
 from app.settings import Settings
 from collectors.base import NetworkPolicy
@@ -54,3 +55,6 @@ class JobContext:
     breakers: Breakers
     host_slots: HostSlots
     observer: JobObserver = field(default_factory=JobObserver, kw_only=True)
+    # the API's: publisher confirms awaited together across requests (app.jobs.publisher);
+    # None elsewhere (a worker's requeue publishes through Celery's producer pool)
+    publisher: ConfirmingPublisher | None = field(default=None, kw_only=True)

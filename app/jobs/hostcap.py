@@ -1,6 +1,7 @@
-"""An optional cap on concurrent calls per target host, across all workers (Redis).
+"""An optional cap on one collector's concurrent calls per target host, across all workers
+(Redis); the cap is the collector's policy (`host_concurrency`).
 
-Each call holds a slot: a member of ``{prefix}hc:{host}`` (a sorted set) scored
+Each call holds a slot: a member of ``{prefix}hc:{collector}:{host}`` (a sorted set) scored
 by the time it expires, so a slot of a killed worker frees itself. A call that
 finds the host full waits for a slot (bounded), then gives up with `HostBusy`
 (retryable: the task retries it later with backoff).
@@ -32,26 +33,31 @@ return 1
 
 
 class HostSlots:
-    def __init__(self, redis: Callable[[], Redis], prefix: str, cap: int) -> None:
+    def __init__(self, redis: Callable[[], Redis], prefix: str) -> None:
         self._redis = redis  # a callable: the client is created lazily, after fork
         self._keys = RedisKeys(prefix)
-        self.cap = cap
 
     @contextmanager
-    def slot(self, host: str, *, hold_max: float, wait_max: float) -> Iterator[HostBusy | None]:
-        """Hold one of `host`'s slots for the block; yields HostBusy if none came free."""
-        if self.cap <= 0 or not host:
+    def slot(
+        self, collector: str, host: str, *, cap: int, hold_max: float, wait_max: float
+    ) -> Iterator[HostBusy | None]:
+        """Hold one of `collector`'s `cap` slots at `host` for the block (`cap` 0: no cap);
+        yields HostBusy if none came free within `wait_max` seconds."""
+        if cap <= 0 or not host:
             yield None
             return
-        redis, key, token = self._redis(), self._keys.host_slots(host), uuid.uuid4().hex
+        redis, key = self._redis(), self._keys.host_slots(collector, host)
+        token = uuid.uuid4().hex
         acquire = redis.register_script(_ACQUIRE)
         deadline, pause = time.monotonic() + wait_max, 0.05
         while True:
             now = time.time()
-            if cast(int, acquire(keys=[key], args=[now, now + hold_max, token, self.cap])):
+            if cast(int, acquire(keys=[key], args=[now, now + hold_max, token, cap])):
                 break
             if time.monotonic() >= deadline:
-                yield HostBusy(f"{host} already has {self.cap} calls in flight", retry_after=1.0)
+                yield HostBusy(
+                    f"{host} already has {cap} {collector} calls in flight", retry_after=1.0
+                )
                 return
             time.sleep(pause)
             pause = min(pause * 2, 0.5)

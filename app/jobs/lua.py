@@ -147,7 +147,8 @@ return {'ok', jstatus}
 # as a redelivery, and past the limit the collector is not run again.
 # Live events (app.jobs.events): KEYS[3] the job's stream, KEYS[4] the all-jobs stream,
 # ARGV[8] the owner-stream prefix.
-# Returns {outcome, attempt}: ok | limit | done | missing.
+# Returns {outcome, attempt}: ok | limit | done | missing; `ok` adds the job's target,
+# options JSON and owner (what the run needs: no second round trip to read them).
 BEGIN = render(
     _SETS
     + EMIT
@@ -172,7 +173,8 @@ if redis.call('HGET', key, 'status') == $J_QUEUED then
   dequeue(key, queued_prefix)
 end
 redis.call('ZADD', watch, score, member)
-return {'ok', attempt}
+local target, options, owner = unpack(redis.call('HMGET', key, 'target', 'options', 'owner'))
+return {'ok', attempt, target, options, owner}
 """
 )
 
@@ -230,7 +232,8 @@ return 'requeue'
 # Store an artifact within its owner's byte budget. KEYS job, art key, owner's ledger
 # (zset member → time stored), owner's sizes (hash member → bytes, `_total`).
 # ARGV: body, content_type, ttl, member ({job}:{name}), now, budget (0 = none), art prefix
-# (prefix .. member is an artifact's key: app.rediskeys.RedisKeys.artifact).
+# (prefix .. member is an artifact's key: app.rediskeys.RedisKeys.artifact), the version
+# field and the artifact's stored version (app.migrations.versions).
 # Entries older than ttl (their keys expired) leave the ledger first; then the
 # owner's oldest artifacts are evicted until the new one fits. One artifact larger
 # than the whole budget is refused. Returns {stored 1|0, evicted count}.
@@ -238,6 +241,7 @@ PUT_ARTIFACT = """
 local job, art, ledger, sizes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local body, ctype, ttl, member = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now, budget, artp = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local vfield, version = ARGV[8], ARGV[9]
 local size = string.len(body)
 if budget > 0 and size > budget then return {0, 0} end
 local function forget(m)
@@ -260,7 +264,7 @@ if budget > 0 then
     evicted = evicted + 1
   end
 end
-redis.call('HSET', art, 'body', body, 'content_type', ctype)
+redis.call('HSET', art, 'body', body, 'content_type', ctype, vfield, version)
 redis.call('EXPIRE', art, ttl)
 redis.call('ZADD', ledger, now, member)
 redis.call('HSET', sizes, member, size)

@@ -5,9 +5,10 @@ Two hashes (docs/decisions.md, "Scheduling: idempotency, reuse and batch (issue 
 - `request_hash`: the whole loaded request body (sorted-key JSON). Kept with an
   Idempotency-Key, so the same key with another body is refused (422).
 - `identity_hash`: what makes two jobs collect the same thing — target, collectors
-  (as a set), the options of those collectors, and the callback. A request with
-  `max_age` reuses the newest job of its owner with the same identity that is still
-  queued/running (in-flight dedupe) or that succeeded at most `max_age` seconds ago.
+  (as a set), the options of those collectors, and the callback. A request (unless
+  `fresh`) reuses the newest job of its owner with the same identity that is still
+  queued/running (in-flight dedupe), or with `max_age` one that succeeded at most
+  `max_age` seconds ago.
 
 The candidates of an identity are the last `RECENT` jobs submitted with it
 (``p reuse:{owner}:{hash}``, a list, newest first), pushed at submit; their status
@@ -121,7 +122,7 @@ def find_reusable(
     redis: Redis, keys: RedisKeys, owner: str, identity: str, max_age: int
 ) -> Reusable | None:
     """The newest in-flight job of `identity`, else the newest that succeeded within
-    `max_age` seconds; None if neither."""
+    `max_age` seconds (0: none); None if neither."""
     listed = cast(list[bytes], redis.lrange(keys.reuse(owner, identity), 0, -1))
     ids = [raw.decode() for raw in listed]
     if not ids:
@@ -140,6 +141,7 @@ def find_reusable(
             return Reusable(job_id, IN_FLIGHT)
         if (
             succeeded is None
+            and max_age > 0
             and state == JobStatus.SUCCEEDED
             and finished_at is not None
             and finished_at.decode() >= cutoff

@@ -26,7 +26,7 @@ from app.errors import (
     QuotaExceeded,
     ValidationFailed,
 )
-from app.events.hub import hub_for
+from app.events.hub import Subscription, hub_for
 from app.jobs import reuse
 from app.jobs.broker import PUBLISH_ERRORS, publish
 from app.jobs.callback import check_callback_url
@@ -35,6 +35,8 @@ from app.jobs.finalize import announce
 from app.jobs.ids import new_id
 from app.jobs.reuse import IdempotencyKeyReused
 from app.rediskeys import RedisKeys
+from collectors.base import Collector
+from schemas.policy import narrowing_errors, split_policy_options
 from schemas.status import TERMINAL_COLLECTOR, CollectorStatus, JobStatus
 
 __all__ = [
@@ -64,6 +66,17 @@ return 1
 """
 
 
+def _option_errors(rt: JobContext, name: str, collector: Collector, given: Any) -> Any:
+    """What is wrong with a collector's options (None: nothing): the collector's own,
+    then the policy keys a job may narrow (`schemas.policy`)."""
+    own, narrowing = split_policy_options(given) if isinstance(given, dict) else (given, {})
+    try:
+        collector.options_schema().load(own)
+    except ValidationError as exc:
+        return exc.messages
+    return narrowing_errors(narrowing, rt.settings.policy_for(name).retries) or None
+
+
 def _check_collectors(rt: JobContext, names: list[str], options: dict[str, Any]) -> dict[str, Any]:
     """Validate collector names and their options; return the loaded options."""
     errors: dict[str, Any] = {}
@@ -80,22 +93,21 @@ def _check_collectors(rt: JobContext, names: list[str], options: dict[str, Any])
                 f"collector {name!r} is unavailable: {info.reason}"
             ]
         else:
-            try:
-                # Validate now so a bad option is a 422, not a failed job later;
-                # store what the client sent (defaults are applied by the task).
-                info.collector.options_schema().load(options.get(name, {}))
+            # Validate now so a bad option is a 422, not a failed job later;
+            # store what the client sent (defaults are applied by the task).
+            problems = _option_errors(rt, name, info.collector, options.get(name, {}))
+            if problems:
+                errors.setdefault("options", {})[name] = problems
+            else:
                 loaded[name] = options.get(name, {})
-            except ValidationError as exc:
-                errors.setdefault("options", {})[name] = exc.messages
     for name in set(options) - set(names):  # validated like the rest, then dropped
         info = rt.registry.info(name)
         if info is None or info.collector is None:
             errors.setdefault("options", {})[name] = ["not a collector of this service"]
             continue
-        try:
-            info.collector.options_schema().load(options[name])
-        except ValidationError as exc:
-            errors.setdefault("options", {})[name] = exc.messages
+        problems = _option_errors(rt, name, info.collector, options[name])
+        if problems:
+            errors.setdefault("options", {})[name] = problems
     if errors:
         raise ValidationFailed(errors)
     return loaded
@@ -204,13 +216,14 @@ def submit_request(
     idempotency_key: str | None = None,
     request_id: str | None = None,
 ) -> Submitted:
-    """A client's submit (POST /v1/jobs, a batch item): `submit_job` plus reuse (`max_age`).
+    """A client's submit (POST /v1/jobs, a batch item): `submit_job` plus reuse.
 
-    With `max_age` (seconds, ≤ `MAX_AGE_MAX`) an identical job of `owner` that is still
-    queued/running, or that succeeded at most `max_age` seconds ago, is answered instead
-    of a new one (docs/decisions.md, "Scheduling: idempotency, reuse and batch"). Every
-    job created here becomes a candidate for later requests. An Idempotency-Key is bound
-    to the reused job, so a retry with it answers the same job.
+    An identical job of `owner` that is still queued/running is answered instead of a new
+    one, and with `max_age` (seconds, ≤ `MAX_AGE_MAX`) also one that succeeded at most
+    that long ago; `fresh` asks for a new job whatever runs (docs/decisions.md,
+    "Scheduling: idempotency, reuse and batch"). Every job created here becomes a
+    candidate for later requests. An Idempotency-Key is bound to the reused job, so a
+    retry with it answers the same job.
     """
     body_hash = reuse.request_hash(data)
     collectors: list[str] = data["collectors"]
@@ -222,16 +235,16 @@ def submit_request(
         callback_on=data.get("callback_on"),
         callback_artifacts=data.get("callback_artifacts"),
     )
-    max_age: int | None = data.get("max_age")
-    if max_age is not None:
-        if max_age > rt.settings.max_age_max:
-            raise ValidationFailed(
-                {"max_age": [f"must be at most {rt.settings.max_age_max} (seconds)"]}
-            )
-        _check_collectors(rt, collectors, data.get("options") or {})  # a bad option is a 422
+    max_age: int = data.get("max_age") or 0  # 0: in-flight jobs only
+    if max_age > rt.settings.max_age_max:
+        raise ValidationFailed(
+            {"max_age": [f"must be at most {rt.settings.max_age_max} (seconds)"]}
+        )
+    if not data.get("fresh"):
         found = reuse.find_reusable(rt.redis, rt.store.keys, owner, identity, max_age)
         envelope = rt.store.get(found.job_id) if found else None
         if found and envelope is not None:
+            _check_collectors(rt, collectors, data.get("options") or {})  # still 422 if bad
             if idempotency_key:
                 replay = _claim_key(rt, owner, idempotency_key, found.job_id, body_hash)
                 if replay is not None:
@@ -288,21 +301,36 @@ def wait_job(
     most `MAX_WAITS_PER_CLIENT` waits and event streams in flight across all API
     processes (QuotaExceeded beyond).
     """
-    envelope = get_job(rt, job_id, owner)
     budget = min(wait, rt.settings.max_wait)
-    if budget <= 0 or rt.store.is_terminal(envelope["status"]):
-        return envelope  # answered at once: no slot needed
+    if budget <= 0:
+        return get_job(rt, job_id, owner)
     hub = hub_for(rt.settings.redis_url, rt.store.keys.all_events)
-    with wait_slot(rt, client, budget), hub.subscribe(job_id=job_id) as sub:
-        deadline = time.monotonic() + budget
-        envelope = get_job(rt, job_id, owner)  # subscribed first: no final event is missed
-        while not rt.store.is_terminal(envelope["status"]):
-            event = sub.get(deadline - time.monotonic())
-            if event is None:  # the budget is spent (or the hub dropped this slow waiter):
-                # the state now (a collector may have started meanwhile); Redis gone → 503
-                return get_job(rt, job_id, owner)
-            if event.final:
-                envelope = get_job(rt, job_id, owner)
+    with hub.subscribe(job_id=job_id) as sub:
+        # subscribed first, then read once: no final event is missed, and no second read
+        envelope = get_job(rt, job_id, owner)
+        if rt.store.is_terminal(envelope["status"]):
+            return envelope  # answered at once: no slot needed
+        with wait_slot(rt, client, budget):
+            return _wait_terminal(rt, job_id, owner, envelope, sub, budget)
+
+
+def _wait_terminal(
+    rt: JobContext,
+    job_id: str,
+    owner: str | None,
+    envelope: dict[str, Any],
+    sub: Subscription,
+    budget: float,
+) -> dict[str, Any]:
+    """Read the job again on each final event until it is terminal or `budget` is spent."""
+    deadline = time.monotonic() + budget
+    while not rt.store.is_terminal(envelope["status"]):
+        events = sub.take(deadline - time.monotonic())
+        if not events:  # the budget is spent (or the hub dropped this slow waiter):
+            # the state now (a collector may have started meanwhile); Redis gone → 503
+            return get_job(rt, job_id, owner)
+        if any(event.final for event in events):
+            envelope = get_job(rt, job_id, owner)
     return envelope
 
 

@@ -4,7 +4,7 @@ Layout (all keys under the configured prefix ``p``; names in `app.rediskeys`,
 lifetimes in docs/architecture.md)::
 
     p job:{id}          hash  id owner target collectors options labels created_at
-                              status started_at finished_at schedule_id
+                              status started_at finished_at schedule_id schema_version
                               s:{c} a:{c} r:{c}   status, attempt, result JSON per collector
     p idx:{owner}       zset  job ids (score 0, ordered by id = by time)
     p idx-all           zset  every job id (admin listing; no owner name can reach it)
@@ -34,10 +34,12 @@ from typing import Any, cast
 
 from redis import Redis
 
-from app.jobs import events, lua
+from app.jobs import lua
 from app.jobs.artifacts import ArtifactStore
+from app.jobs.createlua import CREATE
 from app.jobs.envelope import build_envelope, utcnow
 from app.jobs.ids import id_floor, new_id
+from app.migrations import versions
 from app.rediskeys import RedisKeys, split_watch_member, watch_member
 from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB, CollectorStatus, JobStatus
 
@@ -58,6 +60,7 @@ class JobSpec:
     status: str
     collector_status: str
     attempt: int
+    owner: str | None = None  # when read by `begin` (the artifacts' ledger is the owner's)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Transition:
 class Begin:
     outcome: str  # ok | limit | done | missing
     attempt: int
+    spec: JobSpec | None = None  # with `ok`: what the run needs, read by the same script
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ class JobStore:
         self._begin = redis.register_script(lua.BEGIN)
         self._close = redis.register_script(lua.CLOSE)
         self._reap_claim = redis.register_script(lua.REAP_CLAIM)
-        self._emit = redis.register_script(events.EMIT_SCRIPT)  # live events (create)
+        self._create = redis.register_script(CREATE)
         self._legacy_adopted = False
 
     # create / delete ----------------------------------------------------------
@@ -177,6 +181,7 @@ class JobStore:
             "labels": json.dumps(labels),
             "created_at": now,
             "status": JobStatus.QUEUED,
+            versions.FIELD: versions.JOB,  # the stored format (app.migrations)
         }
         if schedule_id:
             fields["schedule_id"] = schedule_id
@@ -190,24 +195,31 @@ class JobStore:
         queued = json.dumps({"status": CollectorStatus.QUEUED, "attempts": 0})
         for name in collectors:
             fields |= {f"s:{name}": CollectorStatus.QUEUED, f"a:{name}": 0, f"r:{name}": queued}
-        floor = id_floor("j_", time.time() - self.ttl)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.job(job_id), mapping=fields)
-        pipe.expire(self.keys.job(job_id), self.ttl)
-        for index in self._indexes(owner):
-            pipe.zadd(index, {job_id: 0})
-            pipe.zremrangebylex(index, "-", f"({floor}")
-        due = time.time() + self.queued_grace
-        pipe.zadd(self.keys.watch, {watch_member(job_id, name): due for name in collectors})
-
-        pipe.zadd(self.keys.queued(owner), {job_id: time.time()})
-        for name in collectors:  # live events: each collector's `queued` (app.jobs.events)
-            self._emit(
-                keys=[self.keys.job(job_id), *self._event_keys(job_id)],
-                args=[self.keys.owner_events_prefix, "state", name, CollectorStatus.QUEUED, 0, now],
-                client=pipe,
-            )
-        pipe.execute()
+        owner_index, all_index = self._indexes(owner)
+        args = {
+            "fields": {k: str(v) for k, v in fields.items()},
+            "id": job_id,
+            "ttl": self.ttl,
+            "floor": id_floor("j_", time.time() - self.ttl),
+            "watch": [watch_member(job_id, name) for name in collectors],
+            "due": repr(time.time() + self.queued_grace),
+            "queued_at": repr(time.time()),
+            "collectors": collectors,
+            "evo": self.keys.owner_events_prefix,
+            "at": now,
+            "queued": CollectorStatus.QUEUED,
+        }
+        self._create(
+            keys=[
+                self.keys.job(job_id),
+                *self._event_keys(job_id),
+                self.keys.watch,
+                owner_index,
+                all_index,
+                self.keys.queued(owner),
+            ],
+            args=[json.dumps(args)],
+        )
         return self._envelope({k: str(v) for k, v in fields.items()})
 
     def delete(self, job_id: str, owner: str) -> None:
@@ -407,12 +419,33 @@ class JobStore:
                 ],
             ),
         )
-        return Begin(out[0].decode(), int(out[1]))
+        outcome, attempt = out[0].decode(), int(out[1])
+        if outcome != "ok" or len(out) < 5 or out[2] is None:
+            return Begin(outcome, attempt)
+        spec = JobSpec(
+            id=job_id,
+            target=out[2].decode(),
+            options=json.loads(out[3] or b"{}").get(collector, {}),
+            status=JobStatus.RUNNING,
+            collector_status=CollectorStatus.RUNNING,
+            attempt=attempt,
+            owner=_s(out[4]),
+        )
+        return Begin(outcome, attempt, spec)
 
     def beat(self, job_id: str, collector: str, heartbeat_timeout: float) -> bool:
         """Refresh a running collector's heartbeat; False once it is no longer watched."""
         entry = {watch_member(job_id, collector): time.time() + heartbeat_timeout}
         return bool(self.redis.zadd(self.keys.watch, entry, xx=True, ch=True))
+
+    def beat_many(self, runs: builtins.list[tuple[str, str, float]]) -> builtins.list[bool]:
+        """`beat` for each (job id, collector, heartbeat timeout), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        now = time.time()
+        for job_id, collector, timeout in runs:
+            entry = {watch_member(job_id, collector): now + timeout}
+            pipe.zadd(self.keys.watch, entry, xx=True, ch=True)
+        return [bool(changed) for changed in pipe.execute()]
 
     def _event_keys(self, job_id: str) -> tuple[str, str]:
         """The live-event streams a script writes besides the owner's (app.jobs.events)."""

@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery
 from celery.schedules import schedule as every
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
-from redbeat.schedulers import RedBeatSchedulerEntry, get_redis
+from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf, get_redis
 
 from app.jobs.names import MAINTENANCE_QUEUE, SCHEDULE_FIRE_TASK
 from app.schedules.trigger import CronSchedule
@@ -120,6 +120,7 @@ def delete_entry(celery: Celery, schedule_id: str) -> None:
 
 def entry_due_at(celery: Celery, schedule_id: str) -> datetime | None:
     """The next due time beat holds for a schedule (None: no entry or never again)."""
+    ensure_conf(celery)  # generate_key reads it; only an Entry made in this process sets it
     try:
         entry = Entry.from_key(Entry.generate_key(celery, schedule_id), app=celery)
     except KeyError:

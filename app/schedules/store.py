@@ -1,9 +1,9 @@
 """Schedule records, their run history and running jobs, in Redis (keys: app/rediskeys.py).
 
-A schedule is a hash ``sch:{id}`` (owner, paused, the JSON definition, times) indexed per
-owner and for admins; its trigger lives in redbeat's entry (app/schedules/entries.py). A
-run is a JSON member of ``schruns:{id}`` scored by its fire time, trimmed by count and age
-at each write.
+A schedule is a hash ``sch:{id}`` (owner, paused, the JSON definition, times,
+schema_version) indexed per owner and for admins; its trigger lives in redbeat's entry
+(app/schedules/entries.py). A run is a JSON member of ``schruns:{id}`` scored by its fire
+time (with its schema_version), trimmed by count and age at each write.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from redis import Redis
 
+from app.migrations import versions
 from app.rediskeys import RedisKeys
 
 __all__ = ["ScheduleStore"]
@@ -44,6 +45,7 @@ class ScheduleStore:
                 "definition": json.dumps(definition, separators=(",", ":")),
                 "created_at": now,
                 "updated_at": now,
+                versions.FIELD: versions.SCHEDULE,  # the stored format (app.migrations)
             },
         )
         pipe.zadd(self.keys.schedule_index(owner), {schedule_id: 0})
@@ -142,7 +144,8 @@ class ScheduleStore:
         key = self.keys.schedule_runs(schedule_id)
         fired = float(run["fired_at"])
         pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(key, {json.dumps(run, separators=(",", ":")): int(fired * 1000)})
+        member = json.dumps(versions.stamped(run, versions.SCHEDULE_RUN), separators=(",", ":"))
+        pipe.zadd(key, {member: int(fired * 1000)})
         pipe.zremrangebyscore(key, "-inf", f"({int((fired - self.runs_max_age) * 1000)}")
         pipe.zremrangebyrank(key, 0, -self.runs_max - 1)
         pipe.expire(key, int(self.runs_max_age) + 60)
@@ -164,7 +167,7 @@ class ScheduleStore:
                 withscores=True,
             ),
         )
-        items = [json.loads(member) for member, _ in raw]
+        items = [versions.unstamped(json.loads(member)) for member, _ in raw]
         more = len(raw) == limit
         return items, (str(int(raw[-1][1])) if raw and more else None)
 

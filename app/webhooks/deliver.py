@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from app import metrics
 from app.jobs.backoff import backoff_delay
 from app.jobs.context import JobContext
 from app.jobs.envelope import utcnow
 from app.webhooks.deliveries import FINAL_STATES, DeliveryState, DeliveryStore
+from app.webhooks.endpoint import EndpointStore
 from app.webhooks.events import body_for
 from app.webhooks.secrets import SecretStore
 from app.webhooks.sender import Answer, post_signed
 
-__all__ = ["Again", "deliver", "delivery_store", "secret_store"]
+__all__ = ["Again", "deliver", "delivery_store", "endpoint_store", "secret_store"]
 
 log = logging.getLogger("collectq.webhooks")
 
@@ -46,6 +50,10 @@ def secret_store(ctx: JobContext) -> SecretStore:
     return SecretStore(ctx.redis, ctx.store.keys)
 
 
+def endpoint_store(ctx: JobContext) -> EndpointStore:
+    return EndpointStore(ctx.redis, ctx.store.keys)
+
+
 def _reader(ctx: JobContext, job_id: str) -> Callable[[str], bytes | None]:
     """An artifact of `job_id`'s bytes by name (None: gone)."""
 
@@ -64,6 +72,34 @@ def _retryable(answer: Answer) -> bool:
     return answer.status == 429 or answer.status >= 500
 
 
+def _retry_left(record: dict[str, Any]) -> float:
+    """Seconds until the retry the last attempt scheduled is due (0 when it is past)."""
+    last = record["attempts"][-1]
+    due = datetime.fromisoformat(last["at"]).timestamp() + float(last.get("retry_in_s") or 0)
+    return max(0.0, due - time.time())
+
+
+def _payload(ctx: JobContext, job_id: str, record: dict[str, Any]) -> tuple[str, str] | None:
+    """The owner and the body (built once per attempt and signed as sent) of a delivery;
+    None when its job expired. An account event carries both in its record."""
+    if "body" in record:
+        return record["owner"], json.dumps(record["body"], separators=(",", ":"))
+    owner = ctx.store.owner_of(job_id)
+    envelope = ctx.store.get(job_id)
+    if envelope is None or owner is None:
+        return None
+    inline = (envelope.get("callback") or {}).get("artifacts") == "inline"
+    body = body_for(
+        record["event"],
+        envelope,
+        public_url=ctx.settings.public_url,
+        change=record.get("change"),
+        read=_reader(ctx, job_id) if inline else None,
+        inline_max=ctx.settings.webhook_inline_max_bytes,
+    )
+    return owner, json.dumps(body, separators=(",", ":"))
+
+
 def deliver(ctx: JobContext, job_id: str, did: str, attempts_before: int) -> str | Again:
     """Attempt delivery `did` of `job_id` once, unless it is done or another task claimed
     attempt number `attempts_before + 1` already (a duplicate message)."""
@@ -72,30 +108,23 @@ def deliver(ctx: JobContext, job_id: str, did: str, attempts_before: int) -> str
     if record is None or record["state"] in FINAL_STATES:
         return "done"
     attempt = len(record["attempts"]) + 1
+    if record["state"] == DeliveryState.RETRYING and attempt == attempts_before + 2:
+        # this message made the last attempt, but the retry it scheduled was never
+        # published (the broker failed then, the message came back): schedule it now;
+        # should it exist after all, the next attempt's claim keeps it single
+        return Again(_retry_left(record), attempts_before + 1)
     # an attempt lasts at most about two timeouts (connect, then the answer)
     stale = 2 * ctx.settings.webhook_timeout + CLAIM_GRACE
     if attempt != attempts_before + 1 or not dstore.claim(job_id, did, attempt, stale_after=stale):
         return "duplicate"
-    owner = ctx.store.owner_of(job_id)
-    envelope = ctx.store.get(job_id)
-    if envelope is None or owner is None:
+    payload = _payload(ctx, job_id, record)
+    if payload is None:
         dstore.add_attempt(
             job_id, did, {"at": utcnow(), "error": "job expired"}, DeliveryState.FAILED
         )
         return DeliveryState.FAILED.value
+    owner, body = payload
     settings = ctx.settings
-    inline = (envelope.get("callback") or {}).get("artifacts") == "inline"
-    body = json.dumps(  # built once per attempt and signed as sent
-        body_for(
-            record["event"],
-            envelope,
-            public_url=settings.public_url,
-            change=record.get("change"),
-            read=_reader(ctx, job_id) if inline else None,
-            inline_max=settings.webhook_inline_max_bytes,
-        ),
-        separators=(",", ":"),
-    )
     answer = post_signed(
         record["url"],
         body,

@@ -1,8 +1,12 @@
 """The record of a job's webhook deliveries and their attempts.
 
-    p dlv:{job id}  hash  delivery id → JSON {id, event, url, state, created_at,
-                          updated_at, attempts: [{attempt, at, status_code | error,
-                          duration_ms, response}]}
+    p dlv:{subject}  hash  delivery id → JSON {id, event, url, state, created_at,
+                           updated_at, attempts: [{attempt, at, status_code | error,
+                           duration_ms, response}], schema_version}
+
+The subject is a job id, or ``key_{prefix}`` for an account event about a key; an
+account event's record carries its `owner` and the `body` it sends (a job's body is
+built from the job at each attempt).
 
 A delivery id is ``{job id}.{event}``: the finalizer creates each delivery once
 (HSETNX), so a finalizer that runs twice plans no second set, and the id is
@@ -21,6 +25,7 @@ from typing import Any, cast
 from redis import Redis
 
 from app.jobs.envelope import utcnow
+from app.migrations import versions
 from app.rediskeys import RedisKeys
 
 __all__ = ["DeliveryState", "DeliveryStore", "delivery_id"]
@@ -52,6 +57,14 @@ def delivery_id(job_id: str, event: str) -> str:
     return f"{job_id}.{event}"
 
 
+def _dump(record: dict[str, Any]) -> str:
+    return json.dumps(versions.stamped(record, versions.DELIVERY))
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    return versions.unstamped(cast(dict[str, Any], json.loads(raw)))
+
+
 class DeliveryStore:
     def __init__(self, redis: Redis, keys: RedisKeys, ttl: int) -> None:
         self.redis = redis
@@ -60,12 +73,21 @@ class DeliveryStore:
         self._claim = redis.register_script(_CLAIM)
 
     def create(
-        self, job_id: str, event: str, url: str, *, change: Any = None
+        self,
+        job_id: str,
+        event: str,
+        url: str,
+        *,
+        change: Any = None,
+        account: tuple[str, str, dict[str, Any]] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """The delivery of `event` for `job_id`, and whether this call created it."""
+        """The delivery of `event` for `job_id` (the subject), and whether this call
+        created it. `account`: (owner, delivery id, body) of an account event."""
         key, did = self.keys.deliveries(job_id), delivery_id(job_id, event)
+        if account is not None:
+            did = account[1]
         now = utcnow()
-        record = {
+        record: dict[str, Any] = {
             "id": did,
             "event": event,
             "url": url,
@@ -76,23 +98,21 @@ class DeliveryStore:
         }
         if change is not None:  # schedule.changed: the change travels with the delivery
             record["change"] = change
-        created = bool(self.redis.hsetnx(key, did, json.dumps(record)))
+        if account is not None:
+            record |= {"owner": account[0], "body": account[2]}
+        created = bool(self.redis.hsetnx(key, did, _dump(record)))
         self.redis.expire(key, self.ttl)
         found = self.get(job_id, did)
         return (found if found is not None else record), created
 
     def get(self, job_id: str, did: str) -> dict[str, Any] | None:
         raw = cast(bytes | None, self.redis.hget(self.keys.deliveries(job_id), did))
-        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+        return None if raw is None else _load(raw)
 
     def list(self, job_id: str) -> list[dict[str, Any]]:
         """The job's deliveries, oldest first."""
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.deliveries(job_id)))
-        items = [
-            cast(dict[str, Any], json.loads(v))
-            for k, v in raw.items()
-            if not k.startswith(CLAIM_PREFIX.encode())
-        ]
+        items = [_load(v) for k, v in raw.items() if not k.startswith(CLAIM_PREFIX.encode())]
         return sorted(items, key=lambda d: (d["created_at"], d["id"]))
 
     def add_attempt(
@@ -107,7 +127,7 @@ class DeliveryStore:
         record["attempts"].append(attempt)
         record["state"] = state.value
         record["updated_at"] = utcnow()
-        self.redis.hset(self.keys.deliveries(job_id), did, json.dumps(record))
+        self.redis.hset(self.keys.deliveries(job_id), did, _dump(record))
         return record
 
     def claim(self, job_id: str, did: str, attempt: int, *, stale_after: float) -> bool:

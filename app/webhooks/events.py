@@ -9,10 +9,10 @@ from typing import Any
 
 from app.jobs.envelope import utcnow
 from schemas.status import JobStatus
+from schemas.webhooks import EVENTS
 
 __all__ = ["CALLBACK_ON", "EVENTS", "body_for", "event_of", "events_for"]
 
-EVENTS = ("job.succeeded", "job.partial", "job.failed", "schedule.changed")
 CALLBACK_ON = ("always", "failure", "change")
 CHANGED = "schedule.changed"
 

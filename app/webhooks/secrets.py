@@ -1,6 +1,7 @@
 """Each owner's webhook signing secret (``whsec_…``), created on first use, rotatable.
 
-    p whsec:{owner}  hash  current, created_at, previous, previous_until (epoch s)
+    p whsec:{owner}  hash  current, created_at, previous, previous_until (epoch s),
+                           schema_version
 
 After a rotation the previous secret keeps signing until `previous_until`: a
 delivery then carries two signatures (space-separated, as the Standard Webhooks
@@ -19,6 +20,7 @@ from typing import Any, cast
 from redis import Redis
 
 from app.jobs.envelope import utcnow
+from app.migrations import versions
 from app.rediskeys import RedisKeys
 
 __all__ = ["SECRET_PREFIX", "SecretStore", "WebhookSecret"]
@@ -71,6 +73,7 @@ class SecretStore:
         if raw is None:
             self.redis.hsetnx(key, "current", _new_secret())
             self.redis.hsetnx(key, "created_at", utcnow())
+            self.redis.hsetnx(key, versions.FIELD, versions.WEBHOOK_SECRET)
             raw = self._read(key)
         assert raw is not None  # noqa: S101 - written just above
         return raw
@@ -79,7 +82,11 @@ class SecretStore:
         """A new current secret; the old one signs for `overlap` more seconds."""
         old = self.get(owner)
         key = self.keys.webhook_secret(owner)
-        mapping: dict[Any, str] = {"current": _new_secret(), "created_at": utcnow()}  # redis-py
+        mapping: dict[Any, str | int] = {  # Any: redis-py's invariant keys
+            "current": _new_secret(),
+            "created_at": utcnow(),
+            versions.FIELD: versions.WEBHOOK_SECRET,
+        }
         if overlap > 0:
             mapping |= {"previous": old.current, "previous_until": repr(time.time() + overlap)}
             self.redis.hset(key, mapping=mapping)

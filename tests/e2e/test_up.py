@@ -146,18 +146,6 @@ def _up_with_auth(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     assert code == 0, log.read_text()
 
 
-def test_up_keeps_auth_on_when_asked(tmp_path) -> None:
-    with _up_with_auth(tmp_path) as (base, _, log):
-        try:
-            urllib.request.urlopen(f"{base}/v1/jobs", timeout=10)
-            status = 200
-        except urllib.error.HTTPError as err:
-            status = err.code
-        assert status == 401
-    assert "AUTH IS OFF" not in log.read_text()
-    assert re.search(r"^  auth +on: API keys required", log.read_text(), re.M)
-
-
 def test_up_refuses_a_taken_port(tmp_path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -176,10 +164,19 @@ def test_up_refuses_a_taken_port(tmp_path) -> None:
 
 
 def test_readme_auth_walkthrough_reaches_the_embedded_redis(tmp_path, httpserver) -> None:
-    """README, Authentication: `COLLECTQ_AUTH=on` up, then `collectq keys create` from
-    another shell in the same directory (no COLLECTQ_* variables), then a job with that key."""
+    """README, Authentication: `COLLECTQ_AUTH=on` up keeps auth on (401 without a key), then
+    `collectq keys create` from another shell in the same directory (no COLLECTQ_*
+    variables), then a job with that key."""
     httpserver.expect_request("/").respond_with_data("ok")
-    with _up_with_auth(tmp_path) as (base, redis_port, _):
+    with _up_with_auth(tmp_path) as (base, redis_port, log):
+        try:
+            urllib.request.urlopen(f"{base}/v1/jobs", timeout=10)
+            keyless = 200
+        except urllib.error.HTTPError as err:
+            keyless = err.code
+        assert keyless == 401
+        assert "AUTH IS OFF" not in log.read_text()
+        assert re.search(r"^  auth +on: API keys required", log.read_text(), re.M)
         shell = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTQ_")}
         created = subprocess.run(
             [COLLECTQ, "keys", "create", "--owner", "ops", "--name", "bootstrap",

@@ -242,12 +242,24 @@ def tally(redis_url: str, accepted: list[str]) -> Tally:
             lost += 1
             continue
         completed += 1
-        for name in json.loads(h["collectors"]):
-            duplicated += max(0, int(h.get(f"t:{name}", "1")) - 1)
-            requeued += int(h.get(f"k:{name}", "0"))
-            a = int(h.get(f"a:{name}", "0"))
-            attempts[a] = attempts.get(a, 0) + 1
+        dup, req, tries = record_counts(h)
+        duplicated, requeued = duplicated + dup, requeued + req
+        for a, n in tries.items():
+            attempts[a] = attempts.get(a, 0) + n
     return Tally(len(accepted), completed, lost, duplicated, attempts, requeued)
+
+
+def record_counts(h: dict[str, str]) -> tuple[int, int, dict[int, int]]:
+    """Of one job's hash: terminal results recorded more than once (duplicated), the
+    reaper's requeues, and how many collectors took each number of attempts."""
+    duplicated = requeued = 0
+    attempts: dict[int, int] = {}
+    for name in json.loads(h["collectors"]):
+        duplicated += max(0, int(h.get(f"t:{name}", "1")) - 1)
+        requeued += int(h.get(f"k:{name}", "0"))
+        a = int(h.get(f"a:{name}", "0"))
+        attempts[a] = attempts.get(a, 0) + 1
+    return duplicated, requeued, attempts
 
 
 def reaper_ticked_since(redis_url: str, wall_time: float, prefix: str = "cq:") -> bool:
@@ -295,8 +307,10 @@ def fault_report() -> Callable[[dict[str, Any]], None]:
 
 
 def submit(client: Any, body: dict[str, Any]) -> str | None:
-    """POST a job: its id on 202, None on 503 (anything else fails the test)."""
-    resp = client.post("/v1/jobs", json=body)
+    """POST a job: its id on 202, None on 503 (anything else fails the test). `fresh`:
+    each submit is a job of its own (the scenarios count jobs; identical requests in
+    flight would otherwise share one)."""
+    resp = client.post("/v1/jobs", json={**body, "fresh": True})
     if resp.status_code == 503:
         assert resp.headers["Retry-After"]
         return None

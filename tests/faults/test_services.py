@@ -214,3 +214,20 @@ def test_redis_lost_during_a_request_gives_503_not_500(fault_app, redis_server) 
     assert resp.json["dependency"] == "redis"
     assert resp.headers["Retry-After"]
     assert resp.mimetype == "application/problem+json"
+
+
+def test_broker_restarted_between_submits_the_next_is_accepted(
+    fault_app, cluster, fault_env, rabbit
+) -> None:
+    """The API's publisher finds the connection the restart closed before it sends on it
+    (app.jobs.publisher): the first submit after the broker is back is a 202, not a 503."""
+    url = fault_env["COLLECTQ_REDIS_URL"]
+    client = fault_app().test_client()
+    cluster.worker("collect.noop")
+    first = submit(client, NOOP)
+    assert first  # the publisher's connection is open
+    rabbit.restart()
+    second = submit(client, NOOP)
+    assert second, "the first submit after the broker came back was refused"
+    wait_all_terminal(url, [first, second], timeout=60)
+    assert {job_records(url)[j]["status"] for j in (first, second)} == {"succeeded"}

@@ -22,7 +22,7 @@ def test_items_are_answered_one_by_one(make_app) -> None:
             {**NOOP, "max_age": 0},
             {**NOOP, "max_age": 60},  # identical to item 0, still queued: the same job
             {**NOOP, "max_age": 601},  # over this server's MAX_AGE_MAX: this item only
-            {**NOOP, "labels": {"n": "3"}},
+            {**NOOP, "labels": {"n": "3"}, "fresh": True},  # a job of its own
         ],
     )
     assert resp.status_code == 200, resp.json
@@ -51,7 +51,7 @@ def test_invalid_items_are_refused_in_their_slots_and_the_others_run(
             {"target": "not a host", "collectors": ["noop"]},  # the schema refuses it
             NOOP,
             {"target": "example.org", "collectors": ["nope"]},  # what only the registry knows
-            {**NOOP, "labels": {"n": "1"}},
+            {**NOOP, "labels": {"n": "1"}, "fresh": True},
             {"target": "example.org", "collectors": ["flaky"], "options": {"flaky": {"x": 1}}},
             "not an object",
             {"collectors": ["noop"], "extra": 1},
@@ -101,7 +101,7 @@ def test_quota_per_item_and_a_batch_of_n_is_n_submits(make_app) -> None:
     app = make_app(COLLECTQ_MAX_QUEUED_JOBS="2", COLLECTQ_RATE_LIMIT_SUBMIT="5/minute")
     token = runtime(app).keys.create(owner="a", name="n", scopes=["jobs:write", "jobs:read"])[1]
     client = app.test_client(api_key=token)
-    jobs = [{**NOOP, "labels": {"n": str(i)}} for i in range(3)]
+    jobs = [{**NOOP, "labels": {"n": str(i)}, "fresh": True} for i in range(3)]
     resp = _batch(client, jobs)
     assert resp.status_code == 200
     assert [i["status"] for i in resp.json["items"]] == [202, 202, 429]

@@ -257,3 +257,37 @@ def test_idempotency_key_and_max_age_reach_the_api(api: RunningApi) -> None:
         api, "jobs", "submit", TARGET, "-c", "flaky", "-o", "flaky.sleep=0.01", "--max-age", "10m"
     )
     assert json.loads(reused.stdout)["id"] == done.stdout.strip()
+    slow = ("jobs", "submit", TARGET, "-c", "flaky", "-o", "flaky.sleep=1", "-q")
+    running = cq(api, *slow).stdout
+    assert cq(api, *slow).stdout == running  # identical and in flight: that job
+    assert cq(api, *slow, "--fresh").stdout != running
+
+
+def test_keys_rotate_self_over_the_api(api: RunningApi) -> None:
+    """`collectq keys rotate --self`: a client (a CI job) replaces its own key, no admin."""
+    from app.cli.main import main
+
+    status, created, _ = api.call(
+        "POST", "/v1/keys", {"owner": "ci", "name": "runner", "scopes": ["jobs:read"]}
+    )
+    assert status == 201
+    env = _env(api, None) | {"COLLECTQ_API_KEY": created["token"]}
+    done = CliRunner().invoke(main, ["keys", "rotate", "--self", "--overlap", "1h"], env=env)
+    assert done.exit_code == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["previous"]["prefix"] == created["prefix"]
+    assert out["previous"]["state"] == "rotating"
+    new = out["key"]["token"]
+    for token in (created["token"], new):  # both work during the overlap
+        assert api.call("GET", "/v1/jobs", headers={"Authorization": f"Bearer {token}"})[0] == 200
+    again = CliRunner().invoke(main, ["keys", "rotate", "--self"], env=env)
+    assert again.exit_code == 3
+    assert again.stderr.startswith("collectq: Conflict (409): key ")
+    quiet = CliRunner().invoke(
+        main, ["keys", "rotate", "--self", "-q"], env=env | {"COLLECTQ_API_KEY": new}
+    )
+    assert quiet.exit_code == 0, quiet.stderr
+    assert quiet.stdout.strip().startswith("cq_")
+    assert "{" not in quiet.stdout  # the token alone, for a secret store
+    usage = CliRunner().invoke(main, ["keys", "rotate", "--self", "abc"], env=env)
+    assert usage.exit_code == 2

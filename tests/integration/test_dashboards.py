@@ -275,14 +275,26 @@ def exposed_names(text: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def stack(vhost: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    """A live API and worker after a job with a retry, a 404, a reaper tick, an open
-    circuit breaker and a delivered webhook: every series the dashboards and rules use exists."""
+    """A live API and worker after a job with a retry (through its breaker opening and
+    closing), a 404, a reaper tick, an open circuit breaker and a delivered webhook: every
+    series the dashboards and rules use exists."""
     from app.jobs.breaker import Breakers
     from collectors.base import TargetConnectError
 
     with (
         live_stack(
-            vhost, tmp_path_factory.mktemp("dashboards"), queues=f"{WORKER_QUEUES},webhooks"
+            vhost,
+            tmp_path_factory.mktemp("dashboards"),
+            queues=f"{WORKER_QUEUES},webhooks",
+            # flaky's first failure opens its breaker in the worker (a transition), which
+            # half-opens a second later and closes on the retry; backoff_max above the
+            # cool-down lets the retry wait for it (Retry-After is honoured up to backoff_max,
+            # and the suite's 0.2 s would spend every retry while the breaker is still open)
+            extra_env={
+                "COLLECTQ_POLICY_FLAKY": (
+                    "breaker_fail_max=1,breaker_reset_timeout=1,backoff_max=3"
+                )
+            },
         ) as s,
         webhook_receiver() as hooks,
     ):

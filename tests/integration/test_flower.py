@@ -99,3 +99,25 @@ def test_flower_runs_behind_basic_auth(service_env, tmp_path: Path) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         assert b"a-flower-password" not in cmdline  # passed by env, invisible to `ps`
     assert "a-flower-password" not in log.read_text()
+
+
+def test_flower_takes_a_new_password_from_its_file_without_a_restart(
+    service_env, tmp_path: Path
+) -> None:
+    """`collectq flower` starts Flower again when its password file changes (Flower holds
+    no state); the `collectq flower` process itself stays, the old password stops working."""
+    log, secret = tmp_path / "flower.log", tmp_path / "flower_basic_auth"
+    secret.write_text("ops:an-old-flower-password\n")
+    env = {"COLLECTQ_FLOWER_BASIC_AUTH_FILE": str(secret), "COLLECTQ_SECRET_WATCH_INTERVAL": "0.2"}
+    with running_flower(service_env, log, **env) as (base, pid):
+        assert _status(f"{base}/", "ops:an-old-flower-password") == 200
+        tmp = secret.with_suffix(".new")
+        tmp.write_text("ops:a-new-flower-password\n")
+        os.replace(tmp, secret)
+        wait_for(lambda: _status(f"{base}/", "ops:a-new-flower-password") == 200, timeout=40)
+        assert _status(f"{base}/", "ops:an-old-flower-password") == 401
+        status = Path(f"/proc/{pid}/status").read_text()  # the same `collectq flower`, running
+        assert "State:\tZ" not in status
+    text = log.read_text()
+    assert "flower: reloading settings (changed: COLLECTQ_FLOWER_BASIC_AUTH_FILE)" in text
+    assert "flower-password" not in text

@@ -59,10 +59,19 @@ def test_in_flight_identical_requests_share_one_job(make_app) -> None:
     assert retry.json["id"] == first.json["id"]
     assert retry.headers["Idempotent-Replayed"] == "true"
     assert _post(client, NOOP, **{"Idempotency-Key": "r-1"}).status_code == 422  # other body
-    # without max_age every request is a collection of its own
-    plain = _post(client, NOOP)
+    # without max_age too: identical requests in flight are never enqueued twice
+    same = _post(client, NOOP)
+    assert (same.status_code, same.json["id"]) == (202, first.json["id"])
+    assert same.headers[REUSED] == "in-flight"
+    # fresh: a new job whatever runs; it reuses nothing, so a max_age with it is moot
+    plain = _post(client, {**NOOP, "fresh": True})
     assert plain.status_code == 202
+    assert REUSED not in plain.headers
     assert plain.json["id"] != first.json["id"]
+    both = _post(client, {**NOOP, "fresh": True, "max_age": 60})
+    assert both.status_code == 202
+    assert REUSED not in both.headers
+    assert both.json["id"] not in (first.json["id"], plain.json["id"])
     # another target, other options: other work
     assert _post(client, {**NOOP, "target": "example.net", "max_age": 0}).json["id"] not in (
         first.json["id"],

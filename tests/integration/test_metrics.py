@@ -192,10 +192,12 @@ def prometheus(stack: LiveStack, tmp_path_factory: pytest.TempPathFactory) -> It
     config = yaml.safe_load(CONFIG.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == {"collectq-api", "collectq-workers", "flower", "rabbitmq", "redis"}
-    jobs["collectq-api"]["static_configs"] = [{"targets": [f"127.0.0.1:{stack.metrics_port}"]}]
-    jobs["collectq-workers"]["static_configs"] = [
-        {"targets": [f"127.0.0.1:{stack.worker_metrics_port}"]}
-    ]
+    for name, port in (
+        ("collectq-api", stack.metrics_port),
+        ("collectq-workers", stack.worker_metrics_port),
+    ):  # the file finds targets by DNS (compose names): never resolved here, loopback only
+        assert jobs[name].pop("dns_sd_configs")
+        jobs[name]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
     config["scrape_configs"] = [jobs["collectq-api"], jobs["collectq-workers"]]
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     for rules in config.get("rule_files", []):

@@ -140,15 +140,25 @@ def test_idempotency_key_returns_the_first_job(make_app) -> None:
     second = _submit(client, body, **{"Idempotency-Key": "abc-1"})
     assert second.json["id"] == first.json["id"]
     assert second.headers["Idempotent-Replayed"] == "true"
+    # another key, the same work while the first is in flight: that job (not a new one)
     third = _submit(client, body, **{"Idempotency-Key": "abc-2"})
-    assert third.json["id"] != first.json["id"]
+    assert third.json["id"] == first.json["id"]
+    assert third.headers["Collectq-Reused"] == "in-flight"
+    fourth = _submit(client, {**body, "fresh": True}, **{"Idempotency-Key": "abc-3"})
+    assert fourth.json["id"] != first.json["id"]
 
 
 def test_listing_paginates_and_filters(make_app) -> None:
     client = make_app().test_client()
     ids = [
         _submit(
-            client, {"target": "example.org", "collectors": ["noop"], "labels": {"n": str(i)}}
+            client,
+            {
+                "target": "example.org",
+                "collectors": ["noop"],
+                "labels": {"n": str(i)},
+                "fresh": True,
+            },
         ).json["id"]
         for i in range(5)
     ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -71,6 +73,42 @@ def test_heartbeat_keeps_watch_until_finished(store) -> None:
     assert store.redis.hget(store.keys.job(job), "t:a") == b"1"
     assert store.record(job, "a", "succeeded", 1, {}).outcome == "stale"
     assert store.redis.hget(store.keys.job(job), "t:a") == b"1"
+
+
+def test_a_start_reads_what_the_run_needs(store) -> None:
+    job = _new(store)
+    begin = store.begin(job, "a", heartbeat_timeout=5, max_redeliveries=3)
+    assert begin.spec is not None
+    assert (begin.spec.target, begin.spec.owner, begin.spec.attempt) == ("a.org", "o", 1)
+    read = store.spec(job, "a")  # the separate read it replaces, owner aside
+    assert read is not None
+    assert dataclasses.replace(read, owner="o") == begin.spec
+    store.record(job, "a", "succeeded", 1, {})
+    assert store.begin(job, "a", heartbeat_timeout=5, max_redeliveries=3).spec is None  # done
+
+
+def test_one_process_beats_all_its_running_collectors(store) -> None:
+    from app.jobs.heartbeat import heartbeat
+
+    jobs = [_new(store) for _ in range(3)]
+    for job in jobs:
+        store.begin(job, "a", heartbeat_timeout=1, max_redeliveries=3)
+    with ExitStack() as stack:
+        gone = [
+            stack.enter_context(heartbeat(store, j, "a", interval=0.1, timeout=1, max_runtime=30))
+            for j in jobs
+        ]
+        store.record(jobs[0], "a", "succeeded", 1, {})  # finished by another delivery
+        deadline = time.monotonic() + 5
+        while not gone[0].is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone[0].is_set()
+        time.sleep(1.5)  # past the start's deadline: only the beats keep the others watched
+        assert store.overdue(time.time()) == []
+        assert not gone[1].is_set()
+        assert not gone[2].is_set()
+    # the block ended: no more beats, so both lapse after their timeout
+    assert sorted(store.overdue(time.time() + 2)) == sorted(f"{j}|a" for j in jobs[1:])
 
 
 def test_cancel_and_expire_end_the_watch(store) -> None:
@@ -190,6 +228,23 @@ def test_breaker_opens_fails_fast_half_opens_and_closes(breakers) -> None:
     assert breakers.states()["h.example"] == {"state": "closed", "consecutive_failures": 0}
 
 
+def test_breaker_counts_consecutive_failures_only(breakers) -> None:
+    def failing():
+        return TargetConnectError("refused")
+
+    def ok():
+        return Result(data={})
+
+    assert isinstance(breakers.call("h3", failing), TargetConnectError)
+    assert breakers.states()["h3"]["consecutive_failures"] == 1
+    assert isinstance(breakers.call("h3", ok), Result)  # resets the count
+    assert breakers.states()["h3"]["consecutive_failures"] == 0
+    assert isinstance(breakers.call("h3", failing), TargetConnectError)
+    assert breakers.states()["h3"] == {"state": "closed", "consecutive_failures": 1}
+    assert isinstance(breakers.call("h3", failing), TargetConnectError)  # trips
+    assert breakers.states()["h3"]["state"] == "open"
+
+
 def test_breaker_ignores_answers_that_are_not_transient(breakers) -> None:
     for _ in range(5):
         assert isinstance(breakers.call("h2", lambda: InvalidTarget("no")), InvalidTarget)
@@ -257,13 +312,13 @@ def test_host_slots_cap_concurrent_calls_across_instances() -> None:
 
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"t{uuid.uuid4().hex[:10]}:"
-    a, b = HostSlots(lambda: client, prefix, 2), HostSlots(lambda: client, prefix, 2)
+    a, b = HostSlots(lambda: client, prefix), HostSlots(lambda: client, prefix)
     inside, peak, busy = [0], [0], []
     lock, start = threading.Lock(), threading.Barrier(5)
 
     def call(slots: HostSlots) -> None:
         start.wait(10)  # all five try at once
-        with slots.slot("h", hold_max=30, wait_max=0.2) as refused:
+        with slots.slot("tls", "h", cap=2, hold_max=30, wait_max=0.2) as refused:
             if refused is not None:
                 busy.append(refused)
                 return
@@ -282,8 +337,10 @@ def test_host_slots_cap_concurrent_calls_across_instances() -> None:
     assert peak[0] == 2
     assert len(busy) == 3
     assert all(isinstance(x, HostBusy) and x.retryable for x in busy)
-    assert client.zcard(f"{prefix}hc:h") == 0  # every slot given back
-    with a.slot("h", hold_max=30, wait_max=0) as refused:  # free again
+    assert client.zcard(f"{prefix}hc:tls:h") == 0  # every slot given back
+    with a.slot("tls", "h", cap=2, hold_max=30, wait_max=0) as refused:  # free again
+        assert refused is None
+    with a.slot("http", "h", cap=0, hold_max=30, wait_max=0) as refused:  # cap 0: no cap
         assert refused is None
 
 
@@ -292,11 +349,11 @@ def test_host_slot_of_a_dead_holder_expires() -> None:
 
     client = redis.Redis.from_url(REDIS_URL)
     prefix = f"t{uuid.uuid4().hex[:10]}:"
-    slots = HostSlots(lambda: client, prefix, 1)
-    client.zadd(f"{prefix}hc:h", {"dead-worker": time.time() - 1})  # its hold ran out
-    with slots.slot("h", hold_max=30, wait_max=0) as refused:
+    slots = HostSlots(lambda: client, prefix)
+    client.zadd(f"{prefix}hc:tls:h", {"dead-worker": time.time() - 1})  # its hold ran out
+    with slots.slot("tls", "h", cap=1, hold_max=30, wait_max=0) as refused:
         assert refused is None
-    client.delete(f"{prefix}hc:h")
+    client.delete(f"{prefix}hc:tls:h")
 
 
 @pytest.fixture
@@ -357,14 +414,14 @@ def test_one_tenants_failures_on_one_port_do_not_open_the_breaker_of_another_por
         assert rt.store.get(job)["results"]["flaky"]["status"] == "succeeded"
     job = _flaky_job(rt, "tenant-b", "http://shared.example/", 0)
     assert collect(rt, job, "flaky") == "final"
-    states = rt.breakers.states()
-    assert states["https://shared.example:8443"]["state"] == "open"
-    assert states["https://shared.example:443"]["state"] == "closed"
-    assert states["http://shared.example:80"]["state"] == "closed"
+    states = rt.breakers.states()  # the flaky collector's breakers (its own policy)
+    assert states["flaky:https://shared.example:8443"]["state"] == "open"
+    assert states["flaky:https://shared.example:443"]["state"] == "closed"
+    assert states["flaky:http://shared.example:80"]["state"] == "closed"
     # every key stays inside the breaker namespace of the prefix
     names = {k.decode() for k in rt.redis.scan_iter(f"{rt.settings.redis_prefix}*")}
     cb = {n for n in names if n.startswith(f"{rt.settings.redis_prefix}cb:")}
-    assert f"{rt.settings.redis_prefix}cb:https://shared.example:8443:pybreaker:state" in cb
+    assert f"{rt.settings.redis_prefix}cb:flaky:https://shared.example:8443:pybreaker:state" in cb
 
 
 @pytest.mark.parametrize(
@@ -372,7 +429,8 @@ def test_one_tenants_failures_on_one_port_do_not_open_the_breaker_of_another_por
     [
         ("https://Example.ORG/x", "http", {}, "https://example.org:443"),
         ("http://example.org/", "http", {}, "http://example.org:80"),
-        ("https://example.org:8443/x", "screenshot", {}, "https://example.org:8443"),
+        # a page has thresholds of its own (its policy): a breaker of its own
+        ("https://example.org:8443/x", "screenshot", {}, "screenshot:https://example.org:8443"),
         ("example.org", "http", {}, "https://example.org:443"),
         ("http://[::1]:8080/", "http", {}, "http://[::1]:8080"),
         ("http://[::1]/", "http", {}, "http://[::1]:80"),

@@ -56,22 +56,22 @@ def _queued_job(client: Any) -> str:
 
 
 class _Sleepers:
-    """Wraps Subscription.get to see which threads are inside a wait (`wait_job` waits on
+    """Wraps Subscription.take to see which threads are inside a wait (`wait_job` waits on
     the event hub's subscription)."""
 
     def __init__(self) -> None:
         self.threads: set[int] = set()
-        self._get = Subscription.get
+        self._take = Subscription.take
 
-    def __call__(self, sub: Subscription, timeout: float) -> Event | None:
+    def __call__(self, sub: Subscription, timeout: float) -> list[Event]:
         self.threads.add(threading.get_ident())
-        return self._get(sub, timeout)
+        return self._take(sub, timeout)
 
 
 @pytest.fixture
 def sleepers(monkeypatch: pytest.MonkeyPatch) -> _Sleepers:
     spy = _Sleepers()
-    monkeypatch.setattr(Subscription, "get", lambda sub, timeout: spy(sub, timeout))
+    monkeypatch.setattr(Subscription, "take", lambda sub, timeout: spy(sub, timeout))
     return spy
 
 

@@ -63,6 +63,17 @@ def test_schedule_lifecycle(make_app: Any) -> None:
     assert c.get("/v1/schedules").json["items"] == []
 
 
+def test_another_api_process_reads_a_schedule_it_did_not_create(make_app: Any) -> None:
+    """Each API process has its own Celery app: one that never saved a beat entry still
+    shows the next fire time (it was a 500: redbeat's config is set only by an Entry)."""
+    sid = make_app().test_client().post("/v1/schedules", json=BODY).json["id"]
+    other = make_app().test_client()
+    got = other.get(f"/v1/schedules/{sid}")
+    assert got.status_code == 200, got.json
+    assert got.json["next_fire_at"] is not None
+    assert [s["id"] for s in other.get("/v1/schedules").json["items"]] == [sid]
+
+
 @pytest.mark.parametrize(
     ("change", "where"),
     [

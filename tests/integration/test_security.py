@@ -258,16 +258,19 @@ def test_queued_jobs_quota_per_owner(make_app) -> None:
     keys = runtime(app).keys
     a = app.test_client(api_key=keys.create(owner="a", name="n", scopes=["jobs:write"])[1])
     b = app.test_client(api_key=keys.create(owner="b", name="n", scopes=["jobs:write"])[1])
-    first = a.post("/v1/jobs", json=JOB).json["id"]
-    assert a.post("/v1/jobs", json=JOB).status_code == 202
-    full = a.post("/v1/jobs", json=JOB, headers={"Idempotency-Key": "k1"})
+    fresh = {**JOB, "fresh": True}  # two jobs of the same work (else the second shares)
+    first = a.post("/v1/jobs", json=fresh).json["id"]
+    assert a.post("/v1/jobs", json=fresh).status_code == 202
+    full = a.post("/v1/jobs", json=fresh, headers={"Idempotency-Key": "k1"})
     assert full.status_code == 429
     assert full.json["type"].endswith("/quota_exceeded")
     assert full.json["limit"] == 2
     assert int(full.headers["Retry-After"]) > 0
+    shared = a.post("/v1/jobs", json=JOB)  # queues nothing: an in-flight job answers
+    assert (shared.status_code, shared.headers["Collectq-Reused"]) == (202, "in-flight")
     assert b.post("/v1/jobs", json=JOB).status_code == 202  # another owner's quota
     assert a.delete(f"/v1/jobs/{first}").status_code == 200  # cancelled: no longer queued
-    again = a.post("/v1/jobs", json=JOB, headers={"Idempotency-Key": "k1"})
+    again = a.post("/v1/jobs", json=fresh, headers={"Idempotency-Key": "k1"})
     assert again.status_code == 202  # the refused attempt did not keep the key
 
 

@@ -35,7 +35,7 @@ COOKIE = "cookie-secret-value"
 
 
 class Ingest:
-    """Envelopes received, decoded (gzip) and split into (item header, payload)."""
+    """Envelopes received, decoded (gzip, brotli) and split into (item header, payload)."""
 
     def __init__(self) -> None:
         self.raw: list[str] = []
@@ -75,8 +75,13 @@ def sentry_ingest() -> Iterator[tuple[Ingest, str]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if self.headers.get("Content-Encoding") == "gzip":
+            encoding = self.headers.get("Content-Encoding")
+            if encoding == "gzip":
                 body = gzip.decompress(body)
+            elif encoding == "br":  # sentry-sdk prefers brotli when the package is installed
+                import brotli
+
+                body = brotli.decompress(body)
             ingest.add(body)
             self.send_response(200)
             self.send_header("Content-Length", "2")

@@ -218,6 +218,34 @@ def test_an_attempt_is_claimed_once_and_a_dead_tasks_claim_is_taken_over(store) 
     assert [d["id"] for d in deliveries.list("j_1")] == [did]  # claims are not deliveries
 
 
+def test_a_retry_whose_publish_failed_is_scheduled_when_its_message_comes_back(
+    make_app,
+) -> None:
+    """The task made attempt 1, recorded `retrying`, then could not publish attempt 2 (the
+    broker was down) and requeued its message: that message, back, schedules attempt 2 for
+    the time attempt 1 chose — it does not make an attempt, nor leave the delivery stuck."""
+    from app.jobs.envelope import utcnow
+    from app.runtime import runtime
+    from app.webhooks.deliver import Again, deliver, delivery_store
+    from app.webhooks.deliveries import DeliveryState
+
+    ctx = runtime(make_app())
+    deliveries = delivery_store(ctx)
+    did = deliveries.create("j_1", "job.failed", "https://hooks.example.org/")[0]["id"]
+    assert deliveries.claim("j_1", did, 1, stale_after=60)
+    attempt = {"attempt": 1, "at": utcnow(), "status_code": 500, "retry_in_s": 30.0}
+    deliveries.add_attempt("j_1", did, attempt, DeliveryState.RETRYING)
+
+    again = deliver(ctx, "j_1", did, 0)  # attempt 1's message, redelivered
+
+    assert isinstance(again, Again)
+    assert again.attempt == 1  # the next message makes attempt 2
+    assert 25 < again.delay <= 30  # when attempt 1 said, not at once
+    record = deliveries.get("j_1", did)
+    assert record is not None
+    assert len(record["attempts"]) == 1  # nothing was sent
+
+
 def test_artifacts_inline_as_base64_only_when_asked_and_within_the_limit(
     make_app, start_worker, receiver: Receiver, site: Any
 ) -> None:

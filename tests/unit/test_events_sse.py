@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from app.events.hub import EventHub, Subscription
+from app.events.hub import QUEUE_MAX, EventHub, Subscription
 from app.events.sse import KEEPALIVE, SseBody, format_event, valid_event_id
 from app.jobs.events import Event, parse_entry, stream_id_key
 
@@ -31,8 +31,8 @@ def test_stream_ids_compare_numerically_and_bad_ids_start_afresh() -> None:
 
 def test_history_then_live_without_duplicates_until_done() -> None:
     sub = Subscription("j_1", None)
-    for e in (_ev("2-0"), _ev("3-0", "retrying"), _ev("4-0", "succeeded", "done")):
-        sub.offer(e)  # 2-0 arrived live and is in the history too
+    sub.offer([_ev("2-0"), _ev("3-0", "retrying")])  # 2-0 arrived live and is in the history
+    sub.offer([_ev("4-0", "succeeded", "done"), _ev("5-0", "succeeded", "done")])
     closed: list[bool] = []
     stack = ExitStack()
     stack.callback(lambda: closed.append(True))
@@ -45,10 +45,11 @@ def test_history_then_live_without_duplicates_until_done() -> None:
         job_id="j_1",
         final_status=lambda: None,
     )
-    frames = list(body)
+    chunks = list(body)
     body.close()
-    ids = [f.split(b"\n")[0] for f in frames[1:]]
-    assert ids == [b"id: 1-0", b"id: 2-0", b"id: 3-0", b"id: 4-0"]
+    ids = [line for chunk in chunks[1:] for line in chunk.split(b"\n") if line.startswith(b"id:")]
+    assert ids == [b"id: 1-0", b"id: 2-0", b"id: 3-0", b"id: 4-0"]  # ends at the first done
+    assert len(chunks) == 4  # retry, the 2 history frames, then ONE write for the live batch
     assert closed == [True]  # the slot, the subscription, the gauge: released
 
 
@@ -86,4 +87,40 @@ def test_the_hub_fans_out_by_job_owner_and_all() -> None:
     for sub in (job, mine, theirs, everything):
         hub._slot(sub).add(sub)
     hub.dispatch([_ev("1-0"), _ev("2-0", job="j_2")])
-    assert [sub.events.qsize() for sub in (job, mine, theirs, everything)] == [1, 2, 0, 2]
+    assert [len(sub.take(0)) for sub in (job, mine, theirs, everything)] == [1, 2, 0, 2]
+
+
+def test_a_reader_too_slow_is_closed_and_a_stale_wakeup_loses_nothing() -> None:
+    sub = Subscription(None, "o1")
+    sub.offer([_ev("1-0")])
+    sub._ready.set()  # a set left over from an earlier batch
+    assert [e.id for e in sub.take(1)] == ["1-0"]
+    assert sub.take(0.01) == []  # nothing pending: waits out its time
+    sub.offer([_ev(f"{i}-0") for i in range(2, 3 + QUEUE_MAX)])
+    assert sub.closed
+    assert sub.take(1) == []
+
+
+def test_a_stream_writes_at_most_once_per_period_and_a_lone_event_at_once() -> None:
+    import threading
+    import time
+
+    from app.events.sse import WRITE_EVERY
+
+    sub = Subscription(None, "o1")
+    body = iter(SseBody(sub, [], ExitStack(), keepalive=5, max_life=5))
+    assert next(body).startswith(b"retry:")
+    sub.offer([_ev("1-0")])
+    assert b"id: 1-0" in next(body)  # nothing written before: at once
+
+    def burst() -> None:  # a job's next events arrive one by one, just after that write
+        for eid in ("2-0", "3-0", "4-0"):
+            sub.offer([_ev(eid)])
+            time.sleep(WRITE_EVERY / 50)
+
+    sender = threading.Thread(target=burst)
+    sender.start()
+    chunk = next(body)
+    sender.join()
+    assert chunk.count(b"id: ") == 3  # gathered into one write, not three
+    sub.close()

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from app.jobs.breaker import breaker_collector
 from app.jobs.broker import ENQUEUED_AT_HEADER
 from app.jobs.context import JobObserver
 from app.metrics import MetricsObserver
-from app.metrics_scrape import breaker_bucket, breaker_kind
+from app.metrics_scrape import breaker_bucket
 from app.metrics_serve import MULTIPROC_VAR, use_multiproc_dir
 from tasks.collect import _observe_wait
 
@@ -27,11 +28,13 @@ def test_breaker_buckets_are_bounded_two_digit_and_stable() -> None:
     assert breaker_bucket("https://a.example:443") == breaker_bucket("https://a.example:443")
 
 
-def test_breaker_kind_names_the_collector_family_never_the_origin() -> None:
-    assert breaker_kind("https://a.example:443") == "http"
-    assert breaker_kind("http://a.example:80") == "http"  # http and screenshot share it
-    assert breaker_kind("tls://a.example:443") == "tls"
-    assert breaker_kind("dns://default:53/a.example") == "dns"
+def test_breaker_collector_names_the_collector_family_never_the_origin() -> None:
+    assert breaker_collector("https://a.example:443") == "http"
+    assert breaker_collector("http://a.example:80") == "http"
+    assert breaker_collector("screenshot:https://a.example:443") == "screenshot"
+    assert breaker_collector("flaky:http://127.0.0.1:80") == "flaky"  # a plugin's own
+    assert breaker_collector("tls://a.example:443") == "tls"
+    assert breaker_collector("dns://default:53/a.example") == "dns"
 
 
 def _sample(name: str, **labels: str) -> float:

@@ -7,12 +7,22 @@ import pytest
 from click.testing import CliRunner
 
 from app.options import declared
-from app.settings import ConfigError, as_environ, load_settings, read_setting, redact_url
+from app.settings import (
+    FAMILIES,
+    ConfigError,
+    as_environ,
+    load_settings,
+    read_setting,
+    redact_url,
+)
 from app.settings_doc import (
+    POLICY_TABLE_END,
+    POLICY_TABLE_START,
     POOL_TABLE_END,
     POOL_TABLE_START,
     TABLE_END,
     TABLE_START,
+    policy_table_markdown,
     pool_table_markdown,
     settings_table_markdown,
     with_settings_table,
@@ -363,8 +373,8 @@ def test_every_setting_is_in_config_check_and_redacted(monkeypatch: pytest.Monke
 def test_every_setting_is_declared_completely() -> None:
     for s in declared():
         assert s.option.help, s.name
-        assert s.var == f"COLLECTQ_{s.name.upper()}" or s.kind == "pools"
-        assert s.kind in {"str", "int", "float", "bool", "list", "switch", "pools"}
+        assert s.var == f"COLLECTQ_{s.name.upper()}" or s.kind in FAMILIES
+        assert s.kind in {"str", "int", "float", "bool", "list", "switch", *FAMILIES}
 
 
 def test_readme_tables_are_generated_from_the_declarations() -> None:
@@ -377,7 +387,8 @@ def test_readme_tables_are_generated_from_the_declarations() -> None:
         "`.venv/bin/collectq config table --readme README.md`"
     )
     assert text == with_settings_table(text), (
-        "README.md's worker (POOL_<NAME>) table differs from app/options.py; regenerate it "
+        "README.md's worker (POOL_<NAME>) or policy (POLICY_<NAME>) table differs from "
+        "app/options.py; regenerate it "
         "with `.venv/bin/collectq config table --readme README.md`"
     )
 
@@ -390,11 +401,13 @@ def test_config_table_prints_and_rewrites_the_table(tmp_path) -> None:
     assert printed.stdout == settings_table_markdown()
     readme = tmp_path / "README.md"
     pools = f"{POOL_TABLE_START}\n| stale |\n{POOL_TABLE_END}\n"
-    readme.write_text(f"intro\n{TABLE_START}\n| stale |\n{TABLE_END}\n{pools}after\n")
+    policies = f"{POLICY_TABLE_START}\n| stale |\n{POLICY_TABLE_END}\n"
+    readme.write_text(f"intro\n{TABLE_START}\n| stale |\n{TABLE_END}\n{pools}{policies}after\n")
     assert CliRunner().invoke(main, ["config", "table", "--readme", str(readme)]).exit_code == 0
     pools = f"{POOL_TABLE_START}\n{pool_table_markdown()}{POOL_TABLE_END}\n"
+    policies = f"{POLICY_TABLE_START}\n{policy_table_markdown()}{POLICY_TABLE_END}\n"
     assert readme.read_text() == (
-        f"intro\n{TABLE_START}\n{printed.stdout}{TABLE_END}\n{pools}after\n"
+        f"intro\n{TABLE_START}\n{printed.stdout}{TABLE_END}\n{pools}{policies}after\n"
     )
     readme.write_text("no markers")
     assert CliRunner().invoke(main, ["config", "table", "--readme", str(readme)]).exit_code == 1
@@ -465,7 +478,7 @@ def test_net_allow_still_wins_without_a_profile(monkeypatch) -> None:
 
 
 def test_the_container_image_sets_the_prod_profile() -> None:
-    dockerfile = (README.parent / "deploy" / "docker" / "Dockerfile").read_text()
+    dockerfile = (README.parent / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
     env_lines = [line for line in dockerfile.splitlines() if line.startswith("ENV ")]
     assert any("COLLECTQ_ENV=prod" in line.split() for line in env_lines), env_lines
 
@@ -558,15 +571,14 @@ def test_hardened_opt_ins_are_named_and_explicit(monkeypatch, extra) -> None:
     load_settings()
 
 
-def test_compose_staging_environment_passes_config_check(monkeypatch, tmp_path) -> None:
+def test_compose_prod_environment_passes_config_check(monkeypatch, tmp_path) -> None:
     """docker-compose.yml's shared environment, with its secrets as deploy/secrets/README.md
-    describes them, loads in the staging profile."""
-    import yaml
+    describes them, loads in the prod profile (what the stack runs)."""
+    from tests.composefile import load_compose
 
-    root = README.parent
-    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    compose = load_compose()
     env = compose["x-collectq"]["environment"]
-    assert env["COLLECTQ_ENV"] == "staging"
+    assert env["COLLECTQ_ENV"] == "prod"
     samples = {
         "broker_url": "amqp://collectq:a-long-rabbit-password@rabbitmq:5672//",
         "redis_url": "redis://:a-long-redis-password@redis:6379/0",
@@ -582,7 +594,7 @@ def test_compose_staging_environment_passes_config_check(monkeypatch, tmp_path) 
             value = str(tmp_path / value.removeprefix("/run/secrets/"))
         monkeypatch.setenv(var, value)
     s = load_settings()
-    assert s.env == "staging"
+    assert s.env == "prod"
 
 
 # --- issue 11 item 3: the CLI finds the `collectq up` of its directory ---------------------

@@ -136,12 +136,11 @@ def test_flower_with_credentials_runs_behind_basic_auth(dev, profile: str) -> No
 
 
 def test_compose_flower_runs_behind_basic_auth(monkeypatch, tmp_path: Path) -> None:
-    """docker-compose.yml's flower service, its secrets filled in: Flower starts (staging)
+    """docker-compose.yml's flower service, its secrets filled in: Flower starts (prod)
     behind basic auth on the container's interface."""
-    import yaml
+    from tests.composefile import load_compose
 
-    root = Path(__file__).resolve().parents[2]
-    flower = yaml.safe_load((root / "docker-compose.yml").read_text())["services"]["flower"]
+    flower = load_compose()["services"]["flower"]
     samples = {
         "broker_url": "amqp://collectq:a-long-rabbit-password@rabbitmq:5672//",
         "redis_url": "redis://:a-long-redis-password@redis:6379/0",
@@ -156,7 +155,7 @@ def test_compose_flower_runs_behind_basic_auth(monkeypatch, tmp_path: Path) -> N
         monkeypatch.setenv(var, str(value))
     settings = load_settings()
     access = flower_access(settings)
-    assert (settings.env, settings.flower_host) == ("staging", "0.0.0.0")
+    assert (settings.env, settings.flower_host) == ("prod", "0.0.0.0")
     assert (access.refusal, access.basic_auth) == (None, "ops:a-long-flower-password")
     assert flower["ports"] == ["127.0.0.1:5555:5555"]  # the host's loopback only
 

@@ -51,7 +51,7 @@ class CollectorTask(Task):  # type: ignore[type-arg]
         if isinstance(exc, HardTimeLimitExceeded) and len(args) == 2:
             with self.flask_app.app_context(), log_context(**task_fields(self.name, task_id)):
                 ctx = runtime()
-                if record_hard_time_limit(ctx, *args) == "final":  # the job's finalizer
+                if record_hard_time_limit(ctx, *args) == "announce":  # the job's finalizer
                     announce(self.app, args[0], timeout=ctx.settings.publish_timeout)
 
 
@@ -68,7 +68,7 @@ def run_collector(task: Task, job_id: str, collector: str) -> str:  # type: igno
     if isinstance(outcome, Retry):
         # max_retries=None: the attempt budget is ours (the store counts redeliveries too).
         raise task.retry(countdown=outcome.delay, max_retries=None, exc=outcome.error)
-    if outcome == "final":  # this delivery made the job final: its finalizer may run
+    if outcome == "announce":  # this delivery made the job final, and its finalizer is due
         announce(task.app, job_id, timeout=ctx.settings.publish_timeout)
     return outcome
 

@@ -263,7 +263,7 @@ def outage_delay(ctx: JobContext, deliveries: int) -> float:
 def record_hard_time_limit(ctx: JobContext, job_id: str, collector: str) -> str:
     """The hard time limit killed the process running `collector`: it fails with
     `time_limit` now, instead of staying `running` until the reaper notices.
-    Returns the store's outcome (`final`: this made the job final)."""
+    Returns the store's outcome (`final`/`announce`: this made the job final)."""
     spec = ctx.store.spec(job_id, collector)
     if spec is None:
         return "missing"

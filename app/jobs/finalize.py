@@ -1,9 +1,13 @@
-"""The finished outbox: every job that becomes final is announced at least once.
+"""The finished outbox: every job whose end has work to do is announced at least once.
 
 The store's scripts that make a job final (record, cancel, expire; `app.jobs.lua`)
-put its id into the zset ``p finished`` in the same atomic step. Whoever made the
-job final then publishes ``jobs.finished(job_id)`` on the ``webhooks`` queue
-(`announce`, best effort: a failed publish is only logged). The maintenance pass
+put its id into the zset ``p finished`` in the same atomic step. Record does so only
+for a job with a callback or a schedule (`app.jobs.lua.FINALIZER_FIELDS`) and then
+answers ``announce`` instead of ``final``: a plain job's finalizer would only remove
+its own entry, and skipping it saves a confirmed publish and a task per job
+(docs/decisions.md, "Performance: the worker side"). Cancel and expire, rare, always
+do. Whoever made the job final then publishes ``jobs.finished(job_id)`` on the
+``webhooks`` queue (`announce`, best effort: a failed publish is only logged). The maintenance pass
 (`republish_overdue`, on the reaper's beat tick) publishes again every entry
 older than ``FINISHED_GRACE``, so a lost publish (broker down, process killed
 between the script and the publish) delays the finalizer but never loses it.

@@ -24,7 +24,12 @@ from app.jobs.events import EMIT
 from app.rediskeys import WATCH_SEPARATOR
 from schemas.status import TERMINAL_COLLECTOR, TERMINAL_JOB, CollectorStatus, JobStatus
 
-__all__ = ["BEGIN", "CLOSE", "PUT_ARTIFACT", "REAP_CLAIM", "RECORD", "render"]
+__all__ = ["BEGIN", "CLOSE", "FINALIZER_FIELDS", "PUT_ARTIFACT", "REAP_CLAIM", "RECORD", "render"]
+
+# The job-hash fields that give a job's end work to do (`app.webhooks.finalize`: the
+# callback's deliveries, the schedule's change detection and run bookkeeping). RECORD
+# puts a job in the finished outbox only if it has one of them.
+FINALIZER_FIELDS = ("callback_url", "schedule_id")
 
 
 def _lua_str(value: str) -> str:
@@ -48,6 +53,7 @@ _VOCABULARY = {
     "J_FAILED": _lua_str(JobStatus.FAILED),
     "J_CANCELLED": _lua_str(JobStatus.CANCELLED),
     "SEP": _lua_str(WATCH_SEPARATOR),
+    "FINALIZER_FIELDS": "{" + ", ".join(_lua_str(f) for f in FINALIZER_FIELDS) + "}",
 }
 
 
@@ -98,7 +104,8 @@ end
 # member, queued-set prefix, now (epoch s, the outbox score).
 # Live events (app.jobs.events): KEYS[4] the job's stream, KEYS[5] the all-jobs stream,
 # ARGV[11] the owner-stream prefix.
-# Returns {outcome, job status}; outcome is ok | final | stale | missing.
+# Returns {outcome, job status}; outcome is ok | final | announce | stale | missing
+# (final: this made the job final; announce: that too, and its finalizer is due).
 RECORD = render(
     _SETS
     + EMIT
@@ -131,8 +138,14 @@ if not cterminal[new] then return {'ok', jstatus} end
 local final = finalize(key, now, ttl)
 if final then
   emit(key, KEYS[4], KEYS[5], ARGV[11], 'done', '', final, 0, now)  -- live events
-  -- the finished outbox (app.jobs.finalize): the job's end is announced at least once
-  redis.call('ZADD', KEYS[3], ARGV[10], redis.call('HGET', key, 'id'))
+  -- the finished outbox (app.jobs.finalize): a job whose end has work to do (a
+  -- callback, a schedule) is announced at least once; any other has no finalizer
+  for _, field in ipairs($FINALIZER_FIELDS) do
+    if redis.call('HEXISTS', key, field) == 1 then
+      redis.call('ZADD', KEYS[3], ARGV[10], redis.call('HGET', key, 'id'))
+      return {'announce', final}
+    end
+  end
   return {'final', final}
 end
 return {'ok', jstatus}

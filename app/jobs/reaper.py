@@ -175,7 +175,7 @@ def _resolve(rt: JobContext, celery: Celery, w: Watched, now: float, report: Rea
         if done.recorded:
             rt.observer.errored(w.collector, error.type)
             rt.observer.finished(w.collector, CollectorStatus.FAILED)
-        if done.outcome == "final":  # the job's finalizer (app.jobs.finalize)
+        if done.outcome == "announce":  # the job's finalizer (app.jobs.finalize)
             announce(celery, w.job_id, timeout=settings.publish_timeout)
         report.failed.append(member)
     elif decision == "requeue":

@@ -65,12 +65,14 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class Transition:
-    outcome: str  # ok | final | stale | missing
+    # ok | final (this made the job final) | announce (that too, and its finalizer is
+    # due: app.jobs.finalize) | stale | missing
+    outcome: str
     job_status: str
 
     @property
     def recorded(self) -> bool:
-        return self.outcome in ("ok", "final")
+        return self.outcome in ("ok", "final", "announce")
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,10 @@ log = logging.getLogger("collectq.webhooks")
 
 
 def _after_final(ctx: JobContext, envelope: dict[str, Any]) -> Any:
-    """THE place where other parts hook into a job's end, in this order (contract:
-    /work/briefs/i13-contract.md). Each call must be idempotent (this may run twice).
+    """THE place where other parts hook into a job's end, in this order. Each call must
+    be idempotent (this may run twice). A job reaches it only if it has a field of
+    `app.jobs.lua.FINALIZER_FIELDS` (or was cancelled or expired): a step that needs
+    another field needs it added there.
     Returns the change found by change detection (None: no change, or no schedule).
 
     (1) CHANGES: ``change = app.changes.record_run(ctx, envelope)`` if the job has a

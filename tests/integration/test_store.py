@@ -86,3 +86,29 @@ def test_finished_job_gets_the_retention_ttl_and_artifacts_are_raw(store: JobSto
 def test_unknown_job_records_nothing(store: JobStore) -> None:
     assert store.record("j_nope", "a", "succeeded", 1, {}).outcome == "missing"
     assert store.get("j_nope") is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "outcome"),
+    [
+        ({}, "final"),
+        ({"callback_url": "http://127.0.0.1:9/hook"}, "announce"),
+        ({"schedule_id": "s_1"}, "announce"),
+    ],
+)
+def test_only_a_job_whose_end_has_work_enters_the_finished_outbox(
+    store: JobStore, extra: dict[str, Any], outcome: str
+) -> None:
+    """A callback's deliveries or a schedule's bookkeeping need the finalizer; a plain
+    job's end has nothing to do, so it is neither queued for it nor announced."""
+    job = store.create(owner="o", target="a.org", collectors=["a"], options={}, labels={}, **extra)[
+        "id"
+    ]
+    done = store.record(job, "a", "succeeded", 1, {"data": {}})
+    assert (done.outcome, done.job_status, done.recorded) == (outcome, "succeeded", True)
+    in_outbox = store.redis.zscore(store.keys.finished, job) is not None
+    assert in_outbox == (outcome == "announce")
+    # a cancel (rare) is always announced, whatever the job carries
+    cancelled = _job(store, ["a"])
+    assert store.cancel(cancelled) == "cancelled"
+    assert store.redis.zscore(store.keys.finished, cancelled) is not None

@@ -16,9 +16,18 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from typing import Any
 
 from app.metrics_serve import mark_dead, process_registry, remove_multiproc_dir, serve_metrics
+
+# The gevent worker monkey-patches after the fork, and the master has imported `ssl` by then
+# (prometheus_client, the settings): gevent warns on every worker start. `ssl` is patched in
+# place, so what uses it through the module is patched; the modules gevent names as holding
+# unpatched names (redis.asyncio, jwt.jwks_client) are never used by collectq
+# (docs/decisions.md, "Scheduling: live events and waiting clients"). Forked workers inherit
+# this filter; every other warning still reaches the log.
+warnings.filterwarnings("ignore", message=r"Monkey-patching ssl after ssl has already been")
 
 __all__ = ["child_exit", "on_exit", "post_worker_init", "when_ready"]
 

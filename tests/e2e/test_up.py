@@ -121,6 +121,7 @@ def _assert_reads_well(output: str, logs: Path, api: str, flower: str) -> None:
         assert re.search(rf"^  {name} +{re.escape(url)}\b", banner, re.M), banner
     assert "superuser privileges" not in output  # said once in the banner, when root
     assert "[tasks]" not in output  # no Celery banner
+    assert "Warning" not in output  # e.g. gevent's ssl MonkeyPatchWarning at each API worker start
     for role in ["api", "worker-http", "worker-maintenance", "beat", "flower", "redis"]:
         assert (logs / f"{role}.log").stat().st_size > 0, role
     assert "collect.http@" in (logs / "worker-http.log").read_text()

@@ -246,12 +246,20 @@ def step_prometheus(stack: Stack) -> None:
         print(stack.logs(stack.of("prometheus")[0])[-3000:])
 
 
-def step_backup(stack: Stack) -> None:
-    files = stack.exec("backup", "ls", "/backups").split()
-    ok = any(f.startswith("redis-") for f in files) and any(
-        f.startswith("rabbitmq-") for f in files
+def _backups_done(files: list[str]) -> bool:
+    """A finished backup of each (a `.part` file is one still being written and checked)."""
+    return any(f.startswith("redis-") and f.endswith(".rdb") for f in files) and any(
+        f.startswith("rabbitmq-") and f.endswith(".json") for f in files
     )
-    row("scheduled backup (first run)", ok, " ".join(files) or "no files")
+
+
+def step_backup(stack: Stack) -> None:
+    deadline = time.monotonic() + 60
+    files = stack.exec("backup", "ls", "/backups").split()
+    while not _backups_done(files) and time.monotonic() < deadline:
+        time.sleep(2)
+        files = stack.exec("backup", "ls", "/backups").split()
+    row("scheduled backup (first run)", _backups_done(files), " ".join(files) or "no files")
 
 
 def main() -> int:

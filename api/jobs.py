@@ -8,11 +8,12 @@ from typing import Any
 
 from flask import Response, current_app, request, url_for
 from flask.views import MethodView
+from redis.exceptions import RedisError
 
 from api.identity import current_owner, owner_filter, requires
 from api.ratelimit import client_key
 from api.requests import Blueprint, request_id
-from app.errors import NotFound, ValidationFailed
+from app.errors import NotFound, QuotaExceeded, ValidationFailed
 from app.jobs import service
 from app.jobs.reuse import SUCCEEDED
 from app.jobs.store import ListFilter
@@ -73,6 +74,19 @@ def submit(data: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     return render(done.envelope), *answer_of(done)
 
 
+def _wait_after_submit(accepted: dict[str, Any], wait: float) -> tuple[dict[str, Any], int]:
+    """Wait as `GET ?wait=` does for a job just accepted (docs/decisions.md, "Performance:
+    submit and wait in one request"). The job is in the broker already, so nothing after
+    this point may turn the answer into an error a client would retry: with no wait slot
+    free (429) or Redis gone (503), the answer is the 202 it would have had."""
+    rt = runtime()
+    try:
+        envelope = service.wait_job(rt, accepted["id"], owner_filter(), wait, client=client_key())
+    except (QuotaExceeded, RedisError):
+        return accepted, 202
+    return render(envelope), (200 if rt.store.is_terminal(envelope["status"]) else 202)
+
+
 def answer_of(done: service.Submitted) -> tuple[int, dict[str, str]]:
     """Status and headers of a submit: 202 (accepted, poll the Location), 200 for a job
     reused because it succeeded recently (its result is final)."""
@@ -88,12 +102,13 @@ def answer_of(done: service.Submitted) -> tuple[int, dict[str, str]]:
 class Jobs(MethodView):
     @requires("jobs:write", "submit")
     @blp.arguments(JobRequestSchema)
+    @blp.arguments(WaitArgsSchema, location="query")
     @blp.response(202, EnvelopeSchema, description="Accepted; poll the Location")
     @blp.alt_response(
         200,
         schema=EnvelopeSchema,
         description="`max_age`: an identical job that succeeded recently, reused "
-        "(`Collectq-Reused: succeeded`)",
+        "(`Collectq-Reused: succeeded`); or, with `?wait=N`, the job ended within N s",
     )
     @blp.alt_response(
         422,
@@ -101,9 +116,16 @@ class Jobs(MethodView):
         "(type `idempotency_key_reused`, `errors` names `Idempotency-Key`)",
     )
     @blp.alt_response(503, description="Broker or Redis unreachable; retry after Retry-After")
-    def post(self, data: dict[str, Any]) -> Any:
-        """Submit a job: one target, one or more collectors."""
-        return submit(data)
+    def post(self, data: dict[str, Any], args: dict[str, Any]) -> Any:
+        """Submit a job: one target, one or more collectors.
+
+        `?wait=N` holds the answer up to N s (capped by the server) for the job to end:
+        200 with its final envelope, else 202 as without it.
+        """
+        envelope, status, headers = submit(data)
+        if args["wait"] > 0 and status == 202:
+            envelope, status = _wait_after_submit(envelope, args["wait"])
+        return envelope, status, headers
 
     @requires("jobs:read", "read")
     @blp.arguments(JobListArgsSchema, location="query")

@@ -305,7 +305,9 @@ class Options:
         "outlive its last run (a schedule idle longer starts from a new baseline)",
         min=60,
     )
-    max_wait: int = option(30, "cap of `?wait=` in seconds", min=0, max=300)
+    max_wait: int = option(
+        30, "cap of `?wait=` (`GET` and `POST /v1/jobs`) in seconds", min=0, max=300
+    )
     max_waits_per_client: int = option(
         16,
         "concurrent waiting requests — `?wait=` long-polls and event streams — per client "

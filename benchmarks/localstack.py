@@ -1,6 +1,6 @@
 """The service on loopback for the load benches (the locust run, the latency row).
 
-Its own RabbitMQ vhost and Redis key prefix, an admin key whose limits the load cannot
+Its own RabbitMQ vhost and Redis key prefix, a client's key whose limits the load cannot
 reach (rate limiting still runs), the API and one noop worker; everything is stopped and
 removed when the block ends.
 """

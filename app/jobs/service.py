@@ -285,8 +285,8 @@ def _withdraw(rt: JobContext, job_id: str, owner: str, idempotency_key: str | No
 
 def get_job(rt: JobContext, job_id: str, owner: str | None) -> dict[str, Any]:
     """The envelope; NotFound if missing or (when `owner` is set) someone else's."""
-    envelope = rt.store.get(job_id)
-    if envelope is None or (owner is not None and rt.store.owner_of(job_id) != owner):
+    envelope = rt.store.get(job_id, owner)
+    if envelope is None:
         raise NotFound(f"no job {job_id}")
     return envelope
 

@@ -246,10 +246,11 @@ class JobStore:
     def owner_of(self, job_id: str) -> str | None:
         return _s(cast(bytes | None, self.redis.hget(self.keys.job(job_id), "owner")))
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        """The result envelope, or None if there is no such job."""
+    def get(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The result envelope, or None if there is no such job (or, with `owner`, if it is
+        someone else's: one read either way)."""
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.job(job_id)))
-        if not raw:
+        if not raw or (owner is not None and raw.get(b"owner") != owner.encode()):
             return None
         return self._envelope({k.decode(): v.decode() for k, v in raw.items()})
 

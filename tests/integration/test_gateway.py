@@ -276,12 +276,14 @@ def test_config_agrees_with_the_api_settings() -> None:
     assert _option("max_body_bytes").default == 1024 * 1024
     assert "(1 MiB)" in problems  # the 413 page says it
 
-    # long-polls and event streams: the read timeout outlasts the longest the API may be
-    # silent (?wait= up to MAX_WAIT's maximum; keep-alive comments every EVENT_KEEPALIVE)
+    # long-polls, submits that wait (POST ?wait=, sent on by @api_no_retry) and event
+    # streams: the read timeout outlasts the longest the API may be silent (?wait= up to
+    # MAX_WAIT's maximum; keep-alive comments every EVENT_KEEPALIVE)
     longest = max(_option("max_wait").max or 0, _option("event_keepalive").max or 0)
     slow = [int(t.rstrip("s")) for t in _directive("proxy_read_timeout", routes)]
-    assert len(slow) == 2
+    assert len(slow) == 3
     assert min(slow) > longest
+    assert re.search(r"location @api_no_retry \{[^}]*proxy_read_timeout", routes)
 
     # the edge rate is above the API's per-client defaults together (a flood guard only)
     (rate,) = re.findall(r"rate=(\d+)r/s", http_conf)

@@ -69,6 +69,27 @@ def test_job_waits_queued_while_no_worker_then_completes(make_app, start_worker)
     assert _wait_terminal(client, location)["status"] == "succeeded"
 
 
+def test_submit_with_wait_answers_when_the_job_ends(make_app, start_worker) -> None:
+    client = make_app().test_client()
+    body = {"target": "example.org", "collectors": ["noop"]}
+    # no worker yet: the wait runs out and the answer is the 202 a submit always gives
+    pending = client.post("/v1/jobs?wait=0.5", json=body)
+    assert pending.status_code == 202, pending.json
+    assert pending.json["status"] == "queued"
+
+    start_worker()
+    assert _wait_terminal(client, pending.headers["Location"])["status"] == "succeeded"
+    done = client.post("/v1/jobs?wait=20", json={**body, "target": "b.example.org"})
+    assert done.status_code == 200, done.json
+    assert done.json["status"] == "succeeded"
+    assert done.json["results"]["noop"]["status"] == "succeeded"
+    assert done.headers["Location"] == f"/v1/jobs/{done.json['id']}"
+    assert client.get(done.headers["Location"]).json == done.json
+    bad = client.post("/v1/jobs?wait=-1", json=body)
+    assert bad.status_code == 422
+    assert "wait" in bad.json["errors"], bad.json
+
+
 def test_transient_failures_are_retried_and_counted(make_app, start_worker) -> None:
     start_worker()
     client = make_app().test_client()

@@ -123,6 +123,21 @@ def test_concurrent_waits_per_client_are_capped(make_app: Any, sleepers: _Sleepe
     assert client.get(f"{location}?wait=0.2").status_code == 200
 
 
+def test_a_submit_with_no_wait_slot_free_is_still_accepted(make_app: Any) -> None:
+    app = make_app(COLLECTQ_MAX_WAITS_PER_CLIENT="1")
+    client = app.test_client()
+    rt = runtime(app)
+    key = RedisKeys(rt.settings.redis_prefix).wait_slots(_client_id(app))
+    rt.redis.zadd(key, {"busy": time.time() + 30})  # the client's one slot is taken
+
+    started = time.monotonic()
+    resp = client.post("/v1/jobs?wait=5", json={"target": "example.org", "collectors": ["noop"]})
+    # the job is in the broker already: a 429 now would make the client submit it again
+    assert resp.status_code == 202, resp.get_json()
+    assert time.monotonic() - started < 2
+    assert client.get(resp.headers["Location"]).get_json()["status"] == "queued"
+
+
 def test_the_cap_is_shared_by_api_processes(make_app: Any, sleepers: _Sleepers) -> None:
     # two apps = two API processes on the same Redis and key prefix
     first = make_app(COLLECTQ_MAX_WAITS_PER_CLIENT="1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from typing import Any
 
@@ -27,6 +28,8 @@ from schemas.job import (
 )
 
 __all__ = ["REUSED_HEADER", "answer_of", "blp", "render", "submit"]
+
+log = logging.getLogger("collectq.api")
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Collection jobs")
 
@@ -82,7 +85,12 @@ def _wait_after_submit(accepted: dict[str, Any], wait: float) -> tuple[dict[str,
     rt = runtime()
     try:
         envelope = service.wait_job(rt, accepted["id"], owner_filter(), wait, client=client_key())
-    except (QuotaExceeded, RedisError):
+    except QuotaExceeded:
+        return accepted, 202
+    except RedisError:
+        log.warning(
+            "wait after submit broke off: Redis unreachable", extra={"job_id": accepted["id"]}
+        )
         return accepted, 202
     return render(envelope), (200 if rt.store.is_terminal(envelope["status"]) else 202)
 

@@ -16,7 +16,7 @@ Settings (environment; only COLLECTQ_API_KEY is required):
     COLLECTQ_LOAD_COLLECTORS  comma-separated collectors of each job (default dns: a cached
                               lookup is the lightest load a job puts on the outside world)
     COLLECTQ_LOAD_THINK       "min,max" seconds a user pauses between requests (default 1,3)
-    COLLECTQ_LOAD_WAIT        seconds of a long-poll, ?wait= (default 5)
+    COLLECTQ_LOAD_WAIT        seconds of a long-poll or a submit's ?wait= (default 5)
     COLLECTQ_LOAD_EVENTS      events read from a job's event stream before closing it
                               (default 20; the stream is closed after WAIT + 5 s anyway)
     COLLECTQ_LOAD_VERIFY_TLS  0: accept any TLS certificate (a staging gateway's own CA)
@@ -28,6 +28,8 @@ The mix (task weights; a user picks its next request with these odds):
             POST /v1/jobs [idempotent repeat]    1 in 10: one of the user's earlier keys and
                                                  bodies again; must answer the same job
     6       GET /v1/jobs/{id}                    poll one of the user's last 50 jobs
+    1       POST /v1/jobs?wait                   submit and wait for the end (200, or the
+                                                 202 after WAIT seconds)
     2       GET /v1/jobs/{id}?wait               long-poll the user's newest job
     1       GET /v1/jobs/{id}/events             its event stream until `done` or EVENTS
                                                  events; the time is the whole read
@@ -135,6 +137,11 @@ class CollectqClient(FastHttpUser):
         else:
             self._submit(body, None, "/v1/jobs")
 
+    @task(1)
+    def submit_and_wait(self) -> None:
+        path = f"/v1/jobs?wait={self.cfg.wait}"
+        self._submit(self._job(), None, "/v1/jobs?wait", path=path)
+
     @task(6)
     def poll(self) -> None:
         if not self.jobs:
@@ -186,11 +193,13 @@ class CollectqClient(FastHttpUser):
     def _get(self, path: str, name: str) -> Any:
         return self.client.get(path, name=name, headers=self.headers, catch_response=True)
 
-    def _submit(self, body: dict[str, Any], key: str | None, name: str, expect: str = "") -> str:
-        """POST one job; its id, or "" when it was not accepted."""
+    def _submit(
+        self, body: dict[str, Any], key: str | None, name: str, expect: str = "", path: str = ""
+    ) -> str:
+        """POST one job (to `path`, default /v1/jobs); its id, or "" when it was not accepted."""
         headers = {**self.headers, "Idempotency-Key": key} if key else self.headers
         with self.client.post(
-            "/v1/jobs", json=body, name=name, headers=headers, catch_response=True
+            path or "/v1/jobs", json=body, name=name, headers=headers, catch_response=True
         ) as resp:
             if not self._judge(resp, name, ok=(200, 202)):
                 return ""

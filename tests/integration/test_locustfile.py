@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 MIX = {
     "POST /v1/jobs",
     "POST /v1/jobs [idempotent repeat]",
+    "POST /v1/jobs?wait",
     "GET /v1/jobs/{id}",
     "GET /v1/jobs/{id}?wait",
     "GET /v1/jobs/{id}/events",

@@ -450,8 +450,9 @@ def request_once(port: int, method: str, path: str, body: Any, auth: dict[str, s
 
 
 def main(argv: list[str]) -> int:
-    """All benches; `python -m benchmarks api|ceilings|collectors|fanout|roundtrips` runs only
-    those, `locust` the load test (benchmarks.locustrun), `latency` the latency row alone."""
+    """All benches, the worker drains of benchmarks.drain last; `python -m benchmarks
+    api|ceilings|collectors|fanout|roundtrips` runs only those, `locust` the load test
+    (benchmarks.locustrun), `latency` the latency row alone."""
     from benchmarks.fanout import fanout_rows
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -488,7 +489,12 @@ def main(argv: list[str]) -> int:
     if argv == ["api"]:
         return _finish(rows, extra)
     more_rows, more = collector_rows()
-    return _finish(rows + more_rows + fanout_rows(), {**extra, **more})
+    rows += more_rows + fanout_rows()
+    from benchmarks.drain import TARGETS, drain_row
+
+    print("the worker alone: one worker per queue drains jobs queued before it...", flush=True)
+    extra["worker_drain"] = [drain_row(name) for name in TARGETS]
+    return _finish(rows, {**extra, **more})
 
 
 def _finish(rows: list[dict[str, Any]], extra: dict[str, Any]) -> int:
@@ -561,6 +567,11 @@ def _print(rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
         print(f"  Redis round trips per {kind}: {counts}")
     for k, v in extra.get("screenshot_memory", {}).items():
         print(f"  screenshot memory (process tree PSS): {k} = {v}")
+    for d in extra.get("worker_drain", []):  # benchmarks/drain.py
+        print(
+            f"  worker alone, {d['collector']}: {d['jobs_per_s']} jobs/s, "
+            f"{d['worker_cpu_ms_per_job']} ms CPU per job ({d['succeeded']}/{d['jobs']} succeeded)"
+        )
 
 
 if __name__ == "__main__":

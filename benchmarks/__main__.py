@@ -31,13 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 REDIS = os.environ.get("COLLECTQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP = os.environ.get("COLLECTQ_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+# Every gunicorn of the bench (bare Flask, the peer, ours) runs as `collectq api` does by
+# default: 2 gevent workers (API_WORKERS, API_WORKER_CLASS, API_CONNECTIONS).
 GUNICORN = [
     "--workers",
     "2",
     "--worker-class",
-    "gthread",
-    "--threads",
-    "8",
+    "gevent",
+    "--worker-connections",
+    "1000",
     "--log-level",
     "warning",
 ]
@@ -374,7 +376,7 @@ def api_rows(env: dict[str, str]) -> list[dict[str, Any]]:
     }
     rows: list[dict[str, Any]] = []
     bare_port, peer_port, ours_port = free_port(), free_port(), free_port()
-    print("submit: bare Flask, the peer, POST /v1/jobs (gunicorn 2x8 gthread, 16 clients, 5 s)")
+    print("submit: bare Flask, the peer, POST /v1/jobs (gunicorn 2 gevent, 16 clients, 5 s)")
     with process(
         _gunicorn(bare_port, "benchmarks.bare_flask:application"),
         env,

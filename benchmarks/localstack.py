@@ -50,7 +50,8 @@ class Stack:
 def local_stack(api: str = "collectq") -> Iterator[Stack]:
     """The service for the block. `api`: "collectq" runs `collectq api` as deployed (gevent
     workers: long-polls and event streams hold no thread); "bench" runs the gunicorn of
-    `python -m benchmarks` (2 x 8 gthread), for rows compared with that bench's."""
+    `python -m benchmarks` (2 gevent workers, no `collectq api` hooks), for rows compared
+    with that bench's."""
     prefix = f"bench{uuid.uuid4().hex[:6]}:"
     py = sys.executable
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ SUCCEEDED = "succeeded"
 RECENT = 8
 _ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 # One script call, not a MULTI of three commands: the same atomic write at less client CPU
-# (docs/decisions.md, "Performance: the submit path").
+# (docs/decisions.md, "Performance: submit and wait in one request").
 _REMEMBER = """
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]))

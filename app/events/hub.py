@@ -12,6 +12,10 @@ first and the hub's position fixed before it returns, so an event newer than tha
 arrives in the queue and an older one is in the history the caller reads next (duplicates
 are dropped by id: every stream shares the all-jobs stream's ids, `app.jobs.events`).
 
+The reader runs only while subscriptions exist: `LINGER` s after the last one left it stops
+(within `BLOCK_MS` more), and the next subscription starts it again from the stream's end, so
+a process nobody waits on neither reads nor parses every job's events.
+
 A subscription whose client reads too slowly (its queue full) is closed: its stream ends
 and the client resumes with ``Last-Event-ID``. Redis unreachable: the hub retries with
 backoff and resumes from its position (the stream kept the entries).
@@ -48,6 +52,9 @@ QUEUE_MAX = 1000  # events buffered per subscription before it is closed as too 
 # a few ms. Event streams (SSE) coalesce their own writes over a longer period
 # (`app.events.sse.WRITE_EVERY`): a long-poll is not held back for a stream's sake.
 TICK = 0.005
+# s: the reader stops after this long with no subscription (a client between two waits
+# does not restart it each time)
+LINGER = 10.0
 
 
 @dataclass(eq=False)
@@ -99,17 +106,28 @@ class Subscription:
 
 
 class EventHub:
-    """Fan-out of ``p ev-all`` to subscriptions; started by the first subscription."""
+    """Fan-out of ``p ev-all`` to subscriptions; its reader runs while any exists (and
+    `LINGER` s after)."""
 
-    def __init__(self, client: Callable[[], Redis], all_key: str) -> None:
+    def __init__(
+        self, client: Callable[[], Redis], all_key: str, *, linger: float = LINGER
+    ) -> None:
         self._client = client
         self.all_key = all_key
+        self._linger = linger
+        self._idle_since: float | None = None
         self._lock = threading.Lock()
         self._by_job: dict[str, set[Subscription]] = {}
         self._by_owner: dict[str, set[Subscription]] = {}
         self._everything: set[Subscription] = set()
         self._position: str | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def reading(self) -> bool:
+        """Whether the reader runs (it stops `linger` + up to BLOCK_MS after the last
+        subscription left)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def subscriptions(self) -> int:
@@ -125,9 +143,9 @@ class EventHub:
         self, *, job_id: str | None = None, owner: str | None = None
     ) -> Iterator[Subscription]:
         """A subscription for the block: a job's events, an owner's, or all (neither given)."""
-        self._start()
         sub = Subscription(job_id, owner)
-        with self._lock:
+        with self._lock:  # the reader stops only under this lock, seeing no subscription
+            self._start()
             self._slot(sub).add(sub)
         try:
             yield sub
@@ -147,21 +165,33 @@ class EventHub:
         return self._everything
 
     def _start(self) -> None:
-        """Fix the position (the stream's last id) and start the reader, once."""
+        """Unless it runs: fix the position (the stream's last id) and start the reader.
+        Called with the lock held, before the caller's subscription is added."""
         if self._thread is not None and self._thread.is_alive():
             return
+        last = cast(list[Any], self._client().xrevrange(self.all_key, count=1))
+        self._position = last[0][0].decode() if last else "0-0"
+        self._thread = threading.Thread(target=self._run, name="event-hub", daemon=True)
+        self._thread.start()
+
+    def _unwanted(self) -> bool:
+        """No subscription for `linger` s: the reader stops (the next subscription starts
+        another, from the stream's end then). A process nobody waits on reads nothing."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            if self._position is None:
-                last = cast(list[Any], self._client().xrevrange(self.all_key, count=1))
-                self._position = last[0][0].decode() if last else "0-0"
-            self._thread = threading.Thread(target=self._run, name="event-hub", daemon=True)
-            self._thread.start()
+            if self._by_job or self._by_owner or self._everything:
+                self._idle_since = None
+                return False
+            now = time.monotonic()
+            if self._idle_since is None:
+                self._idle_since = now
+            if now - self._idle_since < self._linger:
+                return False
+            self._thread = self._idle_since = None
+            return True
 
     def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._unwanted():
             if _SHUTTING_DOWN:
                 self.close_all()
             try:

@@ -129,3 +129,31 @@ def test_a_jobs_events_stream_live_resume_and_owner_scope(
         status, env, _ = api.call("GET", f"/v1/jobs/{slow['id']}?wait=8")
         assert (status, env["status"]) == (200, "succeeded")
         assert time.monotonic() - started < 6
+
+
+def test_the_hub_reads_only_while_someone_waits() -> None:
+    """The hub's reader (real Redis) stops after the last subscription leaves and starts
+    again, from the stream's end, with the next one: events written while nobody waited
+    are not read, and a later subscription hears the events after it."""
+    from app.events.hub import BLOCK_MS, EventHub
+
+    key = f"cq-test-hub:{time.time_ns()}"
+    client = redis.Redis.from_url(REDIS_URL)
+    hub = EventHub(lambda: client, key, linger=0.5)
+    try:
+        assert not hub.reading
+        with hub.subscribe(job_id="j_1") as sub:
+            assert hub.reading
+            client.xadd(key, {"job": "j_1", "owner": "o", "status": "running"})
+            assert [e.status for e in sub.take(5)] == ["running"]
+        deadline = time.monotonic() + 0.5 + BLOCK_MS / 1000 + 3
+        while hub.reading and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not hub.reading, "the reader kept reading with no subscription"
+        client.xadd(key, {"job": "j_1", "owner": "o", "status": "unheard"})
+        with hub.subscribe(job_id="j_1") as sub:
+            assert hub.reading
+            client.xadd(key, {"job": "j_1", "owner": "o", "status": "succeeded"})
+            assert [e.status for e in sub.take(5)] == ["succeeded"]
+    finally:
+        client.delete(key)

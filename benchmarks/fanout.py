@@ -6,7 +6,10 @@ fetches from a loopback server that answers every request after `DELAY` seconds
 jobs are queued first with no worker running, then the worker starts and drains
 them; fetches/s is measured over the drain (first collector start to last finish, from
 the job records) against the ideal C / DELAY. The worker's CPU time (user + system, its
-whole process tree, from /proc) over the drain gives the CPU cost per fetch.
+whole process tree, from /proc) over the drain gives the CPU cost per fetch. Then bare
+Celery drains the same (`benchmarks.bare_fetch`: a task per urllib3 GET, same pool,
+concurrency and prefetch): the floor one Celery task per fetch sets before anything
+collectq adds, and ours against it.
 Loopback only; bounded in jobs (`JOBS_PER_C` × C) and time (`DRAIN_SECONDS`).
 """
 
@@ -22,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+
+import redis
 
 __all__ = ["CONCURRENCIES", "delay_server", "fanout_rows", "main"]
 
@@ -170,24 +175,87 @@ def fanout_row(port: int, c: int) -> dict[str, Any]:
     }
 
 
+def bare_row(port: int, c: int) -> dict[str, Any]:
+    """The same drain by bare Celery (`benchmarks.bare_fetch`: a task per urllib3 GET)."""
+    from benchmarks.__main__ import AMQP, REDIS, drop_prefix, process, vhost
+    from benchmarks.bare_fetch import QUEUE, fetch, keys
+
+    n = JOBS_PER_C * c
+    url = f"http://127.0.0.1:{port}/"
+    prefix = f"benchbare{os.getpid()}-{c}:"
+    first, count, last = keys(prefix)
+    client = redis.Redis.from_url(REDIS)
+    with vhost() as vh:
+        broker = f"{AMQP}/{vh}"
+        env = {
+            "BENCH_BROKER_URL": broker,
+            "BENCH_REDIS_URL": REDIS,
+            "BENCH_PREFIX": prefix,
+            "BENCH_CONCURRENCY": str(c),
+        }
+        # this run's vhost, with the app's transport options (publisher confirms)
+        with fetch.app.connection_for_write(broker) as conn, conn.Producer() as producer:
+            for _ in range(n):
+                fetch.apply_async((url,), producer=producer)
+        argv = [
+            *(sys.executable, "-m", "celery", "-A", "benchmarks.bare_fetch", "worker"),
+            *("-Q", QUEUE, "-P", "threads", "-c", str(c), "--prefetch-multiplier", "4"),
+            *("-l", "WARNING", "--without-mingle"),
+        ]
+        try:
+            with process(argv, env, lambda: client.exists(count)) as proc:
+                cpu0, done0 = _tree_cpu_seconds(proc.pid), int(client.get(count) or 0)
+                deadline = time.monotonic() + DRAIN_SECONDS
+                while int(client.get(count) or 0) < n and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                done = int(client.get(count) or 0)
+                cpu = _tree_cpu_seconds(proc.pid) - cpu0
+            span = float(client.get(last) or 0) - float(client.get(first) or 0)
+        finally:
+            drop_prefix(prefix)
+    rate = done / span if span > 0 else 0.0
+    return {
+        "bench": f"fan-out C={c}, bare Celery",
+        "ours": round(rate, 1),
+        "baseline": round(c / DELAY, 1),
+        "ratio": round(rate * DELAY / c, 3),
+        "target": "—",
+        "jobs": n,
+        "done": done,
+        "worker_cpu_ms_per_fetch": round(cpu / (done - done0) * 1000, 2) if done > done0 else None,
+    }
+
+
 def fanout_rows(concurrencies: tuple[int, ...] = CONCURRENCIES) -> list[dict[str, Any]]:
+    """Per C: ours against the ideal, bare Celery against the ideal, ours against bare."""
     rows = []
     with delay_server(DELAY) as port:
         for c in concurrencies:
             print(
                 f"fan-out: one http worker, C={c}, {JOBS_PER_C * c} jobs queued first, "
-                f"target answers after {DELAY * 1000:.0f} ms...",
+                f"target answers after {DELAY * 1000:.0f} ms; then bare Celery the same...",
                 flush=True,
             )
-            rows.append(fanout_row(port, c))
-            r = rows[-1]
-            print(
-                f"  {r['ours']} fetches/s of ideal {r['baseline']} = {r['ratio']}; "
-                f"{r['done']}/{r['jobs']} done ({r['succeeded']} succeeded), "
-                f"worker CPU {r['worker_cpu_ms_per_fetch']} ms per fetch",
-                flush=True,
-            )
+            ours, bare = fanout_row(port, c), bare_row(port, c)
+            rows += [ours, bare, _versus(ours, bare, c)]
+            for r in (ours, bare):
+                print(
+                    f"  {r['bench']}: {r['ours']} fetches/s of ideal {r['baseline']} = "
+                    f"{r['ratio']}; {r['done']}/{r['jobs']} done, "
+                    f"worker CPU {r['worker_cpu_ms_per_fetch']} ms per fetch",
+                    flush=True,
+                )
     return rows
+
+
+def _versus(ours: dict[str, Any], bare: dict[str, Any], c: int) -> dict[str, Any]:
+    return {
+        "bench": f"fan-out C={c}, ours/bare",
+        "ours": ours["ours"],
+        "baseline": bare["ours"],
+        "ratio": round(ours["ours"] / bare["ours"], 3) if bare["ours"] else 0.0,
+        "target": "—",
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -82,7 +82,11 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         redis=redis,
         store=JobStore(
-            redis, settings.redis_prefix, settings.job_ttl, queued_grace=settings.reap_queued_after
+            redis,
+            settings.redis_prefix,
+            settings.job_ttl,
+            queued_grace=settings.reap_queued_after,
+            deadline=settings.job_deadline,
         ),
         registry=registry,
         policy=network_policy(settings),

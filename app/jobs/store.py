@@ -124,10 +124,16 @@ class JobStore:
         ttl: int = 7 * 24 * 3600,
         *,
         queued_grace: float = 300.0,
+        deadline: int | None = None,
     ) -> None:
         self.redis = redis
         self.keys = RedisKeys(prefix)
-        self.ttl = ttl
+        self.ttl = ttl  # kept after a job ends (every final transition sets it)
+        # A job not ended yet keeps its record until the reaper ends it at its deadline
+        # (JOB_DEADLINE, at most JOB_TTL; None: as long as that), however late the reaper
+        # runs, and JOB_TTL after that: it never vanishes unended (docs/decisions.md,
+        # "Reliability: a record outlives its job's deadline").
+        self.live_ttl = ttl + (ttl if deadline is None else deadline)
         self.queued_grace = queued_grace
         self.artifacts = ArtifactStore(redis, self.keys, ttl)
         self._record = redis.register_script(lua.RECORD)
@@ -201,8 +207,8 @@ class JobStore:
         args = {
             "fields": {k: str(v) for k, v in fields.items()},
             "id": job_id,
-            "ttl": self.ttl,
-            "floor": id_floor("j_", time.time() - self.ttl),
+            "ttl": self.live_ttl,
+            "floor": id_floor("j_", time.time() - self.live_ttl),
             "watch": [watch_member(job_id, name) for name in collectors],
             "due": repr(time.time() + self.queued_grace),
             "queued_at": repr(time.time()),

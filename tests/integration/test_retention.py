@@ -73,3 +73,16 @@ def test_listing_stays_correct_after_expiry(prefix) -> None:
     assert cursor is None
     index = cast(list[bytes], long.redis.zrange(f"{prefix}idx:alice", 0, -1))
     assert sorted(i.decode() for i in index) == sorted(kept)  # expired ids left the index
+
+
+def test_a_job_not_ended_keeps_its_record_past_job_ttl_until_it_ends(prefix) -> None:
+    """However late the reaper ends a job at its deadline, the record is still there to
+    end: JOB_DEADLINE + JOB_TTL while it runs, JOB_TTL once it ended."""
+    store = JobStore(redis.Redis.from_url(REDIS_URL), prefix, ttl=100, deadline=60)
+    job = _job(store)
+    key = store.keys.job(job)
+    assert 150 < store.redis.ttl(key) <= 160
+    assert store.expire(job, "not finished within 60s") == "expired"
+    assert 90 < store.redis.ttl(key) <= 100
+    # and without a deadline given, as long as the longest one allowed (JOB_TTL)
+    assert 190 < store.redis.ttl(store.keys.job(_job(_store(prefix, 100)))) <= 200

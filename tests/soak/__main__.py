@@ -19,7 +19,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tests.conftest import ROOT
 from tests.soak.checks import (
@@ -135,7 +135,8 @@ def run(stack: Stack, targets: Targets, params: dict[str, Any], seconds: int) ->
     checks = [
         Check("every accepted job terminal", jobs["stuck"] == 0 and jobs["lost"] == 0,
               f"{jobs['terminal']} of {jobs['accepted']} (drain {drain_s:.0f} s)"),
-        Check("none lost (record gone before it ended)", jobs["lost"] == 0, str(jobs["lost"])),
+        Check("none lost (record gone before it ended)", jobs["lost"] == 0,
+              "; ".join([str(jobs["lost"]), *cast(list[str], jobs["unaccounted"])])),
         Check("no collector with two recorded results", jobs["duplicated"] == 0,
               str(jobs["duplicated"])),
         Check("none stuck (not terminal after the drain)", jobs["stuck"] == 0, str(jobs["stuck"])),

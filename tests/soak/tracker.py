@@ -108,6 +108,13 @@ class Tracker:
     def summary(self) -> dict[str, object]:
         with self.lock:
             jobs = list(self.jobs.values())
+            # the jobs to look up in the logs when a check fails
+            unaccounted = [
+                f"{job_id} ({j.kind}, accepted at {j.accepted_at:.1f} s"
+                + (f", gone at {j.vanished_at:.1f} s)" if j.vanished_at else ")")
+                for job_id, j in self.jobs.items()
+                if j.status is None
+            ]
         statuses = Counter(j.status or ("lost" if j.vanished_at else "stuck") for j in jobs)
         attempts: Counter[int] = Counter()
         for j in jobs:
@@ -120,6 +127,7 @@ class Tracker:
             "duplicated": sum(j.duplicated for j in jobs),
             "reaper_requeued": sum(j.requeued for j in jobs),
             "statuses": dict(statuses),
+            "unaccounted": unaccounted[:20],
             "attempts": dict(sorted(attempts.items())),
             "errors": dict(Counter(e for j in jobs for e in j.errors).most_common()),
             "by_kind": {

@@ -159,7 +159,9 @@ return {'ok', jstatus}
 # died without recording anything (worker killed, process crashed): it counts
 # as a redelivery, and past the limit the collector is not run again.
 # Live events (app.jobs.events): KEYS[3] the job's stream, KEYS[4] the all-jobs stream,
-# ARGV[8] the owner-stream prefix.
+# ARGV[8] the owner-stream prefix. ARGV[9]: the record's TTL while the job runs
+# (`JobStore.live_ttl`), set again at each start: a collector that starts late still ends
+# with the record there.
 # Returns {outcome, attempt}: ok | limit | done | missing; `ok` adds the job's target,
 # options JSON and owner (what the run needs: no second round trip to read them).
 BEGIN = render(
@@ -180,6 +182,7 @@ if cur == $C_RUNNING then
   if crashes > maxr then return {'limit', attempt} end
 end
 redis.call('HSET', key, 's:' .. c, $C_RUNNING, 'a:' .. c, attempt, 'r:' .. c, res)
+redis.call('EXPIRE', key, tonumber(ARGV[9]))
 emit(key, KEYS[3], KEYS[4], ARGV[8], 'state', c, $C_RUNNING, attempt, now)  -- live events
 if redis.call('HGET', key, 'status') == $J_QUEUED then
   redis.call('HSET', key, 'status', $J_RUNNING, 'started_at', now)

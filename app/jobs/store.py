@@ -129,10 +129,10 @@ class JobStore:
         self.redis = redis
         self.keys = RedisKeys(prefix)
         self.ttl = ttl  # kept after a job ends (every final transition sets it)
-        # A job not ended yet keeps its record until the reaper ends it at its deadline
-        # (JOB_DEADLINE, at most JOB_TTL; None: as long as that), however late the reaper
-        # runs, and JOB_TTL after that: it never vanishes unended (docs/decisions.md,
-        # "Reliability: a record outlives its job's deadline").
+        # A job not ended yet keeps its record this long from its creation and from each
+        # collector's start (JOB_DEADLINE, at most JOB_TTL; None: as long as that), however
+        # late the reaper ends it, and JOB_TTL once it ended: it does not vanish unended
+        # (docs/decisions.md, "Reliability: a record outlives its job's deadline").
         self.live_ttl = ttl + (ttl if deadline is None else deadline)
         self.queued_grace = queued_grace
         self.artifacts = ArtifactStore(redis, self.keys, ttl)
@@ -425,6 +425,7 @@ class JobStore:
                     watch_member(job_id, collector),
                     self.keys.queued_prefix,
                     self.keys.owner_events_prefix,  # live events
+                    self.live_ttl,
                 ],
             ),
         )

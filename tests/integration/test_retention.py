@@ -86,3 +86,12 @@ def test_a_job_not_ended_keeps_its_record_past_job_ttl_until_it_ends(prefix) -> 
     assert 90 < store.redis.ttl(key) <= 100
     # and without a deadline given, as long as the longest one allowed (JOB_TTL)
     assert 190 < store.redis.ttl(store.keys.job(_job(_store(prefix, 100)))) <= 200
+
+
+def test_a_collector_that_starts_late_finds_its_record_kept_from_its_start(prefix) -> None:
+    store = JobStore(redis.Redis.from_url(REDIS_URL), prefix, ttl=100, deadline=60)
+    job = _job(store)
+    key = store.keys.job(job)
+    store.redis.expire(key, 5)  # as if it had waited in the queue nearly that long
+    assert store.begin(job, "a", heartbeat_timeout=30, max_redeliveries=3).outcome == "ok"
+    assert 150 < store.redis.ttl(key) <= 160

@@ -359,10 +359,13 @@ def _gunicorn(port: int, app: str) -> list[str]:
     return [sys.executable, "-m", "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app]
 
 
-def _celery_worker(app: str, queue: str) -> list[str]:
+def celery_worker(
+    app: str, queue: str, concurrency: str = WORKER_CONCURRENCY, *extra: str
+) -> list[str]:
+    """A baseline's Celery worker (threads pool), as collectq's worker runs."""
     return [
         *(sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue),
-        *("-P", "threads", "-c", WORKER_CONCURRENCY, "-l", "WARNING", "--without-mingle"),
+        *("-P", "threads", "-c", concurrency, "-l", "WARNING", "--without-mingle", *extra),
     ]
 
 
@@ -394,7 +397,7 @@ def api_rows(env: dict[str, str]) -> list[dict[str, Any]]:
         print("poll: the peer's GET (one Redis hash read) vs GET /v1/jobs/{id}", flush=True)
         peer_poll, peer_poll_t = poll_rate(peer_port, peer_job, {})
         print("end to end: the peer (submit, then poll every 10 ms)...", flush=True)
-        with process(_celery_worker("benchmarks.peer", "peer"), peer_env, lambda: True):
+        with process(celery_worker("benchmarks.peer", "peer"), peer_env, lambda: True):
             time.sleep(3)  # no readiness probe; the warm-up absorbs the rest
             peer_e2e, peer_e2e_t = e2e_peer(peer_port)
     with process(_gunicorn(ours_port, "app.wsgi:application"), env, http_ready(ours_port)):
@@ -430,7 +433,7 @@ def api_rows(env: dict[str, str]) -> list[dict[str, Any]]:
             )
     print("end to end: bare Celery apply_async → get...", flush=True)
     bare_env = {"BENCH_BROKER_URL": broker, "BENCH_RESULT_URL": REDIS.rsplit("/", 1)[0] + "/15"}
-    with process(_celery_worker("benchmarks.bare_celery", "bare"), bare_env, lambda: True):
+    with process(celery_worker("benchmarks.bare_celery", "bare"), bare_env, lambda: True):
         time.sleep(3)  # no cheap readiness probe without a result; the warm-up absorbs the rest
         bare_e2e, bare_e2e_t = e2e_bare(bare_env)
     rows.append(_row("e2e vs bare (jobs/s)", ours_e2e, bare_e2e, 0.7, ours_e2e_t, bare_e2e_t))

@@ -177,7 +177,7 @@ def fanout_row(port: int, c: int) -> dict[str, Any]:
 
 def bare_row(port: int, c: int) -> dict[str, Any]:
     """The same drain by bare Celery (`benchmarks.bare_fetch`: a task per urllib3 GET)."""
-    from benchmarks.__main__ import AMQP, REDIS, drop_prefix, process, vhost
+    from benchmarks.__main__ import AMQP, REDIS, celery_worker, drop_prefix, process, vhost
     from benchmarks.bare_fetch import QUEUE, fetch, keys
 
     n = JOBS_PER_C * c
@@ -197,11 +197,8 @@ def bare_row(port: int, c: int) -> dict[str, Any]:
         with fetch.app.connection_for_write(broker) as conn, conn.Producer() as producer:
             for _ in range(n):
                 fetch.apply_async((url,), producer=producer)
-        argv = [
-            *(sys.executable, "-m", "celery", "-A", "benchmarks.bare_fetch", "worker"),
-            *("-Q", QUEUE, "-P", "threads", "-c", str(c), "--prefetch-multiplier", "4"),
-            *("-l", "WARNING", "--without-mingle"),
-        ]
+        # the http queue's prefetch (app.options.POOL_DEFAULTS)
+        argv = celery_worker("benchmarks.bare_fetch", QUEUE, str(c), "--prefetch-multiplier", "4")
         try:
             with process(argv, env, lambda: client.exists(count)) as proc:
                 cpu0, done0 = _tree_cpu_seconds(proc.pid), int(client.get(count) or 0)
